@@ -1,0 +1,238 @@
+"""The canonical night: nine modalities at fixed rates, one row per 30-s epoch.
+
+A :class:`Night` holds each available modality as ``(n_epochs, samples_per_epoch)`` float32 in
+physical units (µV for biopotentials, % for SpO2, seconds for IBI, arbitrary units for breathing
+signals), a per-epoch validity mask, the stage labels, metadata and provenance. Robust per-night
+scaling is applied on the way into the model (:meth:`Night.model_inputs`) so that displays keep
+physical units.
+
+Nights are stored on disk as a folder of ``.npy`` arrays plus ``night.json`` so that cohort stores
+can memory-map them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from .modalities import EPOCH_SECONDS, MODALITIES, SFREQ, UNITS, samples_per_epoch
+from .stages import STAGE_NAMES, UNSCORED
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class NightMeta:
+    """Who and where a night comes from. Unknown values are ``None``."""
+
+    night_id: str
+    subject: str | None = None
+    site: str | None = None
+    age: float | None = None  # years
+    sex: str | None = None  # "M" or "F"
+
+
+@dataclass
+class Provenance:
+    """How one canonical modality was obtained."""
+
+    modality: str
+    source: str  # channel label, or e.g. "derived from ECG 'ECG II' (R-peaks, sleepecg)"
+    original_sfreq: float | None  # Hz, rate in the file
+    unit_in: str  # dimension as written in the file
+    unit_scale: float  # multiplier applied to reach the canonical unit
+    reader: str  # "pyedflib", "mne", "wfdb", "derived"
+    method: str = ""  # resampling / derivation method
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Night:
+    """A canonical night.
+
+    Attributes
+    ----------
+    meta : NightMeta
+    signals : dict[str, np.ndarray]
+        Modality -> ``(n_epochs, samples_per_epoch(modality))`` float32, physical units, NaN where
+        missing. Only available modalities have a key.
+    epoch_valid : dict[str, np.ndarray]
+        Modality -> ``(n_epochs,)`` bool: the epoch has a usable signal.
+    stages : np.ndarray
+        ``(n_epochs,)`` int8, W=0 N1=1 N2=2 N3=3 REM=4 unscored=-1.
+    """
+
+    meta: NightMeta
+    signals: dict[str, np.ndarray]
+    epoch_valid: dict[str, np.ndarray]
+    stages: np.ndarray
+    provenance: dict[str, Provenance] = field(default_factory=dict)
+    start_time: datetime | None = None
+    source_file: str = ""
+    warnings: list[str] = field(default_factory=list)
+    hypnogram_source: str = ""
+
+    def __post_init__(self) -> None:
+        n = len(self.stages)
+        for m, x in self.signals.items():
+            if m not in SFREQ:
+                raise ValueError(f"unknown modality {m!r}")
+            if x.shape != (n, samples_per_epoch(m)):
+                raise ValueError(
+                    f"{m}: shape {x.shape} does not match ({n}, {samples_per_epoch(m)})"
+                )
+            if m not in self.epoch_valid:
+                self.epoch_valid[m] = np.isfinite(x).any(axis=1)
+
+    # --- derived views -----------------------------------------------------------------------
+    @property
+    def n_epochs(self) -> int:
+        return int(len(self.stages))
+
+    @property
+    def duration_s(self) -> float:
+        return self.n_epochs * EPOCH_SECONDS
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """Available modalities in canonical order."""
+        return tuple(m for m in MODALITIES if m in self.signals and self.epoch_valid[m].any())
+
+    def availability(self) -> np.ndarray:
+        """``(n_epochs, 9)`` bool, columns in :data:`MODALITIES` order."""
+        out = np.zeros((self.n_epochs, len(MODALITIES)), dtype=bool)
+        for j, m in enumerate(MODALITIES):
+            if m in self.epoch_valid:
+                out[:, j] = self.epoch_valid[m]
+        return out
+
+    def stage_counts(self) -> dict[str, int]:
+        s = self.stages
+        counts = {name: int((s == code).sum()) for code, name in enumerate(STAGE_NAMES)}
+        counts["unscored"] = int((s == UNSCORED).sum())
+        return counts
+
+    def model_inputs(
+        self, modalities: tuple[str, ...] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Robustly scaled inputs for the model.
+
+        Each modality is scaled per night by its median and IQR over valid samples, NaN set to 0.
+
+        Returns
+        -------
+        inputs : dict[str, np.ndarray]
+            Modality -> ``(n_epochs, spe)`` float32.
+        valid : dict[str, np.ndarray]
+            Modality -> ``(n_epochs,)`` bool.
+        """
+        from .signals import robust_scale
+
+        wanted = self.modalities if modalities is None else modalities
+        inputs, valid = {}, {}
+        for m in wanted:
+            if m not in self.signals:
+                continue
+            x = np.asarray(self.signals[m], dtype=np.float32)
+            ok = self.epoch_valid[m]
+            if not ok.any():
+                continue
+            scaled, _, _ = robust_scale(x, np.broadcast_to(ok[:, None], x.shape))
+            scaled = np.nan_to_num(np.clip(scaled, -20, 20), nan=0.0).astype(np.float32)
+            scaled[~ok] = 0.0
+            inputs[m] = scaled
+            valid[m] = ok.copy()
+        return inputs, valid
+
+    def summary(self) -> dict:
+        """A JSON-ready description (what ``s2v info --json`` prints); no identifying fields."""
+        mods = {}
+        for m in MODALITIES:
+            if m in self.signals:
+                prov = self.provenance.get(m)
+                mods[m] = {
+                    "available": bool(self.epoch_valid[m].any()),
+                    "valid_fraction": round(float(self.epoch_valid[m].mean()), 4) if self.n_epochs else 0.0,
+                    "source": prov.source if prov else "",
+                    "original_sfreq": prov.original_sfreq if prov else None,
+                    "sfreq": SFREQ[m],
+                    "unit_in": prov.unit_in if prov else "",
+                    "unit": UNITS[m],
+                    "unit_scale": prov.unit_scale if prov else 1.0,
+                    "reader": prov.reader if prov else "",
+                    "method": prov.method if prov else "",
+                    "warnings": list(prov.warnings) if prov else [],
+                }
+            else:
+                mods[m] = {"available": False}
+        return {
+            "night_id": self.meta.night_id,
+            "source_file": self.source_file,
+            "start_time": self.start_time.isoformat() if self.start_time else None,
+            "duration_s": self.duration_s,
+            "n_epochs": self.n_epochs,
+            "modalities": mods,
+            "available": list(self.modalities),
+            "metadata": asdict(self.meta),
+            "hypnogram": self.hypnogram_source or None,
+            "stage_counts": self.stage_counts(),
+            "warnings": list(self.warnings),
+        }
+
+    # --- storage -------------------------------------------------------------------------------
+    def save(self, folder: str | Path) -> Path:
+        """Write ``folder/<modality>.npy``, ``valid.npy``, ``stages.npy`` and ``night.json``."""
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        for m, x in self.signals.items():
+            np.save(out / f"{m}.npy", np.ascontiguousarray(x, dtype=np.float32))
+        np.save(out / "valid.npy", self.availability())
+        np.save(out / "stages.npy", self.stages.astype(np.int8))
+        doc = {
+            "format_version": FORMAT_VERSION,
+            "meta": asdict(self.meta),
+            "provenance": {m: asdict(p) for m, p in self.provenance.items()},
+            "start_time": self.start_time.isoformat() if self.start_time else None,
+            "source_file": self.source_file,
+            "hypnogram_source": self.hypnogram_source,
+            "warnings": self.warnings,
+            "modalities": sorted(self.signals, key=MODALITIES.index),
+        }
+        (out / "night.json").write_text(json.dumps(doc, indent=1))
+        return out
+
+    @classmethod
+    def load(cls, folder: str | Path, *, mmap: bool = True) -> Night:
+        """Read a night written by :meth:`save`; arrays are memory-mapped by default."""
+        src = Path(folder)
+        doc = json.loads((src / "night.json").read_text())
+        if doc.get("format_version") != FORMAT_VERSION:
+            raise ValueError(
+                f"{src}: night format {doc.get('format_version')}, this version reads {FORMAT_VERSION}"
+            )
+        mode = "r" if mmap else None
+        avail = np.load(src / "valid.npy")
+        signals = {m: np.load(src / f"{m}.npy", mmap_mode=mode) for m in doc["modalities"]}
+        valid = {m: avail[:, MODALITIES.index(m)].copy() for m in signals}
+        start = doc.get("start_time")
+        return cls(
+            meta=NightMeta(**doc["meta"]),
+            signals=signals,
+            epoch_valid=valid,
+            stages=np.load(src / "stages.npy"),
+            provenance={m: Provenance(**p) for m, p in doc["provenance"].items()},
+            start_time=datetime.fromisoformat(start) if start else None,
+            source_file=doc.get("source_file", ""),
+            warnings=doc.get("warnings", []),
+            hypnogram_source=doc.get("hypnogram_source", ""),
+        )
+
+
+def n_epochs_for(duration_s: float) -> int:
+    """Whole 30-s epochs in a recording of ``duration_s`` seconds (a partial last epoch is dropped)."""
+    return int(math.floor(duration_s / EPOCH_SECONDS + 1e-9))
