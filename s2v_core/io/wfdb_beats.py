@@ -1,0 +1,273 @@
+"""PhysioNet WFDB beat annotations (e.g. MIT-BIH slpdb ``.ecg``) -> canonical IBI epochs."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from pathlib import Path
+
+import numpy as np
+
+from s2v_core.errors import InputFileError
+from s2v_core.modalities import EPOCH_SECONDS, SFREQ
+from s2v_core.signals.cardio import ibi_from_beats
+from s2v_core.signals.resampling import epoch_matrix
+
+logger = logging.getLogger(__name__)
+
+BEAT_SYMBOLS = frozenset("NLRBAaJSVrFejnE/fQ?")
+"""WFDB annotation codes that mark a heartbeat; everything else (rhythm, noise...) is dropped."""
+
+NORMAL_BEATS = frozenset("NLRej")
+"""Normally conducted beats: normal, bundle-branch block, atrial/nodal escape."""
+
+_FILE_SUFFIXES = {".hea", ".dat", ".ecg", ".atr", ".qrs", ".st", ".ann"}
+_DEMOGRAPHICS = re.compile(r"^\s*(?P<age>\d+(?:\.\d+)?|x|\?)\s+(?P<sex>[MFmfx?])(?:\s|$)")
+
+
+@dataclass
+class WfdbBeats:
+    """Beat annotations of one WFDB record, with the header's demographics."""
+
+    record: str
+    """Record name, e.g. ``"slp01a"``."""
+    fs: float
+    """Sampling rate of the annotated signal in Hz."""
+    beat_times_s: np.ndarray
+    """(n_beats,) float64 beat times in seconds from the record start."""
+    symbols: np.ndarray
+    """(n_beats,) str beat codes (``"N"``, ``"V"``, ``"S"``...)."""
+    duration_s: float
+    """Record length in seconds (signal length / fs)."""
+    age: float | None
+    """Age in years from the header comment; None when unknown (``"x"``)."""
+    sex: str | None
+    """``"M"`` or ``"F"``; None when unknown."""
+    start_time: datetime | None
+    """Record start (date and time) when the header has both, else None."""
+    start_clock: time | None = None
+    """Time of day of the record start, also when the header has no date."""
+
+    @property
+    def normal(self) -> np.ndarray:
+        """(n_beats,) bool: True for normally conducted beats (N, L, R, e, j)."""
+        return np.isin(self.symbols, list(NORMAL_BEATS))
+
+    @property
+    def mean_heart_rate_bpm(self) -> float:
+        """Beats per minute between the first and the last beat (NaN with < 2 beats)."""
+        if self.beat_times_s.size < 2:
+            return float("nan")
+        span = float(self.beat_times_s[-1] - self.beat_times_s[0])
+        return 60.0 * (self.beat_times_s.size - 1) / span if span > 0 else float("nan")
+
+
+def _record_base(path: str | Path) -> tuple[Path, str]:
+    """Record base path (no suffix) and the annotator extension to read."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix in _FILE_SUFFIXES:
+        extension = "ecg" if suffix in {".hea", ".dat", ".st"} else suffix[1:]
+        return p.with_suffix(""), extension
+    return p, "ecg"
+
+
+def _parse_demographics(comments: list[str]) -> tuple[float | None, str | None]:
+    """Age and sex from the last header comment shaped like ``"44 M 89 32-01-89"``."""
+    for line in reversed(comments):
+        m = _DEMOGRAPHICS.match(line)
+        if m:
+            age_text, sex_text = m.group("age"), m.group("sex").upper()
+            age = float(age_text) if age_text not in {"x", "?"} else None
+            sex = sex_text if sex_text in {"M", "F"} else None
+            return age, sex
+    return None, None
+
+
+@dataclass
+class _Header:
+    """The few header fields we use (wfdb's Record, or our tolerant fallback parse)."""
+
+    record_name: str
+    fs: float
+    sig_len: int | None
+    base_time: time | None
+    base_date: date | None
+    comments: list[str]
+
+
+def _read_header(wfdb_module, base: Path, header_path: Path) -> _Header:
+    """``wfdb.rdheader``; when it fails (e.g. a 2-digit year "20/7/89"), a tolerant parse."""
+    try:
+        rec = wfdb_module.rdheader(str(base))
+        header = _Header(
+            record_name=str(rec.record_name or base.name),
+            fs=float(rec.fs or 0.0),
+            sig_len=int(rec.sig_len) if rec.sig_len else None,
+            base_time=rec.base_time,
+            base_date=rec.base_date,
+            comments=list(rec.comments or []),
+        )
+    except Exception as err:  # wfdb raises many types for malformed headers
+        logger.debug("wfdb.rdheader failed on %s (%s); parsing it ourselves", header_path, err)
+        header = _parse_header_text(header_path, err)
+    if not header.fs > 0:
+        raise InputFileError(header_path, f"WFDB header has no valid sampling rate ({header.fs})")
+    return header
+
+
+def _parse_header_text(header_path: Path, original: Exception) -> _Header:
+    """Parse the record line and comments of a ``.hea`` file (fallback for wfdb)."""
+    problem = f"cannot read the WFDB header: {original}"
+    try:
+        lines = header_path.read_text(encoding="latin-1").splitlines()
+    except OSError as err:
+        raise InputFileError(header_path, f"cannot read the WFDB header: {err}") from err
+    comments = [ln.strip()[1:].strip() for ln in lines if ln.strip().startswith("#")]
+    records = [ln.split() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+    if not records or len(records[0]) < 3:
+        raise InputFileError(header_path, problem)
+    tokens = records[0]
+    try:
+        fs = float(re.split(r"[/(]", tokens[2])[0])
+        sig_len = int(tokens[3]) if len(tokens) > 3 else None
+        base_time = _parse_clock(tokens[4]) if len(tokens) > 4 else None
+        base_date = _parse_date(tokens[5]) if len(tokens) > 5 else None
+    except ValueError as err:
+        raise InputFileError(header_path, f"{problem}; fallback parse failed: {err}") from err
+    return _Header(tokens[0].split("/")[0], fs, sig_len, base_time, base_date, comments)
+
+
+def _parse_clock(text: str) -> time:
+    parts = [float(p) for p in text.split(":")]
+    while len(parts) < 3:
+        parts.insert(0, 0.0)
+    hours, minutes, seconds = parts
+    return time(int(hours), int(minutes), int(seconds), int(round((seconds % 1) * 1e6)) % 1_000_000)
+
+
+def _parse_date(text: str) -> date:
+    for fmt in ("%d/%m/%Y", "%d/%m/%y"):
+        try:
+            return datetime.strptime(text, fmt).date()
+        except ValueError:
+            continue
+    raise ValueError(f"unrecognised date {text!r} (expected DD/MM/YYYY)")
+
+
+def read_wfdb_beats(path: str | Path) -> WfdbBeats:
+    """Read beat annotations and header of a WFDB record.
+
+    Parameters
+    ----------
+    path : str or Path
+        The annotation file (``slp01a.ecg``; ``.atr``/``.qrs`` are read with that annotator)
+        or the record base name (``slp01a``) or its ``.hea``.
+
+    Returns
+    -------
+    WfdbBeats
+        Only beat annotations are kept (rhythm, noise and comment annotations are dropped).
+
+    Raises
+    ------
+    InputFileError
+        If the header or the annotation file is missing or cannot be parsed, or the file
+        holds no beat annotation.
+
+    Examples
+    --------
+    >>> beats = read_wfdb_beats("../shared/data/slpdb/slp01a.ecg")  # doctest: +SKIP
+    >>> beats.age, beats.sex, round(beats.mean_heart_rate_bpm)  # doctest: +SKIP
+    (44.0, 'M', 65)
+    """
+    import wfdb  # imported here: keeps package import light
+
+    base, extension = _record_base(path)
+    header_path = base.with_name(f"{base.name}.hea")
+    ann_path = base.with_name(f"{base.name}.{extension}")
+    for needed, what in ((header_path, "WFDB header"), (ann_path, "beat annotation file")):
+        if not needed.is_file():
+            raise InputFileError(needed, f"{what} not found (looked for {needed})")
+    header = _read_header(wfdb, base, header_path)
+    try:
+        ann = wfdb.rdann(str(base), extension)
+    except Exception as err:
+        raise InputFileError(ann_path, f"cannot read the WFDB annotations: {err}") from err
+
+    fs = float(ann.fs) if ann.fs else float(header.fs)
+    symbols = np.asarray(ann.symbol if ann.symbol is not None else [], dtype=str)
+    samples = np.asarray(ann.sample, dtype=np.int64)
+    is_beat = np.isin(symbols, list(BEAT_SYMBOLS))
+    order = np.argsort(samples[is_beat], kind="stable")
+    beat_times = samples[is_beat][order] / fs
+    beat_symbols = symbols[is_beat][order]
+    if beat_times.size == 0:
+        raise InputFileError(
+            ann_path,
+            f"no beat annotations in the file (expected codes such as N, V, S; "
+            f"found {sorted(set(symbols.tolist()))})",
+        )
+    if header.sig_len:
+        duration = header.sig_len / header.fs
+    else:
+        duration = float(beat_times[-1]) + 1.0
+        logger.warning("%s: header has no signal length; using the last beat time", header_path)
+    if beat_times[-1] > duration + 1.0:
+        logger.warning(
+            "%s: beats run past the record end (%.0f s > %.0f s)",
+            ann_path,
+            beat_times[-1],
+            duration,
+        )
+    age, sex = _parse_demographics(header.comments)
+    start_time = (
+        datetime.combine(header.base_date, header.base_time or time(0))
+        if header.base_date is not None
+        else None
+    )
+    logger.debug("%s: %d beats over %.0f s", base.name, beat_times.size, duration)
+    return WfdbBeats(
+        record=header.record_name,
+        fs=fs,
+        beat_times_s=beat_times,
+        symbols=beat_symbols,
+        duration_s=float(duration),
+        age=age,
+        sex=sex,
+        start_time=start_time,
+        start_clock=header.base_time,
+    )
+
+
+def beats_to_ibi(beats: WfdbBeats, n_epochs: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Canonical IBI epochs from beat annotations.
+
+    Intervals touching a non-normal beat (anything but N, L, R, e, j) are invalid and are
+    interpolated over when short (see :func:`s2v_core.signals.ibi_from_beats`).
+
+    Parameters
+    ----------
+    beats : WfdbBeats
+        From :func:`read_wfdb_beats`.
+    n_epochs : int, optional
+        Number of 30-s epochs; default ``floor(duration_s / 30)``.
+
+    Returns
+    -------
+    ibi : np.ndarray, shape (n_epochs, 120), float32
+        Inter-beat interval in seconds at 4 Hz; NaN where invalid.
+    valid : np.ndarray, shape (n_epochs, 120), bool
+    """
+    if n_epochs is None:
+        n_epochs = int(np.floor(beats.duration_s / EPOCH_SECONDS + 1e-9))
+    sfreq = SFREQ["ibi"]
+    series, ok = ibi_from_beats(
+        beats.beat_times_s, n_epochs * EPOCH_SECONDS, out_sfreq=sfreq, beat_ok=beats.normal
+    )
+    ibi = epoch_matrix(series, sfreq, n_epochs)
+    valid = np.zeros(ibi.size, dtype=bool)
+    valid[: ok.size] = ok[: ibi.size]
+    return ibi, valid.reshape(ibi.shape)
