@@ -117,12 +117,24 @@ class Night:
         counts["unscored"] = int((s == UNSCORED).sum())
         return counts
 
+    def scaling_stats(self) -> dict[str, tuple[float, float]]:
+        """Per-modality ``(median, IQR)`` over valid samples: the robust per-night scaling."""
+        from .signals import robust_scale
+
+        stats = {}
+        for m, x in self.signals.items():
+            ok = self.epoch_valid[m]
+            if not ok.any():
+                continue
+            rows = np.asarray(x[ok], dtype=np.float32)
+            _, med, iqr = robust_scale(rows[:: max(1, len(rows) // 400)])  # <= 400 epochs suffice
+            stats[m] = (float(med), float(iqr) if iqr > 0 else 1.0)
+        return stats
+
     def model_inputs(
         self, modalities: tuple[str, ...] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """Robustly scaled inputs for the model.
-
-        Each modality is scaled per night by its median and IQR over valid samples, NaN set to 0.
+        """Robustly scaled inputs for the model (see :func:`apply_scaling`).
 
         Returns
         -------
@@ -131,21 +143,14 @@ class Night:
         valid : dict[str, np.ndarray]
             Modality -> ``(n_epochs,)`` bool.
         """
-        from .signals import robust_scale
-
+        stats = self.scaling_stats()
         wanted = self.modalities if modalities is None else modalities
         inputs, valid = {}, {}
         for m in wanted:
-            if m not in self.signals:
+            if m not in stats:
                 continue
-            x = np.asarray(self.signals[m], dtype=np.float32)
             ok = self.epoch_valid[m]
-            if not ok.any():
-                continue
-            scaled, _, _ = robust_scale(x, np.broadcast_to(ok[:, None], x.shape))
-            scaled = np.nan_to_num(np.clip(scaled, -20, 20), nan=0.0).astype(np.float32)
-            scaled[~ok] = 0.0
-            inputs[m] = scaled
+            inputs[m] = apply_scaling(self.signals[m], *stats[m], ok)
             valid[m] = ok.copy()
         return inputs, valid
 
@@ -231,6 +236,21 @@ class Night:
             warnings=doc.get("warnings", []),
             hypnogram_source=doc.get("hypnogram_source", ""),
         )
+
+
+def apply_scaling(
+    x: np.ndarray, median: float, iqr: float, valid: np.ndarray | None = None, clip: float = 20.0
+) -> np.ndarray:
+    """``(x - median) / iqr`` clipped to +-``clip``, NaN and invalid epochs set to 0, float32.
+
+    ``x`` is ``(n_epochs, spe)`` (or any slice of epochs); ``valid`` is ``(n_epochs,)`` bool.
+    """
+    out = (np.asarray(x, dtype=np.float32) - np.float32(median)) / np.float32(iqr if iqr > 0 else 1.0)
+    np.clip(out, -clip, clip, out=out)
+    np.nan_to_num(out, copy=False, nan=0.0)
+    if valid is not None:
+        out[~np.asarray(valid, bool)] = 0.0
+    return out
 
 
 def n_epochs_for(duration_s: float) -> int:

@@ -28,8 +28,11 @@ _LABELS: dict[str, int] = {
     "sleep stage w": W, "sleep stage 1": N1, "sleep stage 2": N2, "sleep stage 3": N3,
     "sleep stage 4": N3, "sleep stage r": REM, "sleep stage n1": N1, "sleep stage n2": N2,
     "sleep stage n3": N3, "sleep stage ?": UNSCORED, "movement time": UNSCORED,
-    # NSRR EventConcept text (the part before "|")
-    "wake": W, "stage 1 sleep": N1, "stage 2 sleep": N2, "stage 3 sleep": N3,
+    "sleep stage n4": N3, "sleep stage rem": REM, "sleep stage wake": W,
+    "stage n4": N3, "stage wake": W, "stage 0": W, "s0": W, "nrem 1": N1, "nrem 2": N2,
+    "nrem 3": N3, "nrem 4": N3, "paradoxical sleep": REM,
+    # NSRR EventConcept text (the part before "|"); "wake" is listed above
+    "stage 1 sleep": N1, "stage 2 sleep": N2, "stage 3 sleep": N3,
     "stage 4 sleep": N3, "rem sleep": REM, "unscored": UNSCORED, "movement": UNSCORED,
     # unscored / artefact markers
     "?": UNSCORED, "mt": UNSCORED, "m": UNSCORED, "u": UNSCORED, "unknown": UNSCORED,

@@ -9,6 +9,21 @@ import numpy as np
 import pyedflib
 
 
+def _bound(v: float, *, down: bool) -> float:
+    """A value beyond ``v`` (in the given direction) that fits the 8-character EDF field."""
+    for digits in range(7, 0, -1):
+        text = f"{v:.{digits}g}"
+        if "e" in text:
+            text = f"{v:.{digits}f}"
+        if len(text) <= 8:
+            b = float(text)
+            step = 10 ** (np.floor(np.log10(abs(v) + 1e-30)) - digits + 1)
+            b = b - step if (down and b > v) else b + step if (not down and b < v) else b
+            if len(f"{b:.{digits}g}") <= 8 and "e" not in f"{b:.{digits}g}":
+                return float(f"{b:.{digits}g}")
+    return float(np.floor(v)) if down else float(np.ceil(v))
+
+
 def write_edf(
     path: Path,
     channels: dict[str, tuple[np.ndarray, float, str]],
@@ -32,7 +47,7 @@ def write_edf(
             pad = 0.05 * (hi - lo)
             headers.append({
                 "label": lab, "dimension": dim, "sample_frequency": fs,
-                "physical_min": float(np.floor(lo - pad)), "physical_max": float(np.ceil(hi + pad)),
+                "physical_min": _bound(lo - pad, down=True), "physical_max": _bound(hi + pad, down=False),
                 "digital_min": -32768 if file_type != pyedflib.FILETYPE_BDFPLUS else -8388608,
                 "digital_max": 32767 if file_type != pyedflib.FILETYPE_BDFPLUS else 8388607,
                 "transducer": "", "prefilter": "",
