@@ -8,6 +8,7 @@ used are reported so nothing is guessed silently.
 
 from __future__ import annotations
 
+import csv
 import math
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def read_metadata_csv(path: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
     p = Path(path)
     try:
         raw = pd.read_csv(p, sep=None, engine="python", dtype=str)
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+    except (OSError, csv.Error, pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise InputFileError(p, f"cannot read metadata CSV: {exc}") from None
     lower = {c.lower().strip(): c for c in raw.columns}
     used: dict[str, str] = {}
