@@ -1,0 +1,314 @@
+"""Safe checkpoints: weights in safetensors, configs and scalars in JSON, never pickle.
+
+A checkpoint is a directory::
+
+    model.safetensors        model weights
+    config.json              {"format_version", "kind", "model", "head"?, "step", "extra"}
+    optimizer.safetensors    optional: optimizer state tensors
+    optimizer.json           optional: optimizer scalars and structure, tensors by reference
+
+``load_checkpoint`` rebuilds the model from ``config.json`` alone, checks every tensor name
+and shape before loading, and refuses pickled files outright.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from s2v_core.errors import S2VError
+from s2v_core.model.config import FORMAT_VERSION, ConfigError, HeadConfig, ModelConfig
+from s2v_core.model.fusion import Sleep2VecClassifier
+from s2v_core.model.sleep2vec import Sleep2Vec
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+OPTIMIZER_TENSORS_FILE = "optimizer.safetensors"
+OPTIMIZER_STATE_FILE = "optimizer.json"
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle")
+KINDS = ("pretrain", "classifier")
+_TOP_KEYS = ("format_version", "kind", "model", "head", "step", "extra")
+_MAX_LISTED = 5
+
+
+class CheckpointError(S2VError):
+    """A checkpoint cannot be written or read; the message names the file and the problem."""
+
+
+def _refuse_pickles(path: Path) -> None:
+    candidates = [path] if path.is_file() else sorted(path.iterdir()) if path.is_dir() else []
+    pickled = [p.name for p in candidates if p.suffix.lower() in PICKLE_SUFFIXES]
+    if pickled:
+        raise CheckpointError(
+            f"{path}: refusing to read pickled file(s) {', '.join(pickled)}; pickles can run "
+            f"arbitrary code. sleep2vec checkpoints store weights in {WEIGHTS_FILE} and "
+            f"settings in {CONFIG_FILE}"
+        )
+
+
+def flatten_state(obj: Any, prefix: str = "") -> tuple[Any, dict[str, torch.Tensor]]:
+    """Split a nested state (dicts, lists, tuples, scalars, tensors) into JSON plus tensors.
+
+    Tensors are replaced by ``{"__tensor__": key}`` and collected under ``key``; dicts become
+    ``{"__dict__": [[key, value], ...]}`` (keeping integer keys) and tuples
+    ``{"__tuple__": [...]}``, so :func:`unflatten_state` restores the exact structure.
+
+    Raises
+    ------
+    CheckpointError
+        On a value that is neither of those types, naming its path.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+
+    def walk(value: Any, path: str) -> Any:
+        if isinstance(value, torch.Tensor):
+            tensors[path] = value.detach().cpu().contiguous()
+            return {"__tensor__": path}
+        if isinstance(value, dict):
+            for k in value:
+                if not isinstance(k, str | int) or isinstance(k, bool):
+                    raise CheckpointError(f"cannot store state key {k!r} at {path or 'top'}")
+            return {
+                "__dict__": [
+                    [k, walk(v, f"{path}.{k}" if path else str(k))] for k, v in value.items()
+                ]
+            }
+        if isinstance(value, list | tuple):
+            items = [walk(v, f"{path}.{i}") for i, v in enumerate(value)]
+            return {"__tuple__": items} if isinstance(value, tuple) else items
+        if value is None or isinstance(value, bool | int | float | str):
+            return value
+        raise CheckpointError(
+            f"cannot store {type(value).__name__} at {path or 'top'} without pickle"
+        )
+
+    return walk(obj, prefix), tensors
+
+
+def unflatten_state(data: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Inverse of :func:`flatten_state`."""
+    if isinstance(data, list):
+        return [unflatten_state(v, tensors) for v in data]
+    if isinstance(data, dict):
+        if set(data) == {"__tensor__"}:
+            if data["__tensor__"] not in tensors:
+                raise CheckpointError(
+                    f"optimizer state refers to missing tensor {data['__tensor__']!r}"
+                )
+            return tensors[data["__tensor__"]]
+        if set(data) == {"__tuple__"}:
+            return tuple(unflatten_state(v, tensors) for v in data["__tuple__"])
+        if set(data) == {"__dict__"}:
+            return {k: unflatten_state(v, tensors) for k, v in data["__dict__"]}
+        raise CheckpointError(f"unexpected object in optimizer state: keys {sorted(data)}")
+    return data
+
+
+def save_checkpoint(
+    directory: str | Path,
+    model: Sleep2Vec | Sleep2VecClassifier,
+    config: ModelConfig,
+    *,
+    extra: dict[str, Any] | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    step: int | None = None,
+) -> Path:
+    """Write ``model`` (and optionally ``optimizer``) to ``directory`` without pickle.
+
+    Parameters
+    ----------
+    directory : str or Path
+        Created if needed; existing checkpoint files in it are overwritten.
+    model : Sleep2Vec or Sleep2VecClassifier
+        Its kind ("pretrain" or "classifier") is recorded; a classifier's head config too.
+    config : ModelConfig
+        The backbone configuration the model was built from.
+    extra : dict, optional
+        JSON-serialisable metadata (training data, metrics, EMA flag...).
+    optimizer : torch.optim.Optimizer, optional
+        Its state dict is stored as safetensors tensors plus JSON.
+    step : int, optional
+        Training step, stored in ``config.json``.
+
+    Returns
+    -------
+    Path
+        The checkpoint directory.
+    """
+    directory = Path(directory)
+    if config.to_dict() != model.config.to_dict():
+        raise CheckpointError("the config given differs from the model's own config")
+    kind = "classifier" if isinstance(model, Sleep2VecClassifier) else "pretrain"
+    meta: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "model": config.to_dict(),
+    }
+    if isinstance(model, Sleep2VecClassifier):
+        meta["head"] = model.head_config.to_dict()
+    meta["step"] = step
+    meta["extra"] = extra or {}
+    try:
+        config_text = json.dumps(meta, indent=2, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"extra metadata is not JSON-serialisable: {err}") from None
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(
+        state,
+        str(directory / WEIGHTS_FILE),
+        metadata={"format_version": str(FORMAT_VERSION), "kind": kind},
+    )
+    (directory / CONFIG_FILE).write_text(config_text + "\n", encoding="utf-8")
+    if optimizer is not None:
+        structure, tensors = flatten_state(optimizer.state_dict(), "optimizer")
+        save_file(tensors, str(directory / OPTIMIZER_TENSORS_FILE))
+        (directory / OPTIMIZER_STATE_FILE).write_text(json.dumps(structure), encoding="utf-8")
+    logger.info("saved %s checkpoint (%d tensors) to %s", kind, len(state), directory)
+    return directory
+
+
+def read_checkpoint_config(directory: str | Path) -> dict[str, Any]:
+    """Read and validate ``config.json``; returns it with ``model`` (and ``head``) as configs."""
+    directory = Path(directory)
+    _refuse_pickles(directory)
+    path = directory / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{directory}: not a sleep2vec checkpoint (no {CONFIG_FILE})")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format {version}, this version reads {FORMAT_VERSION}"
+        )
+    unknown = sorted(set(meta) - set(_TOP_KEYS))
+    if unknown:
+        raise CheckpointError(
+            f"{path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(_TOP_KEYS)}"
+        )
+    if meta.get("kind") not in KINDS:
+        raise CheckpointError(f"{path}: kind {meta.get('kind')!r}; allowed: {', '.join(KINDS)}")
+    try:
+        meta["model"] = ModelConfig.from_dict(meta.get("model"))
+        if meta["kind"] == "classifier":
+            meta["head"] = HeadConfig.from_dict(meta.get("head", {}))
+    except (ConfigError, TypeError) as err:
+        raise CheckpointError(f"{path}: {err}") from None
+    if not isinstance(meta.get("extra", {}), dict):
+        raise CheckpointError(f"{path}: 'extra' must be a JSON object")
+    meta.setdefault("extra", {})
+    meta.setdefault("step", None)
+    return meta
+
+
+def _check_tensors(model: nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = [k for k in expected if k not in tensors]
+    unexpected = [k for k in tensors if k not in expected]
+    wrong = [
+        f"{k}: file {tuple(tensors[k].shape)}, model {shape}"
+        for k, shape in expected.items()
+        if k in tensors and tuple(tensors[k].shape) != shape
+    ]
+    problems = []
+    for label, items in (
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("shape mismatch", wrong),
+    ):
+        if items:
+            more = f" (+{len(items) - _MAX_LISTED} more)" if len(items) > _MAX_LISTED else ""
+            problems.append(f"{label}: {'; '.join(items[:_MAX_LISTED])}{more}")
+    if problems:
+        raise CheckpointError(
+            f"{path}: weights do not fit the model in {CONFIG_FILE}: " + " | ".join(problems)
+        )
+    not_float = [k for k, v in tensors.items() if not v.is_floating_point()]
+    if not_float:
+        raise CheckpointError(f"{path}: non-float tensors {', '.join(not_float[:_MAX_LISTED])}")
+
+
+def load_checkpoint(
+    directory: str | Path, *, device: str | torch.device = "cpu"
+) -> tuple[Sleep2Vec | Sleep2VecClassifier, ModelConfig, dict[str, Any]]:
+    """Rebuild and load a checkpoint written by :func:`save_checkpoint`.
+
+    Parameters
+    ----------
+    directory : str or Path
+        Checkpoint directory. A pickled file (``*.pt``, ``*.pth``, ``*.ckpt``, ``*.bin``...) or a
+        directory containing one is refused.
+    device : str or torch.device
+        Where to put the weights; "auto" picks CUDA when available, else the CPU.
+
+    Returns
+    -------
+    model : Sleep2Vec or Sleep2VecClassifier
+        In eval mode.
+    config : ModelConfig
+    extra : dict
+        The metadata given to :func:`save_checkpoint`.
+
+    Raises
+    ------
+    CheckpointError
+        Pickled files, missing files, wrong format version, unknown config keys, or weights whose
+        names or shapes do not match the model the config describes.
+    """
+    directory = Path(directory)
+    meta = read_checkpoint_config(directory)
+    weights_path = directory / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise CheckpointError(f"{directory}: missing {WEIGHTS_FILE}")
+    try:
+        tensors = load_file(str(weights_path), device="cpu")
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{weights_path}: cannot read weights ({err})") from None
+    config: ModelConfig = meta["model"]
+    with torch.device("meta"):  # no allocation or random init before the weights arrive
+        if meta["kind"] == "classifier":
+            model: nn.Module = Sleep2VecClassifier(config, meta["head"])
+        else:
+            model = Sleep2Vec(config)
+    _check_tensors(model, tensors, weights_path)
+    model.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True, assign=True)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device).eval()
+    logger.info("loaded %s checkpoint from %s", meta["kind"], directory)
+    return model, config, meta["extra"]
+
+
+def load_optimizer_state(directory: str | Path, optimizer: torch.optim.Optimizer) -> int | None:
+    """Restore ``optimizer`` from a checkpoint saved with one; returns the saved step."""
+    directory = Path(directory)
+    meta = read_checkpoint_config(directory)
+    tensor_path, state_path = directory / OPTIMIZER_TENSORS_FILE, directory / OPTIMIZER_STATE_FILE
+    if not (tensor_path.is_file() and state_path.is_file()):
+        raise CheckpointError(f"{directory}: no optimizer state ({OPTIMIZER_STATE_FILE})")
+    try:
+        tensors = load_file(str(tensor_path), device="cpu")
+        structure = json.loads(state_path.read_text(encoding="utf-8"))
+    except (SafetensorError, OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{directory}: cannot read optimizer state ({err})") from None
+    try:
+        optimizer.load_state_dict(unflatten_state(structure, tensors))
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(
+            f"{directory}: optimizer state does not fit this optimizer ({err})"
+        ) from None
+    return meta["step"]
