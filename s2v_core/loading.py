@@ -210,9 +210,11 @@ def _read_mapped(
             store(m, x_c, Provenance(m, label, orig, info.dimension, scale, reader, method, unit_warn))
         del x
 
+    peaks = None
+    if ecg_native is not None and (("ibi" in wanted and "ibi" not in signals) or "resp" in wanted):
+        peaks = sig.detect_rpeaks(*ecg_native)
     if "ibi" in wanted and "ibi" not in signals and ecg_native is not None:
         x, fs = ecg_native
-        peaks = sig.detect_rpeaks(x, fs)
         ibi, ok = sig.ibi_from_beats(peaks / fs, duration_s)
         label = cmap.channel_for("ecg")
         store(
@@ -230,7 +232,6 @@ def _read_mapped(
                 break
         if src is None and ecg_native is not None:
             x, fs = ecg_native
-            peaks = sig.detect_rpeaks(x, fs)
             src = (
                 sig.resp_from_ecg(x, fs, peaks, duration_s),
                 f"derived from ECG {cmap.channel_for('ecg')!r}",
@@ -263,17 +264,27 @@ def _stages_for(
         except Exception as exc:  # annotations are optional; a broken channel must not block signals
             warnings.append(f"EDF+ annotations could not be read: {exc}")
             return np.full(n_epochs, UNSCORED, np.int8), ""
-        if len(texts):
+        stage_like = [t for t in texts if _is_stage_label(t)]
+        if stage_like:  # annotations that are only events (apneas, lights) are not a hypnogram
             try:
                 hyp = hyp_io.hypnogram_from_annotations(onsets, durations, texts, source=str(path))
             except Exception as exc:
-                warnings.append(f"EDF+ annotations hold no usable stages ({exc})")
+                warnings.append(f"EDF+ stage annotations could not be used ({exc})")
                 return np.full(n_epochs, UNSCORED, np.int8), ""
             if (hyp.stages >= 0).any():
                 hyp = hyp.aligned(n_epochs, allow_mismatch=True)
                 warnings.extend(f"hypnogram: {w}" for w in hyp.warnings)
                 return hyp.stages.astype(np.int8), f"{path.name} (EDF+ annotations)"
     return np.full(n_epochs, UNSCORED, np.int8), ""
+
+
+def _is_stage_label(text: str) -> bool:
+    from .stages import label_to_stage
+
+    try:
+        return label_to_stage(text) >= 0
+    except KeyError:
+        return False
 
 
 def load_wfdb_night(path: str | Path, *, meta: NightMeta | None = None) -> Night:
