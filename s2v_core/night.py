@@ -46,7 +46,7 @@ class Provenance:
     original_sfreq: float | None  # Hz, rate in the file
     unit_in: str  # dimension as written in the file
     unit_scale: float  # multiplier applied to reach the canonical unit
-    reader: str  # "pyedflib", "mne", "wfdb", "derived"
+    reader: str  # "pyedflib", "mne", "native" (EDF+D), "wfdb", "derived"
     method: str = ""  # resampling / derivation method
     warnings: list[str] = field(default_factory=list)
 
