@@ -387,6 +387,11 @@ def prepare_store(
     return run
 
 
+def _text(value) -> str | None:
+    """A manifest text cell, or None when empty or missing (pandas 2 and 3 read blanks differently)."""
+    return value if isinstance(value, str) and value else None
+
+
 class CohortStore:
     """Read access to a prepared store; nights are memory-mapped.
 
@@ -458,6 +463,7 @@ class CohortStore:
         return StoreEntry(
             **{f.name: r[f.name] for f in fields(StoreEntry)}
             | {"age": _number(r["age"]), "ahi": _number(r["ahi"]), "n_epochs": int(r["n_epochs"])}
+            | {k: _text(r[k]) for k in ("subject", "site", "sex")}
         )
 
     def nights(self, split: str | None = None) -> list[str]:
