@@ -1,0 +1,292 @@
+"""Does the embedding space encode *where* a night was recorded? And does that hurt?
+
+* :func:`site_probe`: cross-validated classifier predicting the site from embeddings;
+  the normalised shortcut score is 0 at chance and 1 when site is perfectly decodable
+  (lower is better: DASH-InfoNCE aims to remove this cue).
+* :func:`leave_one_site_out`: staging quality on a site never seen in training.
+* :func:`mean_ci_over_seeds` / :func:`summarise_over_seeds`: report a number over seeds
+  (for example DASH vs plain InfoNCE) with a t-interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.base import BaseEstimator, clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from s2v_core.evaluation.staging import cohort_metrics
+
+logger = logging.getLogger(__name__)
+
+PROBE_METHODS: tuple[str, ...] = ("logistic", "knn")
+
+
+def _probe_estimator(method: str, seed: int) -> BaseEstimator:
+    # Standardising inside the pipeline fits the scaler on training folds only.
+    if method == "logistic":
+        clf: BaseEstimator = LogisticRegression(max_iter=2000, random_state=seed)
+    elif method == "knn":
+        clf = KNeighborsClassifier(n_neighbors=15)
+    else:
+        raise ValueError(f"unknown method {method!r}; allowed: {', '.join(PROBE_METHODS)}")
+    return make_pipeline(StandardScaler(), clf)
+
+
+def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean per-site recall over the sites present in ``y_true`` (sklearn's definition)."""
+    _, true_idx = np.unique(y_true, return_inverse=True)
+    hits = np.bincount(true_idx, weights=(y_pred == y_true).astype(np.float64))
+    return float(np.mean(hits / np.bincount(true_idx)))
+
+
+def probe_folds(
+    sites: Any, *, groups: Any = None, n_splits: int = 5, seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified (and, with ``groups``, grouped) cross-validation folds for the site probe.
+
+    Parameters
+    ----------
+    sites : array_like, shape (n,)
+        Site label of each sample.
+    groups : array_like, shape (n,), optional
+        Subject ids: all samples of one subject land in the same fold, so the probe can
+        never recognise a subject instead of a site.
+    n_splits : int
+        Requested folds; lowered to the number of subjects (or of samples of the rarest
+        site without groups) when there are fewer.
+    seed : int
+        Shuffling seed.
+
+    Returns
+    -------
+    list of (train_idx, test_idx)
+        Integer index arrays; every sample is in exactly one test fold.
+    """
+    y = np.asarray(sites)
+    if groups is None:
+        _, counts = np.unique(y, return_counts=True)
+        k = min(n_splits, int(counts.min()))
+        if k < 2:
+            raise ValueError("every site needs at least 2 samples for cross-validation")
+        cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+        return [(tr, te) for tr, te in cv.split(np.zeros(y.size), y)]
+    g = np.asarray(groups)
+    if g.shape != y.shape:
+        raise ValueError(f"groups must have shape {y.shape}, got {g.shape}")
+    k = min(n_splits, np.unique(g).size)
+    if k < 2:
+        raise ValueError("grouped cross-validation needs at least 2 distinct subjects")
+    cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        folds = [(tr, te) for tr, te in cv.split(np.zeros(y.size), y, g)]
+    for w in caught:  # e.g. a site with fewer subjects than folds: expected, not alarming
+        logger.info("site probe folds: %s", w.message)
+    return folds
+
+
+def site_probe(
+    embeddings: Any,
+    sites: Any,
+    *,
+    groups: Any = None,
+    method: str = "logistic",
+    n_splits: int = 5,
+    seed: int = 0,
+    estimator: BaseEstimator | None = None,
+) -> dict[str, Any]:
+    """How well the recording site can be decoded from embeddings (lower is better).
+
+    Parameters
+    ----------
+    embeddings : array_like of float, shape (n, d)
+        One embedding per night (or per epoch, then pass ``groups``).
+    sites : array_like, shape (n,)
+        Site label of each row; at least two sites.
+    groups : array_like, shape (n,), optional
+        Subject ids for grouped cross-validation (no subject in both train and test).
+    method : {"logistic", "knn"}
+        Probe: standardised features then logistic regression or 15-nearest-neighbours.
+    n_splits : int
+        Cross-validation folds (see :func:`probe_folds`).
+    seed : int
+        Seed of the fold shuffling and of the classifier.
+    estimator : sklearn estimator, optional
+        Replaces ``method`` (cloned per fold); for custom probes and tests.
+
+    Returns
+    -------
+    dict
+        ``balanced_accuracy`` (out-of-fold predictions of all folds together),
+        ``chance`` (1 / n_sites), ``shortcut_score`` = (balanced_accuracy - chance) /
+        (1 - chance) (about 0 at chance, 1 when perfect; slightly negative is possible),
+        ``fold_balanced_accuracy`` (list), ``n_sites``, ``n_samples``, ``n_splits``,
+        ``method``.
+    """
+    x = np.asarray(embeddings, dtype=np.float64)
+    y = np.asarray(sites)
+    if x.ndim != 2:
+        raise ValueError(f"embeddings must have shape (n, d), got {x.shape}")
+    if y.shape != (x.shape[0],):
+        raise ValueError(f"sites must have shape ({x.shape[0]},), got {y.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("embeddings contain NaN or infinite values")
+    n_sites = np.unique(y).size
+    if n_sites < 2:
+        raise ValueError(f"the site probe needs at least 2 sites, got {n_sites}")
+    model = estimator if estimator is not None else _probe_estimator(method, seed)
+    folds = probe_folds(y, groups=groups, n_splits=n_splits, seed=seed)
+    oof = np.empty(y.shape, dtype=y.dtype)
+    fold_scores = []
+    for train, test in folds:
+        if test.size == 0:
+            continue
+        train_sites = np.unique(y[train])
+        if train_sites.size < 2:  # nothing to learn: the probe can only answer that site
+            oof[test] = train_sites[0]
+        else:
+            fold_model = clone(model)
+            if estimator is None and method == "knn":  # small cohorts: k <= rarest site
+                rarest = int(np.unique(y[train], return_counts=True)[1].min())
+                fold_model.set_params(kneighborsclassifier__n_neighbors=min(15, rarest))
+            oof[test] = fold_model.fit(x[train], y[train]).predict(x[test])
+        fold_scores.append(_balanced_accuracy(y[test], oof[test]))
+    bal = _balanced_accuracy(y, oof)
+    chance = 1.0 / n_sites
+    logger.info("site probe (%s): balanced accuracy %.3f, chance %.3f", method, bal, chance)
+    return {
+        "balanced_accuracy": bal,
+        "chance": chance,
+        "shortcut_score": (bal - chance) / (1.0 - chance),
+        "fold_balanced_accuracy": fold_scores,
+        "n_sites": int(n_sites),
+        "n_samples": int(y.size),
+        "n_splits": len(folds),
+        "method": "custom" if estimator is not None else method,
+    }
+
+
+def leave_one_site_out(
+    fit_predict: Callable[[list[Any], list[Any]], Sequence[tuple[Any, Any]]],
+    nights_by_site: dict[str, list[Any]],
+    *,
+    n_classes: int = 5,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """Train on all sites but one, test on the held-out site, for every site.
+
+    Parameters
+    ----------
+    fit_predict : callable
+        ``fit_predict(train_nights, test_nights)`` -> one ``(reference, predicted)`` pair
+        of stage arrays per test night, in order. Nights are opaque to this driver.
+    nights_by_site : dict of str -> list
+        Nights of each site; at least two sites with nights.
+    n_classes : {5, 4, 3}
+        Class merging for the metrics.
+    n_boot, seed, level
+        Night-level bootstrap settings (see :func:`~s2v_core.evaluation.staging.bootstrap_ci`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per held-out site (sorted by name): ``site``, ``n_train_nights``,
+        ``n_test_nights``, ``n_epochs``, and for ``accuracy``, ``kappa``, ``macro_f1`` the
+        pooled value with ``*_low`` / ``*_high`` bootstrap bounds.
+    """
+    sites = sorted(s for s, nights in nights_by_site.items() if len(nights) > 0)
+    if len(sites) < 2:
+        raise ValueError(f"leave-one-site-out needs at least 2 sites with nights, got {sites}")
+    rows = []
+    for held_out in sites:
+        train = [n for s in sites if s != held_out for n in nights_by_site[s]]
+        test = list(nights_by_site[held_out])
+        pairs = list(fit_predict(train, test))
+        if len(pairs) != len(test):
+            raise ValueError(
+                f"fit_predict returned {len(pairs)} (reference, predicted) pairs for "
+                f"{len(test)} test nights of site {held_out!r}"
+            )
+        res = cohort_metrics(pairs, n_classes, n_boot=n_boot, seed=seed, level=level)
+        row: dict[str, Any] = {
+            "site": held_out,
+            "n_train_nights": len(train),
+            "n_test_nights": len(test),
+            "n_epochs": res["pooled"]["n_epochs"],
+        }
+        for k in ("accuracy", "kappa", "macro_f1"):
+            low, high = res["pooled_ci"][k]
+            row[k] = res["pooled"][k]
+            row[f"{k}_low"] = np.nan if low is None else low
+            row[f"{k}_high"] = np.nan if high is None else high
+        rows.append(row)
+        logger.info("held-out site %s: kappa %.3f", held_out, row["kappa"])
+    return pd.DataFrame(rows)
+
+
+def mean_ci_over_seeds(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and Student-t confidence interval of a metric over training seeds.
+
+    Parameters
+    ----------
+    values : sequence of float, length n_seeds
+        One value per seed; must be finite.
+    level : float
+        Coverage, in (0, 1).
+
+    Returns
+    -------
+    (mean, low, high) : tuple of float
+        ``mean -/+ t_{(1+level)/2, n-1} * sd / sqrt(n)`` with ``sd`` the sample standard
+        deviation (ddof=1). With a single seed the bounds are NaN.
+
+    Examples
+    --------
+    >>> m, lo, hi = mean_ci_over_seeds([1.0, 2.0, 3.0])
+    >>> round(m, 3), round(lo, 3), round(hi, 3)
+    (2.0, -0.484, 4.484)
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1 or v.size == 0:
+        raise ValueError("mean_ci_over_seeds needs a non-empty list of numbers")
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"values must be finite, got {v.tolist()}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    mean = float(v.mean())
+    if v.size == 1:
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + level / 2.0, df=v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    return mean, mean - half, mean + half
+
+
+def summarise_over_seeds(
+    values_by_method: dict[str, Sequence[float]], level: float = 0.95
+) -> pd.DataFrame:
+    """Mean and t-interval per method, e.g. ``{"DASH": [...], "InfoNCE": [...]}``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index: method; columns ``n_seeds``, ``mean``, ``low``, ``high``.
+    """
+    rows = {}
+    for name, values in values_by_method.items():
+        mean, low, high = mean_ci_over_seeds(values, level)
+        rows[name] = {"n_seeds": len(values), "mean": mean, "low": low, "high": high}
+    frame = pd.DataFrame.from_dict(rows, orient="index", columns=["n_seeds", "mean", "low", "high"])
+    frame.index.name = "method"
+    return frame
