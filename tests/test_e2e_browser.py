@@ -1,0 +1,121 @@
+"""End-to-end: `streamlit run` on localhost driven by headless Chromium (Debian chromium + chromedriver).
+
+Skipped when Chromium, chromedriver or selenium are not installed (`.ci/run` installs them).
+Screenshots go to $S2V_SCREENSHOTS (default: the test's temporary folder).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+pytestmark = pytest.mark.skipif(
+    not (Path(CHROMIUM).exists() and Path(DRIVER).exists()), reason="Debian chromium/chromium-driver not installed"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    pytest.importorskip("selenium")
+    cache = tmp_path_factory.mktemp("cache")
+    port = _free_port()
+    env = {**os.environ, "S2V_CACHE": str(cache)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
+         "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def driver():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from screenshots import make_driver
+
+    d = make_driver(1400, 1400)
+    yield d
+    d.quit()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    out = Path(os.environ.get("S2V_SCREENSHOTS") or tmp_path_factory.mktemp("shots"))
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _click_label(driver, text: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    for el in driver.find_elements(By.CSS_SELECTOR, "label"):
+        if el.text.strip() == text:
+            el.click()
+            return
+    raise AssertionError(f"no control labelled {text!r}")
+
+
+def test_night_page_excerpt_and_upload(server, driver, shots, tmp_path):
+    from screenshots import wait_idle
+    from selenium.webdriver.common.by import By
+
+    driver.get(server)
+    wait_idle(driver, timeout=120)
+    _click_label(driver, "Shipped 1-h excerpt")
+    wait_idle(driver, timeout=120)
+    body = driver.find_element(By.TAG_NAME, "body").text
+    assert "120" in body and "9 of 9" in body and "Channel to modality mapping" in body
+    driver.save_screenshot(str(shots / "e2e-night-excerpt.png"))
+
+    # upload a generated EDF through the real file input
+    from s2v_core.synth.cohort import generate_cohort
+
+    frame = generate_cohort(1, tmp_path / "up", seed=11, hours=0.25, sites=["home_test"])
+    edf = tmp_path / "up" / frame.iloc[0]["psg_file"]
+    _click_label(driver, "Upload EDF/BDF")
+    wait_idle(driver, timeout=60)
+    inputs = driver.find_elements(By.CSS_SELECTOR, 'input[type="file"]')
+    assert inputs, "no file input on the upload page"
+    inputs[0].send_keys(str(edf))
+    deadline = time.time() + 90
+    while time.time() < deadline and "Channel to modality mapping" not in driver.find_element(By.TAG_NAME, "body").text:
+        time.sleep(0.5)
+    wait_idle(driver, timeout=90)
+    body = driver.find_element(By.TAG_NAME, "body").text
+    # home-test montage: ECG, belts, flow, SpO2 + derived ibi and resp (the grid itself is a canvas)
+    assert "Channel to modality mapping" in body and "6 of 9" in body and "0.25 h" in body
+    driver.save_screenshot(str(shots / "e2e-night-upload.png"))
+    shutil.rmtree(tmp_path / "up", ignore_errors=True)
