@@ -9,6 +9,10 @@ def main() -> None:
     st.set_page_config(page_title="sleep2vec studio", page_icon=":crescent_moon:", layout="wide")
     pages = [
         st.Page("pages/night.py", title="Night", icon=":material/bedtime:", default=True),
+        st.Page("pages/hypnogram.py", title="Hypnogram", icon=":material/stacked_line_chart:"),
+        st.Page("pages/gates.py", title="Gates", icon=":material/tune:"),
+        st.Page("pages/export.py", title="Export", icon=":material/download:"),
+        st.Page("pages/model.py", title="Model", icon=":material/memory:"),
     ]
     st.navigation(pages).run()
 

@@ -128,3 +128,46 @@ def active_modalities(night: Night) -> tuple[str, ...]:
 def show_error(exc: Exception) -> None:
     """Errors from the library are written for users; show them as they are."""
     st.error(str(exc))
+
+
+# --- model and predictions -----------------------------------------------------------------
+SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "sleep2vec-small"
+
+
+def model_dir() -> Path:
+    """The classifier folder in use: chosen on the Model page, else the shipped model."""
+    return Path(st.session_state.get(K_MODEL_DIR) or SHIPPED_MODEL / "classifier")
+
+
+@st.cache_resource(show_spinner="Loading the model...", max_entries=3)
+def _model(path: str, _stamp: str):
+    from s2v_core.inference import load_classifier, model_id
+
+    model, config, extra = load_classifier(path)
+    return model, extra, model_id(path)
+
+
+def get_model():
+    """``(model, extra, model_id)``; the model object is shared by all sessions and never mutated."""
+    path = model_dir()
+    if not (path / "model.safetensors").exists():
+        raise S2VError(
+            f"no model at {path}: train the shipped model with its recipe (see README) "
+            "or load a checkpoint folder on the Model page"
+        )
+    stamp = str((path / "model.safetensors").stat().st_mtime_ns)
+    return _model(str(path), stamp)
+
+
+@st.cache_data(show_spinner="Staging the night...", max_entries=64)
+def _predict(night_key: str, subset: tuple[str, ...], model_key: str, _night: Night):
+    from s2v_core.inference import predict_night
+
+    model, _, mid = get_model()
+    return predict_night(model, _night, subset, name=mid)
+
+
+def prediction(loaded: LoadedNight, subset: tuple[str, ...]):
+    """Cached per (night, modality subset, model)."""
+    _, _, mid = get_model()
+    return _predict(loaded.key, tuple(subset), mid, loaded.night)
