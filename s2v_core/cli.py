@@ -74,63 +74,6 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "sleep2vec-small" / "classifier"
-
-
-def cmd_predict(args: argparse.Namespace) -> int:
-    from .evaluation import staging_metrics
-    from .inference import load_classifier, model_id, predict_night
-    from .loading import load_night
-    from .modalities import parse_modality_list
-
-    model_dir = Path(args.model) if args.model else SHIPPED_MODEL
-    if not (model_dir / "config.json").exists():
-        raise S2VError(f"no model at {model_dir}: pass --model DIR or train the shipped model (README recipe)")
-    model, _, _ = load_classifier(model_dir)
-    night = load_night(args.file, args.hypnogram, mapping=_parse_map(args.map), allow_mismatch=args.allow_mismatch)
-    pred = predict_night(model, night, parse_modality_list(args.modalities), name=model_id(model_dir))
-    frame = pred.to_frame(night.start_time)
-    if args.out:
-        frame.to_csv(args.out, index=False)
-    summary = {"file": night.source_file, "model": pred.model_id, "modalities": list(pred.modalities),
-               "n_epochs": night.n_epochs, "global_gates": pred.global_gates,
-               "predicted_counts": {lab: int((frame["label"] == lab).sum()) for lab in ("W", "N1", "N2", "N3", "REM")},
-               "out": args.out}
-    if (night.stages >= 0).any():
-        summary["agreement"] = {}
-        for k in (5, 4, 3):
-            try:
-                summary["agreement"][f"{k}-class"] = staging_metrics(night.stages, pred.stages, n_classes=k).to_dict()
-            except ValueError as exc:
-                summary["agreement"][f"{k}-class"] = {"error": str(exc)}
-    if args.json:
-        print(json.dumps(summary, indent=2, default=float))
-    else:
-        print(f"{night.source_file}: {night.n_epochs} epochs staged from {', '.join(pred.modalities)}"
-              + (f"; wrote {args.out}" if args.out else ""))
-        for k, m in summary.get("agreement", {}).items():
-            if "kappa" in m:
-                print(f"  {k}: accuracy {m['accuracy']:.3f}  kappa {m['kappa']:.3f}  macro-F1 {m['macro_f1']:.3f}")
-    return 0
-
-
-def cmd_finetune(args: argparse.Namespace) -> int:
-    from .finetune import FinetuneConfig, finetune
-
-    cfg = FinetuneConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                         modality_dropout=args.modality_dropout, preset=args.preset, seed=args.seed,
-                         device=args.device, max_batches_per_epoch=args.batches_per_epoch)
-
-    def report(row: dict) -> None:
-        print(f"epoch {row['epoch']}: train loss {row['train_loss']:.3f}  val kappa {row.get('val_kappa', float('nan')):.3f}"
-              f"  ({row['seconds']:.0f} s)", flush=True)
-
-    res = finetune(args.data, args.out, cfg, pretrained=args.pretrained, on_epoch=report)
-    print(f"best epoch {res.best.get('epoch')}: val kappa {res.best.get('kappa', float('nan')):.3f}; "
-          f"checkpoint in {Path(args.out) / 'best'}")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="s2v", description="sleep2vec studio command line")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -158,30 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("predict", help="stage a recording with a fine-tuned model")
-    p.add_argument("file", help="EDF/EDF+/BDF file or WFDB .ecg beat annotations")
-    p.add_argument("--hypnogram", help="expert hypnogram: adds accuracy, kappa and macro-F1 to the summary")
-    p.add_argument("--modalities", help="comma-separated subset, e.g. eeg,eog (default: all available)")
-    p.add_argument("--model", help="classifier checkpoint folder (default: the shipped model)")
-    p.add_argument("--map", action="append", metavar="MODALITY=CHANNEL", help="channel override (repeatable)")
-    p.add_argument("--allow-mismatch", action="store_true", help="pad/trim a hypnogram of another length")
-    p.add_argument("--out", help="per-epoch CSV: stage, probabilities, gates")
-    p.add_argument("--json", action="store_true", help="print a JSON summary")
-    p.set_defaults(func=cmd_predict)
+    from .heads_cli import add_embed_parser, add_finetune_parser, add_predict_parser
 
-    p = sub.add_parser("finetune", help="fine-tune the staging head on a cohort store")
-    p.add_argument("--data", required=True, help="store folder (s2v prepare)")
-    p.add_argument("--pretrained", help="pretrained checkpoint folder (s2v pretrain .../best)")
-    p.add_argument("--preset", default="small", help="backbone preset without --pretrained")
-    p.add_argument("--out", required=True)
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--modality-dropout", type=float, default=0.5)
-    p.add_argument("--batches-per-epoch", type=int, default=None)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_finetune)
+    add_predict_parser(sub)
+    add_finetune_parser(sub)
+    add_embed_parser(sub)
 
     try:  # pretraining commands live with the trainer
         from .train.cli import add_prepare_parser, add_pretrain_parser

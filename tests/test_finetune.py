@@ -1,48 +1,361 @@
+"""Fine-tuning with modality dropout, ``s2v finetune``, and ``s2v embed`` over a store."""
+
+import argparse
+import json
+import math
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
 
-from s2v_core.finetune import FinetuneConfig, drop_modalities, finetune
+from s2v_core import heads_cli
+from s2v_core.checkpoint import save_checkpoint
+from s2v_core.errors import S2VError
+from s2v_core.finetune import (
+    FinetuneConfig,
+    class_weights_from_counts,
+    collate_windows,
+    drop_modalities,
+    finetune,
+    staging_loss,
+    train_step,
+)
 from s2v_core.inference import load_classifier, predict_night
-from s2v_core.loading import load_night
-from s2v_core.store import prepare_store
+from s2v_core.model import HeadConfig, Sleep2Vec, Sleep2VecClassifier, get_preset
+from s2v_core.store import CohortStore, prepare_store
 from s2v_core.synth.cohort import generate_cohort
+from s2v_core.windows import WindowDataset
+
+QUICK = dict(preset="tiny", window_epochs=30, batch_size=4, lr=3e-3)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, which also avoids oversubscribing a busy CI box."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
+    """4 half-hour nights; split seed 5 puts sub-001 (2 nights) in val, the other 2 in train."""
     root = tmp_path_factory.mktemp("ft")
-    frame = generate_cohort(5, root / "cohort", seed=2, hours=1.0)
-    prepare_store(root / "cohort", root / "store", progress=False)
-    return root, frame
+    generate_cohort(4, root / "cohort", seed=0, hours=0.5)
+    prepare_store(root / "cohort", root / "store", seed=5, progress=False)
+    s = CohortStore(root / "store")
+    assert len(s.nights("train")) == 2 and len(s.nights("val")) == 2
+    return root / "store"
 
 
-def test_drop_modalities_keeps_one():
+@pytest.fixture(scope="module")
+def run(store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    rows = []
+    res = finetune(store, out, FinetuneConfig(epochs=2, **QUICK), on_epoch=rows.append)
+    return res, rows
+
+
+def cli(argv):
+    parser = argparse.ArgumentParser(prog="s2v")
+    sub = parser.add_subparsers(dest="command", required=True)
+    heads_cli.add_finetune_parser(sub)
+    heads_cli.add_embed_parser(sub)
+    args = parser.parse_args([str(a) for a in argv])
+    return args.func(args)
+
+
+# --- modality dropout ----------------------------------------------------------------------
+def test_drop_modalities_never_empties_a_window():
     g = torch.Generator().manual_seed(0)
     present = torch.tensor([[True, True, False], [True, False, False], [False, True, True]] * 50)
     for _ in range(20):
         keep = drop_modalities(present, 0.9, g)
-        assert keep.any(dim=1).all() and not (keep & ~present).any()
-    assert not drop_modalities(present, 0.0, g).ne(present).any()
+        assert keep.any(dim=1).all()
+        assert not (keep & ~present).any()  # never switches on an absent modality
+    assert torch.equal(drop_modalities(present, 0.0, g), present)
+    nothing = torch.zeros(3, 4, dtype=torch.bool)
+    assert not drop_modalities(nothing, 0.5, g).any()  # a window without data stays empty
 
 
-def test_finetune_writes_a_loadable_classifier(store, tmp_path):
-    root, frame = store
-    cfg = FinetuneConfig(epochs=2, batch_size=4, preset="tiny", lr=3e-3, max_batches_per_epoch=6)
-    res = finetune(root / "store", tmp_path / "clf", cfg)
-    assert list(res.history["epoch"]) == [1, 2]
-    assert np.isfinite(res.history["train_loss"]).all()
-    model, config, extra = load_classifier(tmp_path / "clf" / "best")
-    assert extra["finetune_config"]["preset"] == "tiny"
-    row = frame.iloc[0]
-    night = load_night(root / "cohort" / row.psg_file, root / "cohort" / row.hypnogram_file)
-    pred = predict_night(model, night)
-    assert pred.stages.shape == (night.n_epochs,)
+def test_drop_modalities_rate_and_rescue_are_uniform():
+    g = torch.Generator().manual_seed(1)
+    present = torch.ones(20000, 4, dtype=torch.bool)
+    keep = drop_modalities(present, 0.5, g)
+    # kept fraction: 0.5 per entry, plus the rescue of the 1/16 all-dropped rows (1 of 4 each)
+    assert keep.float().mean().item() == pytest.approx(0.5 + 1 / 64, abs=0.01)
+    single = drop_modalities(present, 0.999, g)
+    assert (single.sum(dim=1) >= 1).all()
+    shares = single.float().mean(dim=0)  # the rescued modality is uniform over the present ones
+    assert torch.allclose(shares, torch.full((4,), 0.25), atol=0.02)
+    a = drop_modalities(present[:50], 0.5, torch.Generator().manual_seed(7))
+    b = drop_modalities(present[:50], 0.5, torch.Generator().manual_seed(7))
+    assert torch.equal(a, b)
 
 
-def test_overfitting_a_small_store_lowers_the_loss(store, tmp_path):
-    root, _ = store
-    cfg = FinetuneConfig(epochs=6, batch_size=4, preset="tiny", lr=3e-3, max_batches_per_epoch=4,
-                         modality_dropout=0.0, seed=1)
-    hist = finetune(root / "store", tmp_path / "o", cfg).history
-    assert hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[0]
+# --- loss and steps ------------------------------------------------------------------------
+def test_staging_loss_ignores_unscored_epochs():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 6, 5, requires_grad=True)
+    stages = torch.tensor([[0, 1, -1, 2, -1, 4], [3, -1, -1, 2, 2, 0]])
+    scored = stages >= 0
+    expected = F.cross_entropy(logits[scored], stages[scored])
+    assert staging_loss(logits, stages).item() == pytest.approx(expected.item(), rel=1e-6)
+    w = torch.tensor([1.0, 2.0, 0.5, 1.0, 3.0])
+    expected_w = F.cross_entropy(logits[scored], stages[scored], weight=w)
+    assert staging_loss(logits, stages, class_weights=w).item() == pytest.approx(expected_w.item())
+    none = staging_loss(logits, torch.full((2, 6), -1))
+    assert none.item() == 0.0
+    none.backward()  # no NaN gradients from an unscored batch
+    assert torch.isfinite(logits.grad).all()
+
+
+def test_class_weights_favour_rare_stages():
+    w = class_weights_from_counts(np.array([400, 40, 400, 100, 200]))
+    assert w.mean() == pytest.approx(1.0, abs=1e-6)
+    assert w.argmax() == 1 and w.argmin() in (0, 2)
+    assert w[1] / w[0] == pytest.approx(10.0, rel=1e-5)  # inverse frequency
+    clipped = class_weights_from_counts(np.array([1000, 1, 1000, 1000, 1000]))
+    assert clipped.mean() == pytest.approx(1.0, abs=1e-6)
+    assert clipped[1] / clipped[0] == pytest.approx(4.98 / 0.2, rel=1e-3)  # capped near 5 / 0.2
+    assert np.isfinite(class_weights_from_counts(np.array([10, 0, 10, 0, 10]))).all()
+
+
+def test_overfitting_a_fixed_batch_drives_the_loss_down(store):
+    """4 windows (9 and 4 modalities), 15 steps: the tiny model memorises their stages."""
+    ds = WindowDataset(store, "train", window_epochs=30)
+    model = Sleep2VecClassifier(get_preset("tiny"), HeadConfig(), seed=0)
+    batch = collate_windows([ds[i] for i in range(4)], model.config.modalities)
+    assert batch["present"].sum(dim=1).tolist() == [9, 9, 4, 4]
+    assert (batch["stages"] >= 0).sum() == 120
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    losses = [train_step(model, batch, opt, batch["present"]) for _ in range(15)]
+    assert losses[0] > 1.0  # about log(5) at the start
+    assert losses[-1] < 0.25 * losses[0]
+    assert max(losses[-3:]) < min(losses[:3])
+
+
+def test_train_step_ignores_windows_with_every_modality_dropped(store):
+    ds = WindowDataset(store, "train", window_epochs=30)
+    model = Sleep2VecClassifier(get_preset("tiny"), HeadConfig(), seed=0)
+    batch = collate_windows([ds[0], ds[1]], model.config.modalities)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    keep = batch["present"].clone()
+    keep[1] = False  # window 1 has nothing left
+    model.eval()  # no dropout: the loss must equal the one of window 0 alone
+    both = train_step(model, batch, opt, keep)
+    alone = collate_windows([ds[0]], model.config.modalities)
+    assert both == pytest.approx(train_step(model, alone, opt, alone["present"]), rel=1e-5)
+
+
+# --- the fine-tuning run -------------------------------------------------------------------
+def test_finetune_writes_history_and_best_checkpoint(run, store):
+    res, rows = run
+    out = res.out_dir
+    hist = pd.read_csv(out / "history.csv")
+    assert list(hist["epoch"]) == [1, 2] and len(rows) == 2
+    assert {"train_loss", "val_kappa", "val_accuracy", "val_macro_f1", "lr", "seconds"} <= set(
+        hist.columns
+    )
+    assert np.isfinite(hist["train_loss"]).all() and np.isfinite(hist["val_kappa"]).all()
+    assert hist["val_n_epochs"].iloc[0] == 120  # 2 val nights x 60 scored epochs
+    best_row = hist.loc[hist["val_kappa"].idxmax()]
+    assert res.best["epoch"] == best_row["epoch"]
+    assert res.best["kappa"] == pytest.approx(best_row["val_kappa"])
+    meta = json.loads((res.checkpoint / "config.json").read_text())
+    assert meta["kind"] == "classifier" and meta["head"]["per_epoch_gate"] is True
+    extra = meta["extra"]
+    assert extra["finetune_config"]["preset"] == "tiny" and extra["class_names"][4] == "REM"
+    assert extra["metrics"]["kappa"] == pytest.approx(res.best["kappa"])
+    train = extra["data"]["splits"]["train"]
+    assert train["nights"] == 2 and train["windows"] == 4
+    assert sum(train["scored_epochs"].values()) == 120
+    assert json.loads((out / "finetune_config.json").read_text())["window_epochs"] == 30
+
+
+def test_finetuned_model_loads_and_stages_any_subset(run, store):
+    res, _ = run
+    model, config, extra = load_classifier(res.checkpoint)
+    assert config == get_preset("tiny") and not model.training
+    night = CohortStore(store).night(CohortStore(store).nights("train")[0])
+    for subset in (None, ("ecg",), ("ibi", "resp")):
+        if subset and not set(subset) <= set(night.modalities):
+            continue
+        pred = predict_night(model, night, subset)
+        assert pred.stages.shape == (night.n_epochs,)
+        np.testing.assert_allclose(pred.probabilities.sum(axis=1), 1, atol=1e-5)
+
+
+def test_tokenizers_stay_frozen_and_the_encoder_learns(run):
+    res, _ = run
+    trained = load_file(str(res.checkpoint / "model.safetensors"))
+    start = Sleep2VecClassifier(get_preset("tiny"), HeadConfig(), seed=0).state_dict()
+    tok = [k for k in start if k.startswith("backbone.tokenizers.")]
+    enc = [
+        k for k in start if k.startswith("backbone.encoder.") and start[k].dtype.is_floating_point
+    ]
+    assert tok and enc
+    assert all(torch.equal(trained[k], start[k]) for k in tok)
+    assert sum(not torch.equal(trained[k], start[k]) for k in enc) > len(enc) // 2
+    assert not torch.equal(trained["fusion.logits"], start["fusion.logits"])
+
+
+def test_finetune_from_a_pretrained_backbone(store, tmp_path):
+    cfg = get_preset("tiny")
+    pre = Sleep2Vec(cfg, seed=11)
+    save_checkpoint(tmp_path / "pre", pre, cfg)
+    res = finetune(
+        store,
+        tmp_path / "ft",
+        FinetuneConfig(epochs=1, max_batches_per_epoch=1, **QUICK),
+        pretrained=tmp_path / "pre",
+    )
+    trained = load_file(str(res.checkpoint / "model.safetensors"))
+    for k, v in pre.state_dict().items():
+        if k.startswith("tokenizers."):
+            assert torch.equal(trained[f"backbone.{k}"], v)  # copied, then frozen
+    assert res.checkpoint.parent.joinpath("history.csv").exists()
+    assert json.loads((res.checkpoint / "config.json").read_text())["extra"]["pretrained"].endswith(
+        "pre"
+    )
+    with pytest.raises(S2VError, match="not a sleep2vec checkpoint"):
+        finetune(store, tmp_path / "x", FinetuneConfig(epochs=1, **QUICK), pretrained=tmp_path)
+
+
+def test_finetune_again_from_a_classifier_checkpoint(run, store, tmp_path):
+    """A fine-tuned classifier can serve as the starting backbone of another run."""
+    first, _ = run
+    res = finetune(
+        store,
+        tmp_path / "again",
+        FinetuneConfig(epochs=1, max_batches_per_epoch=1, **QUICK),
+        pretrained=first.checkpoint,
+    )
+    before = load_file(str(first.checkpoint / "model.safetensors"))
+    after = load_file(str(res.checkpoint / "model.safetensors"))
+    tok = [k for k in before if k.startswith("backbone.tokenizers.")]
+    assert tok and all(torch.equal(before[k], after[k]) for k in tok)
+
+
+def test_finetune_is_deterministic_for_a_seed(store, tmp_path):
+    def once(name, seed):
+        cfg = FinetuneConfig(epochs=1, max_batches_per_epoch=2, seed=seed, **QUICK)
+        res = finetune(store, tmp_path / name, cfg)
+        return res.history["train_loss"].iloc[0], load_file(
+            str(res.checkpoint / "model.safetensors")
+        )
+
+    state = torch.random.get_rng_state()
+    loss_a, wa = once("a", 3)
+    assert torch.equal(torch.random.get_rng_state(), state)  # global RNG untouched
+    loss_b, wb = once("b", 3)
+    loss_c, _ = once("c", 4)
+    assert loss_a == loss_b and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert loss_c != loss_a
+
+
+def test_finetune_config_errors_name_the_field(store, tmp_path):
+    with pytest.raises(S2VError, match="modality_dropout must be in"):
+        FinetuneConfig(modality_dropout=1.0)
+    with pytest.raises(S2VError, match="unknown preset 'huge'; allowed: tiny"):
+        FinetuneConfig(preset="huge")
+    with pytest.raises(S2VError, match="batch_size must be a positive integer"):
+        FinetuneConfig(batch_size=0)
+    empty = tmp_path / "store"  # a store whose train split is empty
+    generate_cohort(1, tmp_path / "c", seed=0, hours=0.25)
+    prepare_store(tmp_path / "c", empty, seed=4, progress=False)  # sub-001 -> test under seed 4
+    with pytest.raises(S2VError, match="train split has no windows"):
+        finetune(empty, tmp_path / "o", FinetuneConfig(epochs=1, **QUICK))
+
+
+def test_without_val_windows_the_last_pass_is_kept(store, tmp_path):
+    import shutil
+
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    manifest = pd.read_csv(copy / "manifest.csv", dtype=str, keep_default_na=False)
+    manifest["split"] = manifest["split"].replace("val", "test")
+    manifest.to_csv(copy / "manifest.csv", index=False)
+    res = finetune(copy, tmp_path / "o", FinetuneConfig(epochs=2, max_batches_per_epoch=1, **QUICK))
+    assert res.best["epoch"] == 2 and math.isnan(res.best["kappa"])
+    extra = json.loads((res.checkpoint / "config.json").read_text())["extra"]
+    assert extra["epoch"] == 2 and extra["metrics"]["kappa"] is None
+
+
+# --- CLI -----------------------------------------------------------------------------------
+def test_finetune_cli(store, tmp_path, capsys):
+    argv = [
+        "finetune",
+        "--data",
+        store,
+        "--preset",
+        "tiny",
+        "--out",
+        tmp_path / "r",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--window-epochs",
+        "30",
+        "--batches-per-epoch",
+        "1",
+        "--seed",
+        "2",
+    ]
+    assert cli(argv) == 0
+    text = capsys.readouterr().out
+    assert "pass 1/1: train loss" in text and "kept pass 1" in text
+    meta = json.loads((tmp_path / "r" / "best" / "config.json").read_text())
+    cfg = meta["extra"]["finetune_config"]
+    assert cfg["seed"] == 2 and cfg["max_batches_per_epoch"] == 1 and cfg["freeze_tokenizers"]
+    with pytest.raises(SystemExit):  # --pretrained and --preset exclude each other
+        cli(
+            [
+                "finetune",
+                "--data",
+                store,
+                "--out",
+                tmp_path,
+                "--pretrained",
+                "x",
+                "--preset",
+                "tiny",
+            ]
+        )
+
+
+def test_embed_cli_over_a_store(run, store, tmp_path, capsys):
+    res, _ = run
+    out = tmp_path / "e.parquet"
+    assert cli(["embed", store, "--model", res.checkpoint, "--out", out]) == 0
+    capsys.readouterr()
+    epochs, nights = pd.read_parquet(out), pd.read_parquet(tmp_path / "e_nights.parquet")
+    s = CohortStore(store)
+    assert len(nights) == 4 and len(epochs) == 4 * 60
+    assert set(nights["split"]) == {"train", "val"} and nights["age"].notna().all()
+    emb = [f"emb_{i}" for i in range(32)]
+    first = nights["night"].iloc[0]
+    np.testing.assert_allclose(
+        nights.loc[0, emb].to_numpy(float),
+        epochs.loc[epochs["night"] == first, emb].to_numpy().mean(axis=0),
+        rtol=1e-4,
+        atol=1e-6,
+    )
+    np.testing.assert_array_equal(
+        epochs.loc[epochs["night"] == first, "stage"], s.night(first).stages
+    )
+    # only the nights that have EEG, and only the val split
+    assert (
+        cli(["embed", store, "--model", res.checkpoint, "--out", out, "--modalities", "eeg"]) == 0
+    )
+    with_eeg = [n for n in s.nights() if "eeg" in s.entry(n).modalities]
+    assert sorted(pd.read_parquet(out)["night"].unique()) == sorted(with_eeg)
+    assert set(pd.read_parquet(out)["modalities"]) == {"eeg"}
+    assert cli(["embed", store, "--model", res.checkpoint, "--out", out, "--split", "val"]) == 0
+    assert set(pd.read_parquet(out)["split"]) == {"val"}
