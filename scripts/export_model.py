@@ -125,6 +125,11 @@ def card(meta: dict, test: pd.DataFrame, real: dict) -> str:
         "## Known limits",
         "- Trained on synthetic physiology only: the real-data figures above are the honest measure of transfer,"
         " and they are weak where the synthetic signals differ from real ones.",
+        "- The 128-Hz modalities on their own (EEG, EOG, EMG, ECG) stage near chance: in CPU pretraining their"
+        " pairs barely rose above chance retrieval (see `training/retrieval.csv`), the tokenizers stay frozen in"
+        " fine-tuning, and the sampler gives rare pairs few batches. The model leans on IBI, SpO2 and breathing."
+        " Longer pretraining (GPU), pair-balanced sampling or unfrozen tokenizers are the next steps.",
+        "- Validation used 3 nights only (subject split of 48 nights); model selection is noisy.",
         "- The small preset is sized for CPU inference; the paper's dense model is ~25x larger.",
         "- Night-level heads (age, sex, AHI) are not part of this checkpoint yet.",
     ]
