@@ -97,7 +97,7 @@ def hypnogram_figure(
     if highlight is not None and 0 <= highlight < n:
         fig.add_vline(x=x[highlight], line={"color": "#CC79A7", "width": 2, "dash": "dot"})
     fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 10, "b": 40}, hovermode="x unified",
-                      legend={"orientation": "h", "y": 1.08})
+                      legend={"orientation": "h", "y": 1.08}, showlegend=len(names) > 1)
     return fig
 
 
