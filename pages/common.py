@@ -171,3 +171,20 @@ def prediction(loaded: LoadedNight, subset: tuple[str, ...]):
     """Cached per (night, modality subset, model)."""
     _, _, mid = get_model()
     return _predict(loaded.key, tuple(subset), mid, loaded.night)
+
+
+def night_and_prediction():
+    """The selected night and its prediction for the active subset, or None after telling the user why."""
+    try:
+        loaded = selected_night()
+        if loaded is None:
+            st.info("Choose or upload a night on the Night page first.")
+            return None
+        subset = active_modalities(loaded.night)
+        if not subset:
+            st.warning("No modality is switched on: switch at least one on in the sidebar.")
+            return None
+        return loaded, prediction(loaded, subset)
+    except S2VError as exc:
+        show_error(exc)
+        return None

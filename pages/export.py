@@ -8,25 +8,15 @@ import json
 import streamlit as st
 
 from pages import common as C
-from s2v_core.errors import S2VError
 from s2v_core.exports import hypnogram_csv, hypnogram_edf_annotations, prediction_json
 
 
 def render() -> None:
     st.title("Export")
-    try:
-        loaded = C.selected_night()
-        if loaded is None:
-            st.info("Choose or upload a night on the Night page first.")
-            return
-        subset = C.active_modalities(loaded.night)
-        if not subset:
-            st.warning("Switch at least one modality on in the sidebar.")
-            return
-        pred = C.prediction(loaded, subset)
-    except S2VError as exc:
-        C.show_error(exc)
+    result = C.night_and_prediction()
+    if result is None:
         return
+    loaded, pred = result
     night = loaded.night
     stem = f"{night.meta.night_id}_{'-'.join(pred.modalities)}"
     st.caption("Nothing identifying from the recording header (name, birth date, patient code) is exported.")

@@ -8,26 +8,16 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages import common as C
-from s2v_core.errors import S2VError
 from s2v_core.plots import MODALITY_COLORS, gates_area_figure, hypnogram_figure
 from s2v_core.stages import STAGE_NAMES
 
 
 def render() -> None:
     st.title("Gates")
-    try:
-        loaded = C.selected_night()
-        if loaded is None:
-            st.info("Choose or upload a night on the Night page first.")
-            return
-        subset = C.active_modalities(loaded.night)
-        if not subset:
-            st.warning("Switch at least one modality on in the sidebar.")
-            return
-        pred = C.prediction(loaded, subset)
-    except S2VError as exc:
-        C.show_error(exc)
+    result = C.night_and_prediction()
+    if result is None:
         return
+    loaded, pred = result
     night = loaded.night
     st.caption("Global gates are the learned per-modality weights renormalised over the modalities switched on; "
                "per-epoch gates add the input-dependent term, so they show which modality drove each epoch.")

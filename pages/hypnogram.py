@@ -7,7 +7,6 @@ import pandas as pd
 import streamlit as st
 
 from pages import common as C
-from s2v_core.errors import S2VError
 from s2v_core.evaluation import STAT_DEFINITIONS, compare_sleep_statistics, staging_metrics
 from s2v_core.plots import confusion_figure, hypnodensity_figure, hypnogram_figure
 from s2v_core.stages import STAGE_NAMES
@@ -36,24 +35,12 @@ def _agreement(reference: np.ndarray, predicted: np.ndarray) -> None:
 
 def render() -> None:
     st.title("Hypnogram")
-    try:
-        loaded = C.selected_night()
-    except S2VError as exc:
-        C.show_error(exc)
+    result = C.night_and_prediction()
+    if result is None:
         return
-    if loaded is None:
-        st.info("Choose or upload a night on the Night page first.")
-        return
+    loaded, pred = result
     night = loaded.night
-    subset = C.active_modalities(night)
-    if not subset:
-        st.warning("No modality is switched on: switch at least one on in the sidebar.")
-        return
-    try:
-        pred = C.prediction(loaded, subset)
-    except S2VError as exc:
-        C.show_error(exc)
-        return
+    subset = pred.modalities
     reference = night.stages
     has_expert = bool((reference >= 0).any())
     tracks = {"expert": reference, "predicted": pred.stages} if has_expert else {"predicted": pred.stages}
