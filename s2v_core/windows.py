@@ -237,6 +237,10 @@ class WindowDataset(Dataset):
         }
 
 
+PAIR_WEIGHTINGS = ("windows", "balanced", "sqrt")
+"""How the pair-first sampler chooses the modality pair of each batch."""
+
+
 class PairFirstBatchSampler(Sampler[list[PairIndex]]):
     """Batches of windows that all have one modality pair (a, b), the pair drawn first.
 
@@ -283,7 +287,10 @@ class PairFirstBatchSampler(Sampler[list[PairIndex]]):
         world_size: int = 1,
         n_batches: int | None = None,
         min_valid: int | None = None,
+        pair_weighting: str = "windows",
     ):
+        if pair_weighting not in PAIR_WEIGHTINGS:
+            raise ValueError(f"pair_weighting must be one of {', '.join(PAIR_WEIGHTINGS)}, got {pair_weighting!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if world_size < 1 or not 0 <= rank < world_size:
@@ -318,7 +325,10 @@ class PairFirstBatchSampler(Sampler[list[PairIndex]]):
                 f"windows per pair: {self.pair_counts}"
             )
         sizes = np.array([len(w) for w in self._windows], float)
-        self.pair_probabilities = sizes / sizes.sum()
+        # "windows": pairs drawn in proportion to their windows (rare pairs get few batches);
+        # "balanced": every eligible pair equally often; "sqrt": in between.
+        weights = {"windows": sizes, "balanced": np.ones_like(sizes), "sqrt": np.sqrt(sizes)}[pair_weighting]
+        self.pair_probabilities = weights / weights.sum()
         rounding = math.floor if drop_last else math.ceil
         total = n_batches if n_batches is not None else rounding(len(dataset) / self.batch_size)
         self.batches_per_rank = int(rounding(total / world_size))

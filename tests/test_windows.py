@@ -294,3 +294,26 @@ def test_pair_key_for_a_missing_modality_gives_invalid_zeros(train):
     assert item["pair"] == ("ibi", "eeg")
     assert not item["valid"]["eeg"].any() and torch.count_nonzero(item["inputs"]["eeg"]) == 0
     assert list(itertools.islice(item["inputs"], 2)) == ["ibi", "eeg"]
+
+
+def test_pair_weighting_options_change_pair_frequencies():
+    import types
+
+    from s2v_core.windows import PairFirstBatchSampler
+
+    class FakeDataset(types.SimpleNamespace):
+        def __len__(self):
+            return 1000
+
+        def windows_with(self, m, min_valid=None):
+            return np.arange(1000) if m in ("ibi", "spo2") else np.arange(40)
+
+    ds = FakeDataset(modalities=("eeg", "ibi", "spo2"))
+    prop = PairFirstBatchSampler(ds, 8, pair_weighting="windows")
+    bal = PairFirstBatchSampler(ds, 8, pair_weighting="balanced")
+    p_prop = dict(zip(prop.pairs, prop.pair_probabilities, strict=True))
+    p_bal = dict(zip(bal.pairs, bal.pair_probabilities, strict=True))
+    assert p_prop[("ibi", "spo2")] == pytest.approx(1000 / 1080)
+    assert all(v == pytest.approx(1 / 3) for v in p_bal.values())
+    with pytest.raises(ValueError, match="pair_weighting"):
+        PairFirstBatchSampler(ds, 8, pair_weighting="rare-first")

@@ -47,6 +47,7 @@ _FLAG_FIELDS = {
     "batches_per_epoch": "batches_per_epoch",
     "num_workers": "num_workers",
     "window_epochs": "window_epochs",
+    "pair_weighting": "pair_weighting",
     "val_batches": "val_batches",
     "ema_decay": "ema_decay",
 }
@@ -124,6 +125,8 @@ def add_pretrain_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batches-per-epoch", type=int, help="steps per epoch (default: one pass)")
     p.add_argument("--num-workers", type=int, help="DataLoader workers (default 0)")
     p.add_argument("--window-epochs", type=int, help="tokens per window (default 120 = 1 h)")
+    p.add_argument("--pair-weighting", choices=("balanced", "sqrt", "windows"),
+                   help="how often each modality pair is trained (default balanced)")
     p.add_argument("--val-batches", type=int, help="validation windows per pair / batch size")
     p.add_argument("--ema-decay", type=float, help="EMA decay (default 0.999)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -61,6 +61,7 @@ class TrainConfig:
     bf16: bool | None = None  # bf16 autocast; None = on for CUDA, off for CPU (never on CPU)
     num_workers: int = 0  # DataLoader worker processes per training process
     window_epochs: int = WINDOW_EPOCHS  # tokens per training window (120 = one hour)
+    pair_weighting: str = "balanced"  # modality pair per batch: "balanced", "sqrt" or "windows" (proportional)
     batches_per_epoch: int | None = None  # steps per epoch and process; None = one data pass
     val_batches: int = 8  # validation windows per pair, in units of batch_size
     log_every: int = 10  # write a row of steps.csv every this many steps
@@ -71,6 +72,8 @@ class TrainConfig:
         object.__setattr__(self, "model_overrides", dict(self.model_overrides))
         if self.loss not in LOSSES:
             raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.pair_weighting not in ("windows", "balanced", "sqrt"):
+            raise ConfigError(f"pair_weighting must be windows, balanced or sqrt, got {self.pair_weighting!r}")
         for name in ("epochs", "batch_size", "window_epochs", "val_batches", "log_every"):
             _require(name, getattr(self, name), int, lambda v: v >= 1, "a positive integer")
         if self.batches_per_epoch is not None:

@@ -229,7 +229,7 @@ class _Run:
         try:
             self.sampler = PairFirstBatchSampler(
                 self.train_ds, cfg.batch_size, seed=cfg.seed, rank=ctx.rank,
-                world_size=ctx.world_size, n_batches=n_batches,
+                world_size=ctx.world_size, n_batches=n_batches, pair_weighting=cfg.pair_weighting,
             )  # fmt: skip
         except ValueError as err:
             raise S2VError(f"{self.store.path}: {err}") from None
