@@ -126,7 +126,7 @@ def add_pretrain_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--num-workers", type=int, help="DataLoader workers (default 0)")
     p.add_argument("--window-epochs", type=int, help="tokens per window (default 120 = 1 h)")
     p.add_argument("--pair-weighting", choices=("balanced", "sqrt", "windows"),
-                   help="how often each modality pair is trained (default balanced)")
+                   help="how often each modality pair is trained (default windows: in proportion to its windows)")
     p.add_argument("--val-batches", type=int, help="validation windows per pair / batch size")
     p.add_argument("--ema-decay", type=float, help="EMA decay (default 0.999)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -61,7 +61,7 @@ class TrainConfig:
     bf16: bool | None = None  # bf16 autocast; None = on for CUDA, off for CPU (never on CPU)
     num_workers: int = 0  # DataLoader worker processes per training process
     window_epochs: int = WINDOW_EPOCHS  # tokens per training window (120 = one hour)
-    pair_weighting: str = "balanced"  # modality pair per batch: "balanced", "sqrt" or "windows" (proportional)
+    pair_weighting: str = "windows"  # modality pair per batch: "windows" (proportional), "sqrt" or "balanced"
     batches_per_epoch: int | None = None  # steps per epoch and process; None = one data pass
     val_batches: int = 8  # validation windows per pair, in units of batch_size
     log_every: int = 10  # write a row of steps.csv every this many steps
