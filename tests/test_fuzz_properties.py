@@ -51,14 +51,10 @@ PROPERTY = settings(max_examples=80, deadline=None, derandomize=True, database=N
 CPU_BOUND_S = 2.0  # per input, as in the fuzz harness
 
 OPEN_FINDINGS = {
-    "ValueError@hypno_formats.py:read_edf_header",  # test_hypnogram_edf_negative_signal_count
     "TypeError@hypno_formats.py:_mne_annotation_arrays",  # test_hypnogram_edf_mne_fallback
     "LookupError@hypno_formats.py:_iter_xml",  # test_xml_encoding_declaration
     "ValueError@hypno_formats.py:_iter_xml",  # test_xml_encoding_declaration
-    "OverflowError@hypno_core.py:hypnogram_from_epochs",  # test_profusion_epoch_length
-    "ValueError@hypno_core.py:hypnogram_from_epochs",  # test_profusion_epoch_length
     "IndexError@hypno_text.py:read_dreams",  # test_dreams_huge_negative_code
-    "MemoryError@hypno_text.py:_per_epoch",  # test_csv_huge_epoch_number
     "Hang@hypno_wfdb.py:read_wfdb_stages",  # test_wfdb_note_definition_hang
     "IndexError@edf.py:read_channel",  # test_edf_nul_padded_annotation_label
 }
@@ -292,11 +288,6 @@ def test_edf_plus_d_empty_annotation_signal(n_samples, scratch):
     assert f"declares {n_samples} samples per record" in header_error(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fuzz finding: hypno_formats.read_edf_header reads 16 * n_signals bytes; a negative "
-    "signal count makes fh.read() raise ValueError in detect_format/read_hypnogram",
-)
 def test_hypnogram_edf_negative_signal_count(scratch):
     path = write(scratch, "negative.edf", set_field(SLEEP_EDF.read_bytes(), 252, 4, "-2"))
     with pytest.raises(HypnogramError, match=path.name):
@@ -335,11 +326,6 @@ def test_xml_encoding_declaration(encoding, scratch):
         detect_format(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fuzz finding: Profusion <EpochLength> 'inf'/'nan' passes the '<= 0' check; "
-    "hypnogram_from_epochs then calls math.ceil on inf/nan (OverflowError/ValueError)",
-)
 @pytest.mark.parametrize("value", ["inf", "nan", "1e999"])
 def test_profusion_epoch_length(value, scratch):
     text = (CORPUS / "hypnogram" / "profusion.xml").read_text()
@@ -359,11 +345,6 @@ def test_dreams_huge_negative_code(scratch):
     assert hyp is None or hyp.stages.tolist() == [-1]  # 10 s scored of 30: unscored epoch
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fuzz finding: unbounded memory: _per_epoch allocates np.full(last epoch number) "
-    "before the 7-day length check; 'epoch,stage / 0,W / 999999999999,N2' asks for 8 TB",
-)
 def test_csv_huge_epoch_number(scratch):
     path = write(scratch, "epochs.csv", "epoch,stage\n0,W\n999999999999,N2\n")
     with pytest.raises(HypnogramError, match=path.name):

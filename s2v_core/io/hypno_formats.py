@@ -62,6 +62,8 @@ def read_edf_header(path: Path) -> EdfHeader | None:
             n_signals = int(head[252:256].decode("ascii"))
         except ValueError:
             return None
+        if not 0 <= n_signals <= 4096:  # a corrupt count is "not an EDF we can read"
+            return None
         labels_raw = fh.read(16 * n_signals)
     labels = tuple(
         labels_raw[16 * i : 16 * i + 16].decode("latin-1").strip() for i in range(n_signals)
@@ -263,8 +265,8 @@ def read_profusion_xml(path: Path) -> Hypnogram:
         epoch_s = float(epoch_text) if epoch_text else EPOCH_S
     except ValueError:
         raise HypnogramError(path, f"<EpochLength> {epoch_text!r} is not a number") from None
-    if epoch_s <= 0:
-        raise HypnogramError(path, f"<EpochLength> must be positive, got {epoch_text!r}")
+    if not (math.isfinite(epoch_s) and 0 < epoch_s <= 600):
+        raise HypnogramError(path, f"<EpochLength> must be a number of seconds in (0, 600], got {epoch_text!r}")
     if not epoch_text:
         warnings.append("no <EpochLength> in the file; assuming 30-s epochs")
     elif epoch_s != EPOCH_S:

@@ -23,6 +23,7 @@ import numpy as np
 
 from s2v_core.errors import HypnogramError
 from s2v_core.io.hypno_core import (
+    MAX_EPOCHS,
     NO_START,
     Hypnogram,
     hypnogram_from_annotations,
@@ -260,6 +261,10 @@ def _per_epoch(
         position = numbers - numbers[0]
         if np.any(np.diff(position) <= 0):
             raise HypnogramError(path, "epoch numbers must increase from row to row")
+        if position[-1] >= MAX_EPOCHS:  # check before allocating an array that long
+            raise HypnogramError(
+                path, f"epoch numbers span {int(position[-1]) + 1} epochs, more than 7 days of 30-s epochs"
+            )
         placed = np.full(int(position[-1]) + 1, UNSCORED, dtype=np.int64)
         placed[position] = stage
         if placed.size > stage.size:
