@@ -52,8 +52,6 @@ CPU_BOUND_S = 2.0  # per input, as in the fuzz harness
 
 OPEN_FINDINGS = {
     "TypeError@hypno_formats.py:_mne_annotation_arrays",  # test_hypnogram_edf_mne_fallback
-    "LookupError@hypno_formats.py:_iter_xml",  # test_xml_encoding_declaration
-    "ValueError@hypno_formats.py:_iter_xml",  # test_xml_encoding_declaration
     "IndexError@hypno_text.py:read_dreams",  # test_dreams_huge_negative_code
     "Hang@hypno_wfdb.py:read_wfdb_stages",  # test_wfdb_note_definition_hang
     "IndexError@edf.py:read_channel",  # test_edf_nul_padded_annotation_label
@@ -313,11 +311,6 @@ def test_hypnogram_edf_plus_d(scratch):
     assert hyp.events["label"].tolist() == ["Obstructive apnea"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fuzz finding: an XML declaration with an unknown or multi-byte encoding makes "
-    "ET.iterparse raise LookupError/ValueError, not ParseError, in hypno_formats._iter_xml",
-)
 @pytest.mark.parametrize("encoding", ["UTF-9", "rot13", "utf-32", "shift_jis"])
 def test_xml_encoding_declaration(encoding, scratch):
     text = f'<?xml version="1.0" encoding="{encoding}"?>\n<PSGAnnotation></PSGAnnotation>'

@@ -168,6 +168,8 @@ def _iter_xml(path: Path) -> Iterator[tuple[str, ET.Element]]:
     except ET.ParseError as err:
         line, column = getattr(err, "position", (0, 0))
         raise HypnogramError(path, f"malformed XML at line {line}, column {column}: {err}") from err
+    except (LookupError, ValueError) as err:  # unknown or unsupported encoding declaration
+        raise HypnogramError(path, f"unreadable XML (encoding or content): {err}") from None
 
 
 def _tag(elem: ET.Element) -> str:
