@@ -52,7 +52,6 @@ CPU_BOUND_S = 2.0  # per input, as in the fuzz harness
 
 OPEN_FINDINGS = {
     "TypeError@hypno_formats.py:_mne_annotation_arrays",  # test_hypnogram_edf_mne_fallback
-    "IndexError@hypno_text.py:read_dreams",  # test_dreams_huge_negative_code
     "Hang@hypno_wfdb.py:read_wfdb_stages",  # test_wfdb_note_definition_hang
     "IndexError@edf.py:read_channel",  # test_edf_nul_padded_annotation_label
 }
@@ -327,11 +326,6 @@ def test_profusion_epoch_length(value, scratch):
         read_hypnogram(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fuzz finding: a DREAMS code below -2**63 makes np.array(values) an object array; "
-    "indexing the stage table with it raises IndexError in read_dreams",
-)
 def test_dreams_huge_negative_code(scratch):
     path = write(scratch, "dreams.txt", "[Hypnogram]\n-99999999999999999999\n5\n")
     hyp = expect_contract(path, read_hypnogram, path, "dreams")

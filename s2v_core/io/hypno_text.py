@@ -81,7 +81,9 @@ def read_dreams(path: Path, *, epoch_seconds: float | None = None) -> Hypnogram:
     for number, line in enumerate(lines[1:], start=2):
         if not re.fullmatch(r"[+-]?\d+", line):
             raise HypnogramError(path, f"line {number}: {line!r} is not an integer stage code")
-        values.append(int(line))
+        value = int(line)
+        # negative means unscored; clamp so huge values cannot overflow the int64 array
+        values.append(max(-1, min(value, 1000)))
     if not values:
         raise HypnogramError(path, "empty hypnogram: no codes after '[Hypnogram]'")
     codes = np.array(values)
