@@ -105,7 +105,8 @@ class RecordingHeader:
 
 
 def _field(raw: bytes, start: int, width: int) -> str:
-    return raw[start : start + width].decode("latin-1").strip()
+    # NUL padding is not EDF but occurs; treat it as the spaces the spec asks for (as MNE does)
+    return raw[start : start + width].decode("latin-1").replace("\x00", " ").strip()
 
 
 def check_header(path: str | Path) -> RecordingHeader:
