@@ -51,7 +51,6 @@ PROPERTY = settings(max_examples=80, deadline=None, derandomize=True, database=N
 CPU_BOUND_S = 2.0  # per input, as in the fuzz harness
 
 OPEN_FINDINGS = {
-    "TypeError@hypno_formats.py:_mne_annotation_arrays",  # test_hypnogram_edf_mne_fallback
     "Hang@hypno_wfdb.py:read_wfdb_stages",  # test_wfdb_note_definition_hang
 }
 """Findings pinned by the xfail tests at the end (type@file:function); remove each when fixed."""
@@ -290,19 +289,12 @@ def test_hypnogram_edf_negative_signal_count(scratch):
         detect_format(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fuzz finding: whenever pyedflib refuses an EDF+ hypnogram (any EDF+D file; a "
-    "non-empty transducer field), the MNE fallback returns a numpy StringDType description "
-    "array and np.asarray(..., str) raises TypeError in _mne_annotation_arrays",
-)
 def test_hypnogram_edf_mne_fallback(scratch):
     span = signal_field_span("transducer", 0, 1)
     path = write(scratch, "transducer.edf", set_field(SLEEP_EDF.read_bytes(), *span, "0"))
     assert read_hypnogram(path).stages.tolist() == SLEEP_EDF_STAGES
 
 
-@pytest.mark.xfail(strict=True, reason="fuzz finding: as above, for every EDF+D file")
 def test_hypnogram_edf_plus_d(scratch):
     hyp = read_hypnogram(CORPUS / "edf" / "psg_discontinuous.edf")
     assert hyp.format == "edf-annotations" and hyp.stages.tolist() == [0, 2]

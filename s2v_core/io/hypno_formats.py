@@ -144,7 +144,7 @@ def _mne_annotation_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return (
         np.asarray(ann.onset, float),
         np.asarray(ann.duration, float),
-        np.asarray(ann.description, str),
+        np.array([str(d) for d in ann.description], dtype=object).astype(str),  # MNE may use StringDType
     )
 
 
