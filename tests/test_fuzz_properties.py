@@ -50,9 +50,7 @@ from tests.fuzz_corpus.targets import (
 PROPERTY = settings(max_examples=80, deadline=None, derandomize=True, database=None)
 CPU_BOUND_S = 2.0  # per input, as in the fuzz harness
 
-OPEN_FINDINGS = {
-    "Hang@hypno_wfdb.py:read_wfdb_stages",  # test_wfdb_note_definition_hang
-}
+OPEN_FINDINGS: set[str] = set()
 """Findings pinned by the xfail tests at the end (type@file:function); remove each when fixed."""
 
 
@@ -329,12 +327,6 @@ def test_csv_huge_epoch_number(scratch):
         read_hypnogram(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fuzz finding: hang: wfdb.rdann loops forever on a sample-0 NOTE annotation whose "
-    "aux note starts with '## ' but is no known definition (wfdb 4.3.1 "
-    "interpret_defintion_annotations never advances); an 8-byte .st file hangs read_hypnogram",
-)
 def test_wfdb_note_definition_hang(scratch):
     path = write(scratch, "hang.st", b"\x00\x58\x04\xfc## x\x00\x00")
     write(scratch, "hang.hea", WFDB_HEADER.replace("fuzz", "hang"))

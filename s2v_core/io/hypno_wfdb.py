@@ -38,12 +38,33 @@ WFDB_EVENT_TOKENS: dict[str, tuple[str, str]] = {
 _WFDB_STAGES = {"W": 0, "1": 1, "2": 2, "3": 3, "4": 3, "R": 4, "MT": UNSCORED, "M": UNSCORED}
 
 
+_DEFINITION_NOTE = re.compile(rb"## ")
+_ALLOWED_DEFINITIONS = (b"## time resolution: ", b"## annotation type definitions", b"## end of definitions")
+
+
+def _guard_definition_notes(path: Path) -> None:
+    """Refuse files whose '## ' definition notes would hang wfdb.rdann.
+
+    wfdb 4.3.1 loops forever on a '## ' note that is neither the (first) time resolution nor
+    a definitions block marker; such notes never occur in files written by WFDB tools, so a
+    file holding one is treated as corrupt.
+    """
+    raw = path.read_bytes()
+    notes = [raw[m.start() : m.start() + 40] for m in _DEFINITION_NOTE.finditer(raw)]
+    time_notes = sum(n.startswith(_ALLOWED_DEFINITIONS[0]) for n in notes)
+    starts = sum(n.startswith(_ALLOWED_DEFINITIONS[1]) for n in notes)
+    ends = sum(n.startswith(_ALLOWED_DEFINITIONS[2]) for n in notes)
+    if any(not n.startswith(_ALLOWED_DEFINITIONS) for n in notes) or time_notes > 1 or starts != ends:
+        raise HypnogramError(path, "corrupt WFDB annotation file: malformed '## ' definition notes")
+
+
 def read_wfdb_stages(path: Path, *, recording_start: datetime | None = None) -> Hypnogram:
     """WFDB ``.st`` stage annotations (MIT-BIH slpdb): aux note ``"STAGE [EVENTS...]"``."""
     import wfdb
 
     record = str(path.with_suffix(""))
     extension = path.suffix.lstrip(".") or "st"
+    _guard_definition_notes(path)
     try:
         ann = wfdb.rdann(record, extension)
     except Exception as err:  # wfdb raises bare ValueError/IndexError on corrupt files
