@@ -375,3 +375,14 @@ def test_harness_random_engine_is_reproducible_and_saves_findings(tmp_path, monk
     [finding] = result["findings"]  # one signature, however often it was hit
     assert finding["signature"].startswith("ValueError@test_fuzz_properties.py:")
     assert len(Path(finding["input"]).read_bytes()) % 2 == 1
+
+
+def test_wfdb_unreadable_time_resolution_note_is_refused(scratch):
+    """Fuzz finding (atheris, after the first guard): '## time resolution: ' followed by a
+    non-digit makes wfdb.rdann loop forever; it must be refused quickly."""
+    note = b"## time resolution: \xd650"
+    body = bytes([len(note), 0xFC]) + note + b"\x00" + b"\x00\x00"  # NOTE annotation at sample 0
+    path = scratch / "bad.st"
+    path.write_bytes(b"\x00\x58" + body)
+    with pytest.raises(HypnogramError, match="bad.st"):
+        read_hypnogram(path, "wfdb")

@@ -39,6 +39,7 @@ _WFDB_STAGES = {"W": 0, "1": 1, "2": 2, "3": 3, "4": 3, "R": 4, "MT": UNSCORED, 
 
 
 _DEFINITION_NOTE = re.compile(rb"## ")
+_TIME_NOTE = re.compile(rb"## time resolution: [0-9]")
 _ALLOWED_DEFINITIONS = (b"## time resolution: ", b"## annotation type definitions", b"## end of definitions")
 
 
@@ -52,6 +53,8 @@ def _guard_definition_notes(path: Path) -> None:
     raw = path.read_bytes()
     notes = [raw[m.start() : m.start() + 40] for m in _DEFINITION_NOTE.finditer(raw)]
     time_notes = sum(n.startswith(_ALLOWED_DEFINITIONS[0]) for n in notes)
+    if any(n.startswith(_ALLOWED_DEFINITIONS[0]) and not _TIME_NOTE.match(n) for n in notes):
+        raise HypnogramError(path, "corrupt WFDB annotation file: unreadable '## time resolution' note")
     starts = sum(n.startswith(_ALLOWED_DEFINITIONS[1]) for n in notes)
     ends = sum(n.startswith(_ALLOWED_DEFINITIONS[2]) for n in notes)
     if any(not n.startswith(_ALLOWED_DEFINITIONS) for n in notes) or time_notes > 1 or starts != ends:
