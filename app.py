@@ -10,6 +10,7 @@ def main() -> None:
     pages = [
         st.Page("pages/night.py", title="Night", icon=":material/bedtime:", default=True),
         st.Page("pages/hypnogram.py", title="Hypnogram", icon=":material/stacked_line_chart:"),
+        st.Page("pages/modalities.py", title="Modalities", icon=":material/sensors:"),
         st.Page("pages/gates.py", title="Gates", icon=":material/tune:"),
         st.Page("pages/export.py", title="Export", icon=":material/download:"),
         st.Page("pages/model.py", title="Model", icon=":material/memory:"),

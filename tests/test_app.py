@@ -71,7 +71,7 @@ def _excerpt_app(model_dir: str, page: str) -> AppTest:
     return at
 
 
-@pytest.mark.parametrize("page", ["hypnogram", "gates", "export", "model"])
+@pytest.mark.parametrize("page", ["hypnogram", "modalities", "gates", "export", "model"])
 def test_every_page_renders(tiny_model, page):
     at = _run(_excerpt_app(tiny_model, page))
     assert at.title and not at.error, [e.value for e in at.error]
@@ -100,3 +100,8 @@ def test_missing_model_is_a_clear_message(tmp_path):
     at = _excerpt_app(str(tmp_path / "nowhere"), "hypnogram")
     _run(at)
     assert any("no model at" in e.value for e in at.error)
+
+
+def test_modalities_page_ranks_subsets(tiny_model):
+    at = _run(_excerpt_app(tiny_model, "modalities"))
+    assert len(at.get("plotly_chart")) == 1 and any("importance" in h.value for h in at.subheader)
