@@ -45,6 +45,9 @@ ONSET_TOLERANCE_S = 1e-3
 # EDF+D gaps may stretch a channel to at most this many samples (or 4x its recorded samples):
 # 2**26 is 24 h at 776 Hz, and 256 MiB of float32.
 MAX_TIMELINE_SAMPLES = 2**26
+# Fastest sampling rate accepted, Hz: far above any biosignal; a faster one means a corrupt record
+# duration (a subnormal 1e-309 s is positive yet makes samples / duration infinite).
+MAX_SFREQ_HZ = 1e6
 
 
 @dataclass
@@ -116,8 +119,9 @@ def check_header(path: str | Path) -> RecordingHeader:
     (a few bytes each), from which :attr:`RecordingHeader.gaps` and ``duration_s`` follow. It
     raises :class:`InputFileError` with a specific message for: an empty or tiny file, a file
     that is not EDF/BDF, unreadable numeric fields, a channel count or record count that does not
-    fit the file, physical min == max, digital min >= max, an annotation-only file, and EDF+D
-    record onsets that are missing, go backwards or overlap.
+    fit the file, physical min == max, digital min >= max, an annotation-only file, a record
+    duration that makes a channel faster than :data:`MAX_SFREQ_HZ`, and EDF+D record onsets that
+    are missing, go backwards or overlap.
     Problems that leave the file usable (truncated data records, a digital range outside the
     16-bit EDF range) are returned as warnings.
     """
@@ -255,6 +259,14 @@ def check_header(path: str | Path) -> RecordingHeader:
         )
     if n_records <= 0:
         raise InputFileError(p, "the file contains no complete data record")
+    fastest = max(channels, key=lambda c: c.samples_per_record)
+    if not fastest.samples_per_record / record_duration <= MAX_SFREQ_HZ:  # also catches inf
+        raise InputFileError(
+            p,
+            f"corrupt EDF header: record duration {record_duration:g} s gives channel "
+            f"{fastest.label!r} {fastest.samples_per_record / record_duration:.3g} Hz "
+            f"(over {MAX_SFREQ_HZ:.0e} Hz)",
+        )
     onsets, gaps = None, []
     if kind.endswith("+D"):
         if annotation_span is None:
