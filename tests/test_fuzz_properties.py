@@ -281,6 +281,16 @@ def test_edf_plus_d_empty_annotation_signal(n_samples, scratch):
     assert f"declares {n_samples} samples per record" in header_error(path)
 
 
+@pytest.mark.parametrize("seed", ["plain.edf", "psg_discontinuous.edf"])
+@pytest.mark.parametrize("value", ["1e-309", "1e-300", "1e-7"])
+def test_edf_record_duration_too_short(seed, value, scratch):
+    """Fuzz finding (atheris, --seed 7): a subnormal record duration (1e-309 s) passed the
+    "> 0" check, gave an infinite sampling rate, and EDF+D reading raised OverflowError."""
+    data = set_field((CORPUS / "edf" / seed).read_bytes(), *HEADER_FIELDS["record_duration"], value)
+    problem = header_error(write(scratch, seed, data))
+    assert f"record duration {float(value):g} s" in problem and "Hz" in problem
+
+
 def test_hypnogram_edf_negative_signal_count(scratch):
     path = write(scratch, "negative.edf", set_field(SLEEP_EDF.read_bytes(), 252, 4, "-2"))
     with pytest.raises(HypnogramError, match=path.name):

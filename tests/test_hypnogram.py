@@ -6,6 +6,7 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyedflib
 import pytest
 import wfdb
@@ -23,6 +24,8 @@ from s2v_core.io.hypnogram import (
     regrid_stages,
     trim_to_sleep_period,
 )
+from tests.edf_bytes import Signal, contiguous_onsets, write_edf_bytes
+from tests.fuzz_corpus.targets import run_bounded
 
 START = datetime(2001, 2, 3, 22, 0, 0)
 NSRR = {
@@ -584,3 +587,143 @@ def test_more_bad_inputs(tmp_path, monkeypatch):
         "dreams",
         "wfdb",
     }
+
+
+# --- fuzz findings: regression tests ---------------------------------------------------------
+
+
+def test_edf_plus_d_annotations_read_by_the_recording_reader(tmp_path, monkeypatch):
+    """EDF+D (pyedflib refuses it) goes through s2v_core.io.edf, not the MNE fallback."""
+    onsets = contiguous_onsets(6, 30.0, {3: 60.0})  # records at 0 30 60 | 150 180 210 s
+    stages = ["W", "1", "2", "3", "R", "2"]
+    ann = [(float(t), 30.0, f"Sleep stage {s}") for t, s in zip(onsets, stages, strict=True)]
+    path = write_edf_bytes(
+        tmp_path / "gap.edf",
+        [Signal("EEG", np.zeros(6 * 30), 30)],
+        record_duration=30.0,
+        record_onsets=onsets,
+        file_type="EDF+D",
+        annotations=[*ann, (160.0, 10.0, "Obstructive apnea")],
+    )
+
+    def no_mne(path):
+        raise AssertionError("EDF+D annotations must not go through MNE")
+
+    monkeypatch.setattr(hypno_formats, "_mne_annotation_arrays", no_mne)
+    assert detect_format(path) == "edf-annotations"
+    hyp = read_hypnogram(path)
+    assert hyp.stages.tolist() == [0, 1, 2, -1, -1, 3, 4, 2]  # the 60-s gap is unscored
+    assert hyp.events[["onset_s", "duration_s", "kind"]].values.tolist() == [[160.0, 10.0, "apnea"]]
+    broken = bytearray(path.read_bytes())
+    broken[-700:] = b"\xff" * 700  # time-keeping TALs of the last records destroyed
+    (tmp_path / "broken.edf").write_bytes(bytes(broken))
+    try:
+        read_hypnogram(tmp_path / "broken.edf")
+    except HypnogramError as err:
+        assert "broken.edf" in str(err)
+
+
+def test_nul_padded_annotation_label_is_the_annotation_signal(tmp_path):
+    ann = [(0, 60, "Sleep stage W"), (60, 30, "Sleep stage 2"), (90, 30, "Sleep stage R")]
+    path = write_annotation_edf(tmp_path / "SC-Hypnogram.edf", ann)
+    data = bytearray(path.read_bytes())
+    assert data[256:272] == b"EDF Annotations "
+    data[256:272] = b"EDF Annotations\x00"
+    path.write_bytes(bytes(data))
+    assert detect_format(path) == "sleep-edf"
+    assert read_hypnogram(path).stages.tolist() == [0, 0, 2, 4]
+
+
+@pytest.mark.parametrize("value", ["0", "-30", "601", "inf", "nan", "1e999"])
+def test_profusion_epoch_length_out_of_range(tmp_path, value):
+    path = tmp_path / "study.xml"
+    path.write_text(profusion_xml([0, 1, 2], epoch_length=value))
+    with pytest.raises(HypnogramError, match=r"study.xml: <EpochLength> must be .* \(0, 600\]"):
+        read_hypnogram(path)
+    path.write_text(profusion_xml([0, 2], epoch_length=600))
+    assert read_hypnogram(path).stages.tolist() == [0] * 20 + [2] * 20
+
+
+def test_dreams_codes_of_any_size(tmp_path):
+    path = tmp_path / "dreams.txt"
+    path.write_text("[Hypnogram]\n-" + "9" * 5000 + "\n5\n5\n5\n5\n5\n")  # int() refuses 5000
+    assert read_hypnogram(path, fmt="dreams").stages.tolist() == [0]  # 25 s W of 30
+    path.write_text("[Hypnogram]\n5\n" + "9" * 5000 + "\n")
+    with pytest.raises(HypnogramError, match=r"dreams.txt: unknown DREAMS codes \[10{18}\]"):
+        read_hypnogram(path, fmt="dreams")
+    path.write_text("[Hypnogram]\n5\n000000000000000000000000004\n")  # leading zeros: code 4
+    assert read_hypnogram(path, fmt="dreams", epoch_seconds=30.0).stages.tolist() == [0, 4]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("epoch,stage\n0,W\n" + "9" * 5000 + ",N2\n", "is not an integer of up to 15 digits"),
+        ("epoch,stage\n0,W\n20160,N2\n", "span 20161 epochs, more than 7 days"),
+        ("epoch,stage\n0,W\n1,N2\n2," + "9" * 400 + "\n", "unknown stage labels"),
+        ("1,W\n" + "9" * 5000 + ",N2\n", "some annotation onsets are not numbers"),
+    ],
+)
+def test_csv_huge_numbers_are_refused(tmp_path, content, message):
+    path = tmp_path / "big.csv"
+    path.write_text(content)
+    with pytest.raises(HypnogramError, match=f"big.csv: .*{message}"):
+        read_hypnogram(path)
+
+
+def test_csv_huge_negative_stage_code_is_unscored(tmp_path):
+    path = tmp_path / "codes.csv"
+    path.write_text("stage\n0\n-" + "9" * 400 + "\n2\n")  # float() of it is -inf
+    assert read_hypnogram(path).stages.tolist() == [0, -1, 2]
+
+
+def test_csv_epoch_numbers_at_the_seven_day_limit(tmp_path):
+    path = tmp_path / "week.csv"
+    path.write_text("epoch,stage\n0,W\n20159,N2\n")
+    hyp = read_hypnogram(path)
+    assert hyp.n_epochs == 20160 and hyp.stages[[0, 1, -1]].tolist() == [0, -1, 2]
+
+
+def _wfdb_notes(tmp: Path, notes: list[bytes]) -> Path:
+    """A ``.st`` file of NOTE annotations at sample 0, one aux note each, written by hand."""
+    body = b"".join(b"\x00\x58" + bytes([len(n), 0xFC]) + n + b"\x00" * (len(n) % 2) for n in notes)
+    (tmp / "defs.hea").write_text("defs 1 250 7500\ndefs.dat 16 200 16 0 0 0 0 ECG\n")
+    (tmp / "defs.st").write_bytes(body + b"\x00\x00")
+    return tmp / "defs.st"
+
+
+@pytest.mark.parametrize(
+    "notes",
+    [
+        [b"## x"],
+        [b"## time resolution: 250", b"## time resolution: 100"],
+        [b"## time resolution: x"],
+        [b"## end of definitions", b"## annotation type definitions"],
+        [b"## annotation type definitionsX", b"## end of definitions"],
+        [b"W", b"## annotation type definitions", b"1 A a", b"## end of definitions", b"## y"],
+    ],
+)
+def test_wfdb_definition_notes_that_hang_wfdb_are_refused(tmp_path, notes):
+    """wfdb 4.3.1's rdann loops forever on these; they must be refused within the CPU bound."""
+    path = _wfdb_notes(tmp_path, notes)
+    with pytest.raises(HypnogramError, match="defs.st: corrupt WFDB annotation file"):
+        run_bounded(2.0, read_hypnogram, path, "wfdb")
+
+
+def test_wfdb_definition_notes_written_by_wfdb_are_read(tmp_path):
+    samples, notes = np.array([1, 7501]), ["W", "2 ## not a definition"]
+    custom = {"label_store": [42], "symbol": ["Z"], "description": ["custom"]}
+    wfdb.wrann(
+        "rec", "st", samples, symbol=['"'] * 2, aux_note=notes, fs=250,
+        custom_labels=pd.DataFrame(custom), write_dir=str(tmp_path),
+    )  # fmt: skip
+    path = tmp_path / "rec.st"
+    raw = path.read_bytes()
+    assert b"## time resolution: 250" in raw and b"## annotation type definitions" in raw
+    hyp = read_hypnogram(path)
+    assert hyp.stages.tolist() == [0, 2] and hyp.events["label"].tolist() == [
+        "##",
+        "not",
+        "a",
+        "definition",
+    ]

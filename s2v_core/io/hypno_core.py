@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -40,6 +41,8 @@ EVENT_COLUMNS: tuple[str, ...] = ("onset_s", "duration_s", "label", "kind")
 MAX_EPOCHS = 7 * 2880
 """Longest hypnogram accepted: 7 days of 30-s epochs."""
 NO_START = "the file carries no absolute start time; recording_start is not used"
+_LONG_INTEGER = re.compile(r"\s*([+-]?)\d{19,}(\.0*)?\s*")
+_LONG_CODE = "9" * 19  # stands for any integer label over 18 digits
 
 
 def empty_events() -> pd.DataFrame:
@@ -52,6 +55,37 @@ def empty_events() -> pd.DataFrame:
             "kind": pd.Series(dtype=str),
         }
     )
+
+
+def stage_codes(
+    labels: ArrayLike, codes: str = "auto", *, source: str = ""
+) -> tuple[np.ndarray, list[str]]:
+    """:func:`~s2v_core.io.hypno_labels.map_stage_labels` that accepts integers of any size.
+
+    Integer labels of more than 18 digits (which ``map_stage_labels`` would turn into an
+    infinite float) are read as ``-1`` (negative: unscored) or a 19-digit code (unknown).
+
+    Parameters
+    ----------
+    labels : array_like
+        ``(K,)`` label texts.
+    codes : {"auto", "project", "rk"}
+        Table for integer labels, as in ``map_stage_labels``.
+    source : str
+        File path, for messages.
+
+    Returns
+    -------
+    stage : np.ndarray
+        ``(K,)`` int64 codes -1..4, or ``NOT_STAGE`` / ``UNKNOWN``.
+    warnings : list of str
+    """
+    texts = np.asarray(labels, dtype=object).ravel().astype(str)
+    for k in np.flatnonzero(np.char.str_len(texts) > 18):  # rare: a loop over long labels only
+        match = _LONG_INTEGER.fullmatch(texts[k])
+        if match:
+            texts[k] = "-1" if match.group(1) == "-" else _LONG_CODE
+    return map_stage_labels(texts, codes, source=source)
 
 
 @dataclass
@@ -243,7 +277,7 @@ def hypnogram_from_annotations(
             f"{negative.size} annotations have a negative duration "
             f"(first: {str(texts[k])!r} at {onsets[k]:g} s, duration {durations[k]:g} s)",
         )
-    stage, warnings = map_stage_labels(texts, codes, source=source)
+    stage, warnings = stage_codes(texts, codes, source=source)
     _check_labels(texts, stage, strict, source)
     is_stage = stage > NOT_STAGE
     if not np.any(is_stage):

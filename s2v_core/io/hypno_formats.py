@@ -2,8 +2,10 @@
 
 Each reader returns a :class:`~s2v_core.io.hypno_core.Hypnogram` on the 30-s grid of the
 recording; text formats (CSV/TSV/TXT, DREAMS) are in :mod:`s2v_core.io.hypno_text`.
-EDF+ annotations are read with pyedflib (``EdfReader.readAnnotations``); when pyedflib
-refuses a header, MNE (``mne.read_annotations``) is tried.
+EDF+ annotations are read with pyedflib (``EdfReader.readAnnotations``); EDF+D files that
+hold signals (which pyedflib refuses) through :func:`s2v_core.io.edf.open_recording`, the same
+reader the recording loader uses; when pyedflib refuses any other header (for instance an
+annotation-only file, which ``open_recording`` refuses), MNE (``mne.read_annotations``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class EdfHeader:
     labels: tuple[str, ...]  # signal labels, including "EDF Annotations"
     start: datetime | None  # header start date and time (None if unreadable)
     is_edf_plus: bool
+    is_discontinuous: bool = False  # EDF+D
 
     @property
     def has_annotations(self) -> bool:
@@ -65,12 +68,13 @@ def read_edf_header(path: Path) -> EdfHeader | None:
         if not 0 <= n_signals <= 4096:  # a corrupt count is "not an EDF we can read"
             return None
         labels_raw = fh.read(16 * n_signals)
+    # NUL padding read as spaces, as in s2v_core.io.edf and MNE: "EDF Annotations\x00" counts
     labels = tuple(
-        labels_raw[16 * i : 16 * i + 16].decode("latin-1").strip() for i in range(n_signals)
+        labels_raw[16 * i : 16 * i + 16].decode("latin-1").replace("\x00", " ").strip()
+        for i in range(n_signals)
     )
-    return EdfHeader(
-        labels, _edf_start(head), head[192:197] == b"EDF+C" or head[192:197] == b"EDF+D"
-    )
+    kind = head[192:197]
+    return EdfHeader(labels, _edf_start(head), kind in (b"EDF+C", b"EDF+D"), kind == b"EDF+D")
 
 
 def _edf_start(head: bytes) -> datetime | None:
@@ -106,7 +110,7 @@ def read_edf_annotations(
     header = read_edf_header(path)
     if header is None or not header.has_annotations:
         raise HypnogramError(path, "not an EDF+ file with an 'EDF Annotations' signal")
-    onsets, durations, texts = _edf_annotation_arrays(path)
+    onsets, durations, texts = _edf_annotation_arrays(path, header)
     if onsets.size == 0:
         raise HypnogramError(path, "the EDF+ file holds no annotations")
     offset, warnings = offset_s(header.start, recording_start)
@@ -117,7 +121,12 @@ def read_edf_annotations(
     return hyp
 
 
-def _edf_annotation_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _edf_annotation_arrays(
+    path: Path, header: EdfHeader
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Onsets (s), durations (s, NaN = none given) and texts, each of shape (K,)."""
+    if header.is_discontinuous and not header.annotations_only:
+        return _recording_annotation_arrays(path)
     import pyedflib
 
     try:
@@ -144,8 +153,21 @@ def _mne_annotation_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return (
         np.asarray(ann.onset, float),
         np.asarray(ann.duration, float),
-        np.array([str(d) for d in ann.description], dtype=object).astype(str),  # MNE may use StringDType
+        np.array([str(d) for d in ann.description], dtype=str),  # MNE may use a StringDType
     )
+
+
+def _recording_annotation_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """EDF+ annotations through :func:`s2v_core.io.edf.open_recording` (EDF+D with signals)."""
+    from s2v_core.errors import InputFileError
+    from s2v_core.io.edf import open_recording
+
+    try:
+        with open_recording(path) as rec:
+            onsets, durations, texts = rec.read_annotations()
+    except InputFileError as err:
+        raise HypnogramError(path, f"cannot read the EDF+ annotations: {err.problem}") from err
+    return onsets, durations, np.array(texts, dtype=str)
 
 
 def _iter_xml(path: Path) -> Iterator[tuple[str, ET.Element]]:
@@ -268,7 +290,9 @@ def read_profusion_xml(path: Path) -> Hypnogram:
     except ValueError:
         raise HypnogramError(path, f"<EpochLength> {epoch_text!r} is not a number") from None
     if not (math.isfinite(epoch_s) and 0 < epoch_s <= 600):
-        raise HypnogramError(path, f"<EpochLength> must be a number of seconds in (0, 600], got {epoch_text!r}")
+        raise HypnogramError(
+            path, f"<EpochLength> must be a number of seconds in (0, 600], got {epoch_text!r}"
+        )
     if not epoch_text:
         warnings.append("no <EpochLength> in the file; assuming 30-s epochs")
     elif epoch_s != EPOCH_S:

@@ -28,8 +28,9 @@ from s2v_core.io.hypno_core import (
     Hypnogram,
     hypnogram_from_annotations,
     hypnogram_from_epochs,
+    stage_codes,
 )
-from s2v_core.io.hypno_labels import NOT_STAGE, UNKNOWN, map_stage_labels
+from s2v_core.io.hypno_labels import NOT_STAGE, UNKNOWN
 from s2v_core.stages import DREAMS_CODES, UNSCORED
 
 logger = logging.getLogger(__name__)
@@ -72,27 +73,30 @@ def read_text_lines(path: Path) -> list[str]:
     return lines
 
 
+_HUGE_CODE = 10**18  # stands for any DREAMS code over 18 digits
+
+
 def read_dreams(path: Path, *, epoch_seconds: float | None = None) -> Hypnogram:
     """DREAMS ``[Hypnogram]`` file: one code per 5 s (5 W, 4 REM, 3 S1, 2 S2, 1 S3, 0 S4, <0 unscored)."""
     lines = read_text_lines(path)
     if lines[0].lower() != "[hypnogram]":
         raise HypnogramError(path, "a DREAMS hypnogram must start with a '[Hypnogram]' line")
-    values = []
+    values: list[int] = []
     for number, line in enumerate(lines[1:], start=2):
         if not re.fullmatch(r"[+-]?\d+", line):
             raise HypnogramError(path, f"line {number}: {line!r} is not an integer stage code")
-        value = int(line)
-        # negative means unscored; clamp so huge values cannot overflow the int64 array
-        values.append(max(-1, min(value, 1000)))
+        # clamp codes of more than 18 digits (int() refuses over 4300 digits; int64 overflows)
+        big = len(line.lstrip("+-").lstrip("0")) > 18
+        values.append((-1 if line.startswith("-") else _HUGE_CODE) if big else int(line))
     if not values:
         raise HypnogramError(path, "empty hypnogram: no codes after '[Hypnogram]'")
-    codes = np.array(values)
-    unknown = sorted(set(codes[(codes >= 0) & ~np.isin(codes, list(DREAMS_CODES))].tolist()))
+    unknown = sorted({v for v in values if v >= 0 and v not in DREAMS_CODES})
     if unknown:
         raise HypnogramError(
             path,
             f"unknown DREAMS codes {unknown[:5]}; allowed: 5 W, 4 REM, 3 S1, 2 S2, 1 S3, 0 S4, negative = unscored",
         )
+    codes = np.array([max(v, -1) for v in values], dtype=np.int64)  # any negative: unscored
     table = np.array([DREAMS_CODES[k] for k in range(6)], dtype=np.int8)
     stages = np.where(codes < 0, UNSCORED, table[np.clip(codes, 0, 5)])
     return hypnogram_from_epochs(stages, epoch_seconds or 5.0, source=str(path), fmt="dreams")
@@ -153,7 +157,7 @@ def _is_header(row: list[str]) -> bool:
         return True
     if any(_is_time(cell) for cell in row):
         return False
-    stage, _ = map_stage_labels(np.array(row, dtype=object))
+    stage, _ = stage_codes(np.array(row, dtype=object))
     return bool(np.all(stage == NOT_STAGE))
 
 
@@ -233,7 +237,7 @@ def _column_roles(
 
 
 def _consecutive_integers(values: tuple[str, ...]) -> bool:
-    if not all(re.fullmatch(r"\d+", v) for v in values):
+    if not all(re.fullmatch(r"\d{1,15}", v) for v in values):
         return False
     numbers = np.array([int(v) for v in values])
     return numbers.size > 1 and bool(np.all(np.diff(numbers) == 1))
@@ -248,7 +252,7 @@ def _per_epoch(
     codes: str,
     recording_start: datetime | None,
 ) -> Hypnogram:
-    stage, warnings = map_stage_labels(labels, codes, source=str(path))
+    stage, warnings = stage_codes(labels, codes, source=str(path))
     bad = np.flatnonzero((stage == UNKNOWN) | (stage == NOT_STAGE))
     if bad.size:
         uniq = list(dict.fromkeys(labels[bad].tolist()))
@@ -265,7 +269,8 @@ def _per_epoch(
             raise HypnogramError(path, "epoch numbers must increase from row to row")
         if position[-1] >= MAX_EPOCHS:  # check before allocating an array that long
             raise HypnogramError(
-                path, f"epoch numbers span {int(position[-1]) + 1} epochs, more than 7 days of 30-s epochs"
+                path,
+                f"epoch numbers span {int(position[-1]) + 1} epochs, more than 7 days of 30-s epochs",
             )
         placed = np.full(int(position[-1]) + 1, UNSCORED, dtype=np.int64)
         placed[position] = stage
@@ -281,8 +286,10 @@ def _per_epoch(
 
 
 def _int_cell(path: Path, value: str, row: int) -> int:
-    if not re.fullmatch(r"[+-]?\d+", value):
-        raise HypnogramError(path, f"row {row + 1}: epoch number {value!r} is not an integer")
+    if not re.fullmatch(r"[+-]?\d{1,15}", value):  # 15 digits: no int64 overflow below
+        raise HypnogramError(
+            path, f"row {row + 1}: epoch number {value[:40]!r} is not an integer of up to 15 digits"
+        )
     return int(value)
 
 

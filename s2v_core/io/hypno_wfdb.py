@@ -38,26 +38,71 @@ WFDB_EVENT_TOKENS: dict[str, tuple[str, str]] = {
 _WFDB_STAGES = {"W": 0, "1": 1, "2": 2, "3": 3, "4": 3, "R": 4, "MT": UNSCORED, "M": UNSCORED}
 
 
-_DEFINITION_NOTE = re.compile(rb"## ")
-_TIME_NOTE = re.compile(rb"## time resolution: [0-9]")
-_ALLOWED_DEFINITIONS = (b"## time resolution: ", b"## annotation type definitions", b"## end of definitions")
+# wfdb 4.3.1's patterns for the definition notes (wfdb.io.annotation.rx_fs, rx_custom_label)
+_RX_FS = re.compile(r"## time resolution: (?P<fs>\d+\.?\d*)")
+_RX_CUSTOM_LABEL = re.compile(r"(?P<label_store>\d+) (?P<symbol>\S+) (?P<description>.+)")
+_BLOCK_START, _BLOCK_END = "## annotation type definitions", "## end of definitions"
+
+
+def _definition_walk_stalls(n_definitions: int, aux_notes: list) -> bool:
+    """Whether wfdb's walk over the definition notes would never end.
+
+    Mirrors ``wfdb.io.annotation.interpret_defintion_annotations`` (wfdb 4.3.1): it walks
+    ``aux_notes[0:n_definitions]`` and steps past a note that does not start with ``"## "``,
+    the first ``"## time resolution: <fs>"`` note, and a whole ``"## annotation type
+    definitions"`` ... ``"## end of definitions"`` block; on any other ``"## "`` note (a second
+    time resolution, one without a number, a stray end marker, ...) it stays on that note
+    forever. Where wfdb would raise instead, this returns False (rdann then raises the same).
+    """
+    fs = None
+    i = 0
+    try:
+        while i < n_definitions:
+            note = aux_notes[i]
+            if not note.startswith("## "):
+                i += 1
+                continue
+            if not fs:
+                found = _RX_FS.findall(note)
+                if found:
+                    fs = float(found[0])
+                    int(fs)  # wfdb's int(fs) raises OverflowError on "1e999"-sized numbers
+                    i += 1
+                    continue
+            if note != _BLOCK_START:
+                return True
+            i += 1
+            while aux_notes[i] != _BLOCK_END:
+                if not _RX_CUSTOM_LABEL.findall(aux_notes[i]):
+                    return False  # wfdb: IndexError
+                i += 1
+            i += 1
+    except (AttributeError, IndexError, OverflowError, TypeError):
+        return False
+    return False
 
 
 def _guard_definition_notes(path: Path) -> None:
-    """Refuse files whose '## ' definition notes would hang wfdb.rdann.
+    """Refuse an annotation file whose ``"## "`` definition notes would hang ``wfdb.rdann``.
 
-    wfdb 4.3.1 loops forever on a '## ' note that is neither the (first) time resolution nor
-    a definitions block marker; such notes never occur in files written by WFDB tools, so a
-    file holding one is treated as corrupt.
+    wfdb 4.3.1 loops forever on some malformed definition notes (see
+    :func:`_definition_walk_stalls`), which files written by WFDB tools never hold. Files
+    without the bytes ``"## "`` pass at once; the others (slpdb files open with a ``"## time
+    resolution: 250"`` note) are decoded with wfdb's own byte parser and the definition walk
+    is replayed, bounded, before rdann (about 5 ms for a night of slpdb stages).
     """
     raw = path.read_bytes()
-    notes = [raw[m.start() : m.start() + 40] for m in _DEFINITION_NOTE.finditer(raw)]
-    time_notes = sum(n.startswith(_ALLOWED_DEFINITIONS[0]) for n in notes)
-    if any(n.startswith(_ALLOWED_DEFINITIONS[0]) and not _TIME_NOTE.match(n) for n in notes):
-        raise HypnogramError(path, "corrupt WFDB annotation file: unreadable '## time resolution' note")
-    starts = sum(n.startswith(_ALLOWED_DEFINITIONS[1]) for n in notes)
-    ends = sum(n.startswith(_ALLOWED_DEFINITIONS[2]) for n in notes)
-    if any(not n.startswith(_ALLOWED_DEFINITIONS) for n in notes) or time_notes > 1 or starts != ends:
+    if b"## " not in raw:  # wfdb decodes aux bytes one char per byte: no "## " note possible
+        return
+    from wfdb.io import annotation as wfdb_annotation
+
+    try:
+        pairs = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 2)
+        sample, label_store, _, _, _, aux_notes = wfdb_annotation.proc_ann_bytes(pairs, None)
+        candidates, _ = wfdb_annotation.get_special_inds(sample, label_store, aux_notes)
+    except Exception:  # rdann fails on this file the same way; that error is reported below
+        return
+    if _definition_walk_stalls(len(candidates), aux_notes):
         raise HypnogramError(path, "corrupt WFDB annotation file: malformed '## ' definition notes")
 
 
