@@ -291,24 +291,20 @@ def _forward(
 
     Returns logits (W, T, C), epoch gate weights (W, T, M) and fused states (W, T, H) or None.
     """
-    captured: list[torch.Tensor] = []
-    hook = None
-    if with_fused:  # the staging head's input is the fused state
-        hook = model.staging.register_forward_hook(lambda _m, args, _o: captured.append(args[0]))
-    logits, gates = [], []
-    try:
-        with torch.inference_mode():
-            for s in range(0, len(pad_valid), max_windows):
-                sl = slice(s, s + max_windows)
-                x = {m: torch.from_numpy(v[sl]).to(device) for m, v in inputs.items()}
-                p = {m: torch.from_numpy(v[sl]).to(device) for m, v in present.items()}
-                out = model(x, torch.from_numpy(pad_valid[sl]).to(device), p)
-                logits.append(out.stage_logits.float().cpu())  # (w, T, C)
-                gates.append(out.epoch_weights.float().cpu())  # (w, T, M)
-    finally:
-        if hook is not None:
-            hook.remove()
-    fused = torch.cat([f.float().cpu() for f in captured]) if with_fused else None
+    # The fused states come back in the model's output: no hook is registered, so a model shared
+    # by several threads (the app's cached model) is never modified and outputs never mix.
+    logits, gates, fused_parts = [], [], []
+    with torch.inference_mode():
+        for s in range(0, len(pad_valid), max_windows):
+            sl = slice(s, s + max_windows)
+            x = {m: torch.from_numpy(v[sl]).to(device) for m, v in inputs.items()}
+            p = {m: torch.from_numpy(v[sl]).to(device) for m, v in present.items()}
+            out = model(x, torch.from_numpy(pad_valid[sl]).to(device), p)
+            logits.append(out.stage_logits.float().cpu())  # (w, T, C)
+            gates.append(out.epoch_weights.float().cpu())  # (w, T, M)
+            if with_fused:
+                fused_parts.append(out.fused.float().cpu())  # (w, T, H)
+    fused = torch.cat(fused_parts) if with_fused else None
     return torch.cat(logits), torch.cat(gates), fused
 
 

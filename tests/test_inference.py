@@ -356,3 +356,24 @@ def test_real_wfdb_beats_night_predicts_from_ibi(model, model_dir, tmp_path, cap
     )
     summary = json.loads(capsys.readouterr().out)
     assert summary["agreement"]["5-class"]["n_epochs"] > 100
+
+
+def test_concurrent_predictions_share_one_model_without_mixing(night, model):
+    """The app and Dask workers share one model object across threads: no state may leak."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    subsets = [("eeg", "ecg"), ("ibi", "resp"), tuple(night.modalities)]
+    subsets = [tuple(m for m in s if m in night.modalities) for s in subsets]
+    serial = [predict_night(model, night, s, with_embeddings=True) for s in subsets]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    n_hooks = sum(len(m._forward_hooks) for m in model.modules())
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = [pool.submit(predict_night, model, night, s, with_embeddings=True)
+                   for s in subsets * 3]
+        results = [f.result() for f in futures]
+    for i, r in enumerate(results):
+        ref = serial[i % len(subsets)]
+        np.testing.assert_allclose(r.embeddings, ref.embeddings, rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(r.stages, ref.stages)
+    assert sum(len(m._forward_hooks) for m in model.modules()) == n_hooks
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

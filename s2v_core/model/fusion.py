@@ -33,6 +33,7 @@ class ClassifierOutput(NamedTuple):
     night: Tensor | None  # (B, night_outputs), or None without a night head
     global_weights: Tensor  # (B, M)
     epoch_weights: Tensor  # (B, T, M)
+    fused: Tensor | None = None  # (B, T, H): the staging head's input (the fused epoch states)
 
 
 def masked_softmax(logits: Tensor, mask: Tensor, dim: int = -1) -> Tensor:
@@ -230,7 +231,7 @@ class Sleep2VecClassifier(nn.Module):
         fused, global_w, epoch_w = self.fusion(hidden, present)  # (B, T, H), (B, M), (B, T, M)
         logits = self.staging(fused)  # (B, T, C)
         night = self.night(fused, valid) if self.night is not None else None  # (B, K)
-        return ClassifierOutput(logits, night, global_w, epoch_w)
+        return ClassifierOutput(logits, night, global_w, epoch_w, fused)
 
 
 def count_classifier_parameters(config: ModelConfig, head: HeadConfig | None = None) -> int:
