@@ -219,6 +219,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     }
     if labelled:
         summary["agreement"] = agreement(night.stages, pred)
+    summary["warnings"] = list(night.warnings)  # what `s2v info` would warn about this recording
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
@@ -232,6 +233,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 f"  {k}: accuracy {m['accuracy']:.3f}  kappa {m['kappa']:.3f}  "
                 f"macro-F1 {m['macro_f1']:.3f}"
             )
+    for w in night.warnings:
+        print("warning:", w)
     return 0
 
 
@@ -272,8 +275,8 @@ def add_predict_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPars
     return p
 
 
-# --- embed -----------------------------------------------------------------------------------
-def _info(night, subject, site, age, sex, split) -> dict:
+# --- embed ---------------------------------------------------------------------------------
+def night_info(night, subject, site, age, sex, split) -> dict:
     """Metadata columns of one night; unknown age is NaN, other unknowns None."""
     age = math.nan if age is None else float(age)
     return {
@@ -295,7 +298,8 @@ def _nights_to_embed(args: argparse.Namespace):
         store = CohortStore(source)
         for night_id in store.nights(args.split):
             e = store.entry(night_id)
-            yield store.night(night_id), _info(night_id, e.subject, e.site, e.age, e.sex, e.split)
+            info = night_info(night_id, e.subject, e.site, e.age, e.sex, e.split)
+            yield store.night(night_id), info
         return
     if args.split:
         raise S2VError(f"--split needs a cohort store; {source} is a recording")
@@ -304,7 +308,45 @@ def _nights_to_embed(args: argparse.Namespace):
     mapping = parse_channel_map(args.map)
     night = load_night(source, args.hypnogram, mapping=mapping, allow_mismatch=args.allow_mismatch)
     m = night.meta
-    yield night, _info(m.night_id, m.subject, m.site, m.age, m.sex, None)
+    yield night, night_info(m.night_id, m.subject, m.site, m.age, m.sex, None)
+
+
+def embed_one(
+    model, night, info: dict, subset: tuple[str, ...] | None, device: str = "cpu"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The per-epoch frame and the one-row per-night frame of one night.
+
+    Shared by the serial ``s2v embed`` and its Dask workers
+    (:func:`s2v_core.scale.embed_store_night`), so both write the same tables.
+
+    Raises
+    ------
+    S2VError
+        The night lacks the requested modalities (or any the model knows).
+    """
+    from .inference import night_embedding, predict_night
+
+    pred = predict_night(model, night, subset, device=device, with_embeddings=True)
+    epochs, pooled = pred.embeddings, night_embedding(pred.embeddings, pred.coverage)
+    used = ",".join(pred.modalities)
+    n = night.n_epochs
+    meta = pd.DataFrame(
+        {
+            "night": info["night"],
+            "epoch": np.arange(n),
+            "onset_s": np.arange(n) * float(EPOCH_SECONDS),
+            "stage": np.asarray(night.stages).astype(np.int8),
+            "predicted": pred.stages,
+            **{k: v for k, v in info.items() if k != "night"},
+            "modalities": used,
+        }
+    )
+    emb = pd.DataFrame(epochs, columns=[f"emb_{i}" for i in range(epochs.shape[1])])
+    row = pd.DataFrame([{**info, "n_epochs": n, "modalities": used}])
+    pooled_frame = pd.DataFrame(
+        pooled[None, :], columns=[f"emb_{i}" for i in range(pooled.shape[0])]
+    )
+    return pd.concat([meta, emb], axis=1), pd.concat([row, pooled_frame], axis=1)
 
 
 def embedding_frames(args: argparse.Namespace, model) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -312,67 +354,101 @@ def embedding_frames(args: argparse.Namespace, model) -> tuple[pd.DataFrame, pd.
 
     In a store, nights lacking a requested modality are skipped with a warning.
     """
-    from .inference import night_embedding, predict_night
     from .modalities import parse_modality_list
 
     subset = parse_modality_list(args.modalities)
-    epoch_parts, night_rows, night_embs, skipped = [], [], [], []
+    epoch_parts, night_parts, skipped = [], [], []
     for night, info in _nights_to_embed(args):
         try:
-            pred = predict_night(model, night, subset, device=args.device, with_embeddings=True)
+            epochs, nights = embed_one(model, night, info, subset, args.device)
         except S2VError as exc:
             if info["split"] is None:  # a single recording: the error is the answer
                 raise
             skipped.append(f"{info['night']} ({exc})")
             continue
-        epochs, pooled = pred.embeddings, night_embedding(pred.embeddings, pred.coverage)
-        used = ",".join(pred.modalities)
-        n = night.n_epochs
-        meta = pd.DataFrame(
-            {
-                "night": info["night"],
-                "epoch": np.arange(n),
-                "onset_s": np.arange(n) * float(EPOCH_SECONDS),
-                "stage": night.stages.astype(np.int8),
-                "predicted": pred.stages,
-                **{k: v for k, v in info.items() if k != "night"},
-                "modalities": used,
-            }
-        )
-        emb = pd.DataFrame(epochs, columns=[f"emb_{i}" for i in range(epochs.shape[1])])
-        epoch_parts.append(pd.concat([meta, emb], axis=1))
-        night_rows.append({**info, "n_epochs": n, "modalities": used})
-        night_embs.append(pooled)
+        epoch_parts.append(epochs)
+        night_parts.append(nights)
     for s in skipped:
         log.warning("embed: skipped %s", s)
     if not epoch_parts:
         raise S2VError(
             f"{args.source}: no night could be embedded" + (f" ({skipped[0]})" if skipped else "")
         )
-    emb = np.stack(night_embs)
-    nights = pd.concat(
-        [
-            pd.DataFrame(night_rows),
-            pd.DataFrame(emb, columns=[f"emb_{i}" for i in range(emb.shape[1])]),
-        ],
-        axis=1,
-    )
-    return pd.concat(epoch_parts, ignore_index=True), nights
+    return pd.concat(epoch_parts, ignore_index=True), pd.concat(night_parts, ignore_index=True)
 
 
-def cmd_embed(args: argparse.Namespace) -> int:
-    """Write per-epoch (``--out``) and per-night embeddings as Parquet."""
-    apply_threads(args)
-    model, _, mid = _load_model(args.model, args.device)
-    epochs, nights = embedding_frames(args, model)
+def _embed_outputs(args: argparse.Namespace) -> tuple[Path, Path]:
     out = Path(args.out)
     nights_out = (
         Path(args.nights_out) if args.nights_out else out.with_name(out.stem + "_nights.parquet")
     )
+    return out, nights_out
+
+
+def _embed_distributed(args: argparse.Namespace, cluster) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """``s2v embed STORE`` on a Dask cluster; prints the run summary and any failures."""
+    from .modalities import parse_modality_list
+    from .scale import embed_store
+
+    if not (Path(args.source) / "manifest.csv").is_file():
+        raise S2VError(
+            f"{args.source}: --workers/--scheduler/--slurm need a cohort store (s2v prepare), "
+            "not a single recording"
+        )
+    if args.map or args.hypnogram or args.allow_mismatch:
+        raise S2VError("--map, --hypnogram and --allow-mismatch apply to a single recording")
+    model_dir = Path(args.model) if args.model else default_model_dir()
+    from .inference import model_id
+
+    mid = model_id(model_dir)
+    out, _ = _embed_outputs(args)
+    run = embed_store(
+        args.source,
+        out,
+        model_dir=model_dir,
+        cluster=cluster,
+        split=args.split,
+        modalities=parse_modality_list(args.modalities),
+        device=args.device,
+        threads=args.threads,
+        progress=not args.quiet,
+        model_name=mid,
+    )
+    summary = run.summary
+    print(", ".join(f"{v} {k}" for k, v in summary.items()) + f" ({cluster.describe()})")
+    bad = run.status[run.status["status"].isin(("skipped", "failed"))]
+    for _, r in bad.head(10).iterrows():
+        print(f"{r['status']}: {r['night']}: {r['error']}")
+    if len(bad) > 10:
+        print(f"... and {len(bad) - 10} more")
+    if len(bad):
+        fail_csv = out.with_name(out.stem + "_failures.csv")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        bad.to_csv(fail_csv, index=False)
+        print(f"skipped and failed nights: {fail_csv}")
+    return run.epochs, run.nights, mid
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    """Write per-epoch (``--out``) and per-night embeddings as Parquet."""
+    from .scale import cluster_from_args, remove_parts
+
+    cluster = cluster_from_args(args)
+    if cluster is None:
+        apply_threads(args)
+        model, _, mid = _load_model(args.model, args.device)
+        epochs, nights = embedding_frames(args, model)
+    else:
+        if args.threads is not None and args.threads < 1:
+            raise S2VError(f"--threads must be >= 1, got {args.threads}")
+        epochs, nights, mid = _embed_distributed(args, cluster)
+    out, nights_out = _embed_outputs(args)
     out.parent.mkdir(parents=True, exist_ok=True)
     nights_out.parent.mkdir(parents=True, exist_ok=True)
     epochs.to_parquet(out, index=False)
     nights.to_parquet(nights_out, index=False)
+    if cluster is not None and not args.keep_parts:
+        remove_parts(out)
     width = sum(c.startswith("emb_") for c in epochs.columns)
     print(
         f"{len(nights)} night(s), {len(epochs)} epochs, {width}-d embeddings from {mid}: "
@@ -395,5 +471,14 @@ def add_embed_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     p.add_argument("--split", choices=("train", "val", "test"), help="only this split of a store")
     p.add_argument("--out", required=True, help="per-epoch Parquet file")
     p.add_argument("--nights-out", help="per-night Parquet file (default: OUT_nights.parquet)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (cluster runs)")
+    p.add_argument(
+        "--keep-parts",
+        action="store_true",
+        help="with a cluster: keep the per-night parts in OUT.parts/ after writing OUT",
+    )
+    from .scale import add_cluster_options
+
+    add_cluster_options(p)
     p.set_defaults(func=cmd_embed)
     return p

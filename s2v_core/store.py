@@ -10,7 +10,10 @@ Layout of a store folder::
 
 :func:`prepare_one` turns one metadata row into one night folder and is a pure function of its
 arguments (it reads the source, writes only its own folder and returns the manifest row), so a
-cohort can be prepared by mapping it over a cluster; :func:`prepare_store` is the serial driver.
+cohort can be prepared by mapping it over a cluster; :func:`prepare_store` is the driver, serial
+or on Dask workers (``cluster=``, see :mod:`s2v_core.scale`), and the only writer of the manifest.
+Sources are a flat folder (``metadata.csv`` or EDF/BDF files) or an NSRR download
+(:mod:`s2v_core.io.nsrr`).
 A night is written to a temporary folder and renamed into place, so an interrupted run never
 leaves a half-written night that later looks finished.
 
@@ -250,17 +253,43 @@ def _hypnogram_next_to(psg: Path) -> Path | None:
     return None
 
 
-def discover_rows(source: str | Path, metadata_csv: str | Path | None = None) -> list[dict]:
+LAYOUTS: tuple[str, ...] = ("auto", "flat", "nsrr")
+"""Source layouts of :func:`discover_rows`."""
+
+
+def discover_rows(
+    source: str | Path, metadata_csv: str | Path | None = None, *, layout: str = "auto"
+) -> list[dict]:
     """The rows :func:`prepare_store` will prepare from a source folder.
 
-    With a table that has a ``psg_file`` column (``metadata_csv``, else ``source/metadata.csv``),
-    one row per table row. Otherwise every ``*.edf``/``*.bdf`` of the folder (not
-    ``*-Hypnogram.edf``) is a night named by its stem, with the hypnogram found next to it (see
-    :data:`HYPNOGRAM_SUFFIXES`) and demographics joined from the table when there is one.
+    ``layout="flat"``: with a table that has a ``psg_file`` column (``metadata_csv``, else
+    ``source/metadata.csv``), one row per table row. Otherwise every ``*.edf``/``*.bdf`` of the
+    folder (not ``*-Hypnogram.edf``) is a night named by its stem, with the hypnogram found next
+    to it (see :data:`HYPNOGRAM_SUFFIXES`) and demographics joined from the table when there is
+    one.
+
+    ``layout="nsrr"``: an NSRR download (SHHS, MESA, MrOS, CFS, WSC folder conventions, or a
+    folder of several), read by :func:`s2v_core.io.nsrr.discover_nsrr`.
+
+    ``layout="auto"`` (default): NSRR when the folder is an NSRR tree (or holds some) and no
+    metadata table is given, else flat.
     """
     source = Path(source)
     if not source.is_dir():
         raise InputFileError(source, "source is not a folder")
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; allowed: {', '.join(LAYOUTS)}")
+    if layout == "auto":
+        from .io.nsrr import is_nsrr_layout
+
+        own_table = metadata_csv is not None or (source / "metadata.csv").is_file()
+        layout = "nsrr" if not own_table and is_nsrr_layout(source) else "flat"
+    if layout == "nsrr":
+        from .io.nsrr import discover_nsrr
+
+        if metadata_csv is not None:
+            raise ValueError("--metadata does not apply to an NSRR layout (it reads datasets/)")
+        return discover_nsrr(source)
     table_path = Path(metadata_csv) if metadata_csv is not None else source / "metadata.csv"
     raw = demo = None
     if table_path.is_file():
@@ -318,15 +347,17 @@ def prepare_store(
     seed: int = 0,
     progress: bool = True,
     overwrite: bool = False,
+    layout: str = "auto",
+    cluster=None,
 ) -> pd.DataFrame:
-    """Prepare every night of a source folder into a cohort store (serially, resumable).
+    """Prepare every night of a source folder into a cohort store (resumable).
 
     Parameters
     ----------
     source : path
         Folder with ``metadata.csv`` (columns night, subject, site, age, sex, ahi, psg_file,
-        hypnogram_file; paths relative to the folder), or with EDF/BDF files (see
-        :func:`discover_rows`).
+        hypnogram_file; paths relative to the folder), with EDF/BDF files, or an NSRR download
+        (see :func:`discover_rows`).
     store : path
         Store root; created if needed. Finished nights are skipped unless ``overwrite``.
     metadata_csv : path, optional
@@ -335,6 +366,13 @@ def prepare_store(
         Seed of the subject-level split.
     progress : bool
         Show a tqdm progress bar and print the summary.
+    overwrite : bool
+        Redo nights that are already prepared.
+    layout : str
+        ``"auto"``, ``"flat"`` or ``"nsrr"`` (see :func:`discover_rows`).
+    cluster : s2v_core.scale.ClusterSpec, optional
+        Prepare the nights on a Dask cluster (:mod:`s2v_core.scale`); serial when None. The
+        nights and the manifest are the same either way; the manifest is written here only.
 
     Returns
     -------
@@ -347,24 +385,55 @@ def prepare_store(
     from tqdm.auto import tqdm
 
     source, store = Path(source), Path(store)
-    rows = discover_rows(source, metadata_csv)
+    rows = discover_rows(source, metadata_csv, layout=layout)
     nights_dir = store / "nights"
     nights_dir.mkdir(parents=True, exist_ok=True)
     for stale in nights_dir.glob(f"{_TMP_PREFIX}*"):  # left by an interrupted run
         log.info("removing unfinished %s", stale.name)
         shutil.rmtree(stale, ignore_errors=True)
-    results, seen = [], set()
-    for row in tqdm(rows, desc="preparing nights", unit="night", disable=not progress):
+    results: list[dict | None] = [None] * len(rows)
+    seen, pending = set(), []
+    serial = cluster is None
+    for i, row in enumerate(
+        tqdm(rows, desc="preparing nights", unit="night", disable=not (progress and serial))
+    ):
         night = _text(row.get("night"))
         if night in seen:
             error = f"duplicate night id {night!r}"
             psg = _text(row.get("psg_file")) or ""
-            results.append({"night": night, "psg_file": psg, "status": "failed", "error": error})
+            results[i] = {"night": night, "psg_file": psg, "status": "failed", "error": error}
             continue
         seen.add(night)
-        results.append(prepare_one(row, source, store, overwrite=overwrite, seed=seed))
+        done = night is not None and not overwrite and _finished(nights_dir / night)
+        if serial or done:  # a finished night is only read back: no need to ship it
+            results[i] = prepare_one(row, source, store, overwrite=overwrite, seed=seed)
+        else:
+            pending.append(i)
+    if pending:
+        from .scale import open_client, run_tasks, worker_failure
+
+        src, dst = str(source.resolve()), str(store.resolve())
+        calls = [((rows[i], src, dst), {"overwrite": overwrite, "seed": seed}) for i in pending]
+        names = [str(_text(rows[i].get("night"))) for i in pending]
+        if progress:
+            print(f"preparing {len(pending)} night(s) on {cluster.describe()}")
+        with open_client(cluster) as client:
+            for k, res in run_tasks(client, prepare_one, calls, names=names, desc="prepare",
+                                    progress=progress, max_in_flight=cluster.max_in_flight):  # fmt: skip
+                i = pending[k]
+                if isinstance(res, BaseException):  # the worker died or the task could not run
+                    psg = _text(rows[i].get("psg_file")) or ""
+                    res = {"night": names[k], "psg_file": psg, "status": "failed",
+                           "error": worker_failure(res)}  # fmt: skip
+                    log.warning("night %s failed: %s", names[k], res["error"])
+                results[i] = res
+    return _finish_run(results, store, nights_dir, progress)
+
+
+def _finish_run(results: list, store: Path, nights_dir: Path, progress: bool) -> pd.DataFrame:
+    """Write manifest.csv and failures.csv for a run's results; return the run table."""
     run = pd.DataFrame(results)
-    for col in ("status", "error"):
+    for col in ("night", "status", "error"):
         if col not in run:
             run[col] = ""
     ok = [r for r in results if r["status"] in ("done", "skipped")]
@@ -387,7 +456,7 @@ def prepare_store(
     return run
 
 
-def _text(value) -> str | None:
+def _cell_text(value) -> str | None:
     """A manifest text cell, or None when empty or missing (pandas 2 and 3 read blanks differently)."""
     return value if isinstance(value, str) and value else None
 
@@ -463,7 +532,7 @@ class CohortStore:
         return StoreEntry(
             **{f.name: r[f.name] for f in fields(StoreEntry)}
             | {"age": _number(r["age"]), "ahi": _number(r["ahi"]), "n_epochs": int(r["n_epochs"])}
-            | {k: _text(r[k]) for k in ("subject", "site", "sex")}
+            | {k: _cell_text(r[k]) for k in ("subject", "site", "sex")}
         )
 
     def nights(self, split: str | None = None) -> list[str]:

@@ -58,9 +58,11 @@ def add_prepare_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "prepare",
         help="turn a folder of recordings (or a synthetic cohort) into a cohort store",
-        description="Load every night of SOURCE (metadata.csv with psg_file, or EDF/BDF files "
-        "with hypnograms next to them), resample, scale and write a memory-mapped store with a "
-        "subject-level train/val/test split. Finished nights are skipped when run again.",
+        description="Load every night of SOURCE (metadata.csv with psg_file, EDF/BDF files "
+        "with hypnograms next to them, or an NSRR download), resample, scale and write a "
+        "memory-mapped store with a subject-level train/val/test split. Finished nights are "
+        "skipped when run again; a night that fails is listed in STORE/failures.csv. With "
+        "--workers/--scheduler/--slurm the nights are prepared on a Dask cluster.",
     )
     p.add_argument("source", help="folder with metadata.csv or EDF/BDF recordings")
     p.add_argument("--out", required=True, help="store folder (created if needed)")
@@ -68,18 +70,32 @@ def add_prepare_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the subject split (default 0)")
     p.add_argument("--overwrite", action="store_true", help="redo nights already prepared")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--layout",
+        choices=("auto", "flat", "nsrr"),
+        default="auto",
+        help="source layout: flat (metadata.csv or EDFs in one folder), nsrr (SHHS/MESA/MrOS/"
+        "CFS/WSC downloads: polysomnography/ + datasets/), auto (default: nsrr when SOURCE "
+        "has polysomnography/ and no metadata.csv)",
+    )
+    from s2v_core.scale import add_cluster_options
+
+    add_cluster_options(p)
     p.set_defaults(func=cmd_prepare)
     return p
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     """Handler of ``s2v prepare``; prints the split counts and any failed nights."""
+    from s2v_core.scale import cluster_from_args
     from s2v_core.store import CohortStore, discover_rows, prepare_store
 
-    if not discover_rows(args.source, args.metadata):
+    cluster = cluster_from_args(args)
+    layout = getattr(args, "layout", "auto")
+    if not discover_rows(args.source, args.metadata, layout=layout):
         raise S2VError(
             f"{args.source}: no recordings found (expected metadata.csv with a psg_file column, "
-            "or EDF/BDF files)"
+            "EDF/BDF files, or an NSRR download with polysomnography/)"
         )
     run = prepare_store(
         args.source,
@@ -88,6 +104,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.quiet,
         overwrite=args.overwrite,
+        layout=layout,
+        cluster=cluster,
     )
     failed = run[run["status"] == "failed"]
     for _, row in failed.head(10).iterrows():
