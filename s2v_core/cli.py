@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_finetune_parser(sub)
     add_embed_parser(sub)
 
+    from .evaluate import add_evaluate_parser
+
+    add_evaluate_parser(sub)
+
     from .night_heads_cli import add_night_heads_parser
 
     add_night_heads_parser(sub)

@@ -8,6 +8,12 @@ records. Loss: cross-entropy over scored epochs only (unscored and padding ignor
 pass over the training windows the model is scored on the validation windows (all modalities);
 the checkpoint with the best validation kappa is kept in ``out_dir/best``.
 
+Options for small real cohorts: ``n_classes`` trains the 4- or 3-class problem (the head keeps
+its five outputs; the loss is the cross-entropy of the merged class probabilities, the sums of
+the stage probabilities in each group, as :meth:`Prediction.merged` predicts them);
+``init_head`` starts from a fine-tuned classifier's gates and staging head as well as its
+backbone; ``patience`` stops when the validation kappa has not improved for that many passes.
+
 Night-level heads (age, sex, AHI) are out of scope here; :func:`finetune` takes a
 ``night_loss`` callable as the hook for them (see its docstring).
 """
@@ -30,7 +36,7 @@ import torch.nn.functional as F
 from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import S2VError
 from .evaluation import staging_metrics
-from .inference import resolve_device
+from .inference import MERGE_GROUPS, REPRESENTATIVE_STAGE, resolve_device
 from .modalities import MODALITIES
 from .model import PRESETS, HeadConfig, Sleep2VecClassifier, get_preset
 from .stages import STAGE_NAMES
@@ -64,6 +70,9 @@ class FinetuneConfig:
     max_batches_per_epoch: int | None = None  # cap for quick runs (None: every window once)
     seed: int = 0  # weight init, window order and modality dropout
     device: str = "cpu"  # "cpu", "cuda" or "auto"
+    n_classes: int = 5  # training objective and validation kappa: 5 stages, or 4 / 3 merged
+    init_head: bool = False  # from a classifier checkpoint: also reuse its gates and staging head
+    patience: int | None = None  # stop after this many passes without a better val kappa
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "window_epochs"):
@@ -80,6 +89,16 @@ class FinetuneConfig:
             raise S2VError(f"unknown preset {self.preset!r}; allowed: {', '.join(PRESETS)}")
         if self.max_batches_per_epoch is not None and self.max_batches_per_epoch < 1:
             raise S2VError(f"max_batches_per_epoch must be >= 1, got {self.max_batches_per_epoch}")
+        if isinstance(self.n_classes, bool) or self.n_classes not in (5, 4, 3):
+            raise S2VError(f"finetune n_classes must be 5, 4 or 3, got {self.n_classes!r}")
+        if self.patience is not None and (
+            isinstance(self.patience, bool)
+            or not isinstance(self.patience, int)
+            or self.patience < 1
+        ):
+            raise S2VError(
+                f"finetune patience must be a positive integer or None, got {self.patience!r}"
+            )
 
 
 @dataclass
@@ -154,17 +173,37 @@ def collate_windows(items: list[dict], modalities: tuple[str, ...]) -> dict:
     }
 
 
+def merge_targets(stages: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """5-class stage codes (-1 unscored) -> merged class indices ``0 .. n_classes - 1`` (-1 kept)."""
+    table = torch.full((5,), -1, dtype=torch.long, device=stages.device)
+    for k, group in enumerate(MERGE_GROUPS[n_classes]):
+        table[list(group)] = k
+    return torch.where(stages >= 0, table[stages.clamp(min=0)], torch.full_like(stages, -1))
+
+
+def merged_log_probs(logits: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Log-probabilities of the merged classes: log of the summed stage probabilities, (..., n)."""
+    logp = F.log_softmax(logits, dim=-1)
+    return torch.stack([logp[..., list(g)].logsumexp(dim=-1) for g in MERGE_GROUPS[n_classes]], -1)
+
+
 def staging_loss(
     logits: torch.Tensor,
     stages: torch.Tensor,
     *,
     class_weights: torch.Tensor | None = None,
     label_smoothing: float = 0.0,
+    n_classes: int = 5,
 ) -> torch.Tensor:
-    """Cross-entropy over scored epochs: ``logits`` (B, T, C), ``stages`` (B, T), -1 ignored.
+    """Cross-entropy over scored epochs: ``logits`` (B, T, 5), ``stages`` (B, T), -1 ignored.
 
-    Returns a zero that still carries a gradient when no epoch is scored.
+    With ``n_classes`` 4 or 3 the loss is the cross-entropy of the merged class probabilities
+    (:func:`merged_log_probs`) against the merged stages; ``class_weights`` then has one weight
+    per merged class. Returns a zero that still carries a gradient when no epoch is scored.
     """
+    if n_classes != 5:
+        logits = merged_log_probs(logits, n_classes)  # log_softmax leaves these unchanged
+        stages = merge_targets(stages, n_classes)
     flat = logits.reshape(-1, logits.shape[-1])  # (B*T, C)
     target = stages.reshape(-1)  # (B*T,)
     if not bool((target >= 0).any()):
@@ -184,6 +223,7 @@ def train_step(
     label_smoothing: float = 0.0,
     grad_clip: float = 1.0,
     night_loss: Callable[[torch.Tensor, dict], torch.Tensor] | None = None,
+    n_classes: int = 5,
 ) -> float:
     """One optimiser step on a :func:`collate_windows` batch with modalities ``keep`` (B, M).
 
@@ -196,7 +236,11 @@ def train_step(
     usable = valid & keep.any(dim=1).to(device)[:, None]  # (B, T)
     target = batch["stages"].to(device).masked_fill(~usable, -1)  # (B, T)
     loss = staging_loss(
-        out.stage_logits, target, class_weights=class_weights, label_smoothing=label_smoothing
+        out.stage_logits,
+        target,
+        class_weights=class_weights,
+        label_smoothing=label_smoothing,
+        n_classes=n_classes,
     )
     if night_loss is not None and out.night is not None:
         loss = loss + night_loss(out.night, batch)  # hook for night-level heads (age, sex, AHI)
@@ -214,13 +258,16 @@ def evaluate_windows(
     *,
     batch_size: int = 16,
     modalities: tuple[str, ...] | None = None,
+    n_classes: int = 5,
 ) -> dict:
-    """Kappa, accuracy and macro-F1 (5-class) over every scored epoch of ``dataset``.
+    """Kappa, accuracy and macro-F1 over every scored epoch of ``dataset``.
 
     Parameters
     ----------
     modalities : tuple of str, optional
         Restrict the model to these (default: all each window has).
+    n_classes : {5, 4, 3}
+        Score the 5 stages, or the merged classes predicted from summed probabilities.
 
     Returns
     -------
@@ -244,12 +291,17 @@ def evaluate_windows(
             )
             ok = b["valid"] & (b["stages"] >= 0) & b["present"].any(dim=1)[:, None]  # (B, T)
             refs.append(b["stages"][ok].numpy())
-            preds.append(out.stage_logits.argmax(-1).cpu()[ok].numpy())
+            if n_classes == 5:
+                pred = out.stage_logits.argmax(-1).cpu()
+            else:  # most probable merged class, written as its representative stage code
+                merged = merged_log_probs(out.stage_logits.float(), n_classes).argmax(-1).cpu()
+                pred = torch.tensor(REPRESENTATIVE_STAGE[n_classes])[merged]
+            preds.append(pred[ok].numpy())
     model.train(was_training)
     ref = np.concatenate(refs) if refs else np.zeros(0, int)
     if ref.size == 0:
         return {"kappa": math.nan, "accuracy": math.nan, "macro_f1": math.nan, "n_epochs": 0}
-    m = staging_metrics(ref, np.concatenate(preds))
+    m = staging_metrics(ref, np.concatenate(preds), n_classes=n_classes)
     return {
         "kappa": m.kappa,
         "accuracy": m.accuracy,
@@ -278,7 +330,7 @@ def data_summary(store: CohortStore, datasets: dict[str, WindowDataset]) -> dict
 
 
 def class_weights_from_counts(counts: np.ndarray) -> np.ndarray:
-    """Inverse-frequency weights ``(5,)``, mean 1, clipped to :data:`CLASS_WEIGHT_RANGE`."""
+    """Inverse-frequency weights, one per class of ``counts``, mean 1, clipped to :data:`CLASS_WEIGHT_RANGE`."""
     c = np.asarray(counts, dtype=np.float64)
     w = c.sum() / np.maximum(c, 1.0)
     w = np.clip(w / w.mean(), *CLASS_WEIGHT_RANGE)
@@ -288,12 +340,22 @@ def class_weights_from_counts(counts: np.ndarray) -> np.ndarray:
 def build_model(cfg: FinetuneConfig, pretrained: str | Path | None) -> Sleep2VecClassifier:
     """A classifier on a pretrained backbone (tokenizers + encoder copied) or on ``cfg.preset``.
 
-    ``pretrained`` may be a pretraining checkpoint or a classifier one (its backbone is used).
+    ``pretrained`` may be a pretraining checkpoint or a classifier one (its backbone is used;
+    with ``cfg.init_head`` its gates and staging head too).
     """
     head = HeadConfig(per_epoch_gate=cfg.per_epoch_gate, freeze_tokenizers=cfg.freeze_tokenizers)
     if pretrained is None:
+        if cfg.init_head:
+            raise S2VError("init_head needs a classifier checkpoint to start from (pretrained)")
         return Sleep2VecClassifier(get_preset(cfg.preset), head, seed=cfg.seed)
     backbone, mcfg, _ = load_checkpoint(pretrained)
+    if isinstance(backbone, Sleep2VecClassifier) and cfg.init_head:
+        return _whole_classifier(backbone, cfg, pretrained)
+    if cfg.init_head:
+        raise S2VError(
+            f"{pretrained}: init_head needs a classifier checkpoint (s2v finetune output); "
+            "this is a pretrained encoder without a staging head"
+        )
     if isinstance(backbone, Sleep2VecClassifier):  # start again from a fine-tuned encoder
         backbone = backbone.backbone
     model = Sleep2VecClassifier(mcfg, head, seed=cfg.seed)
@@ -301,6 +363,23 @@ def build_model(cfg: FinetuneConfig, pretrained: str | Path | None) -> Sleep2Vec
         model.load_backbone(backbone)
     except ValueError as err:
         raise S2VError(f"{pretrained}: {err}") from None
+    return model
+
+
+def _whole_classifier(
+    clf: Sleep2VecClassifier, cfg: FinetuneConfig, source: str | Path
+) -> Sleep2VecClassifier:
+    """A trainable copy of ``clf`` (backbone, gates, heads), tokenizers frozen as ``cfg`` says."""
+    hc = clf.head_config
+    if hc.per_epoch_gate != cfg.per_epoch_gate:
+        raise S2VError(
+            f"{source}: the classifier has per_epoch_gate={hc.per_epoch_gate}, the fine-tuning "
+            f"config asks for {cfg.per_epoch_gate}; they must agree with init_head"
+        )
+    head = HeadConfig(**{**hc.to_dict(), "freeze_tokenizers": cfg.freeze_tokenizers})
+    model = Sleep2VecClassifier(clf.config, head, seed=cfg.seed)
+    model.load_state_dict(clf.state_dict(), strict=True)
+    model.set_tokenizers_trainable(not cfg.freeze_tokenizers)
     return model
 
 
@@ -355,14 +434,20 @@ def finetune(
     weights = None
     if cfg.class_weighted:
         counts = [summary["splits"]["train"]["scored_epochs"][s] for s in STAGE_NAMES]
-        weights = torch.from_numpy(class_weights_from_counts(np.array(counts))).to(device)
+        merged = [sum(counts[c] for c in g) for g in MERGE_GROUPS[cfg.n_classes]]
+        weights = torch.from_numpy(class_weights_from_counts(np.array(merged))).to(device)
     step_options = {
         "class_weights": weights,
         "label_smoothing": cfg.label_smoothing,
         "grad_clip": cfg.grad_clip,
         "night_loss": night_loss,
+        "n_classes": cfg.n_classes,
     }
-    selection = "best val kappa, all modalities" if len(val) else "last pass (no val windows)"
+    selection = (
+        f"best val kappa ({cfg.n_classes}-class), all modalities"
+        if len(val)
+        else "last pass (no val windows)"
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)  # dropout inside the model
         model = build_model(cfg, pretrained).to(device)
@@ -387,7 +472,9 @@ def finetune(
                 for g in opt.param_groups:
                     g["lr"] = lr
                 losses.append(train_step(model, batch, opt, keep, **step_options))
-            metrics = evaluate_windows(model, val, batch_size=cfg.batch_size)
+            metrics = evaluate_windows(
+                model, val, batch_size=cfg.batch_size, n_classes=cfg.n_classes
+            )
             row = {
                 "epoch": epoch,
                 "step": epoch * n_batches,
@@ -415,6 +502,9 @@ def finetune(
             pd.DataFrame(rows).to_csv(out / "history.csv", index=False)
             if on_epoch is not None:
                 on_epoch(row)
+            if cfg.patience is not None and len(val) and epoch - best["epoch"] >= cfg.patience:
+                log.info("no better val kappa for %d passes: stopping early", cfg.patience)
+                break
     return FinetuneResult(out, pd.DataFrame(rows), best)
 
 

@@ -14,12 +14,16 @@ from safetensors.torch import load_file
 from s2v_core import heads_cli
 from s2v_core.checkpoint import save_checkpoint
 from s2v_core.errors import S2VError
+from s2v_core.evaluation import staging_metrics
 from s2v_core.finetune import (
     FinetuneConfig,
+    build_model,
     class_weights_from_counts,
     collate_windows,
     drop_modalities,
+    evaluate_windows,
     finetune,
+    merge_targets,
     staging_loss,
     train_step,
 )
@@ -359,3 +363,78 @@ def test_embed_cli_over_a_store(run, store, tmp_path, capsys):
     assert set(pd.read_parquet(out)["modalities"]) == {"eeg"}
     assert cli(["embed", store, "--model", res.checkpoint, "--out", out, "--split", "val"]) == 0
     assert set(pd.read_parquet(out)["split"]) == {"val"}
+
+
+# --- merged-class objective, starting from a classifier, early stopping ----------------------
+def test_three_class_loss_is_the_cross_entropy_of_summed_probabilities():
+    torch.manual_seed(1)
+    logits = torch.randn(2, 5, 5)
+    stages = torch.tensor([[0, 1, 2, 3, 4], [4, -1, 3, 0, 1]])
+    assert merge_targets(stages, 3).tolist() == [[0, 1, 1, 1, 2], [2, -1, 1, 0, 1]]
+    assert merge_targets(stages, 4).tolist() == [[0, 1, 1, 2, 3], [3, -1, 2, 0, 1]]
+    p = logits.softmax(-1)
+    merged = torch.stack([p[..., 0], p[..., 1:4].sum(-1), p[..., 4]], -1)  # W, NREM, REM
+    target = merge_targets(stages, 3)
+    ok = target >= 0
+    w = torch.tensor([2.0, 0.5, 3.0])
+    want = F.nll_loss(merged[ok].log(), target[ok], weight=w)
+    got = staging_loss(logits, stages, class_weights=w, n_classes=3)
+    assert got.item() == pytest.approx(want.item(), rel=1e-5)
+    # moving probability between N1, N2 and N3 leaves the 3-class loss unchanged
+    shuffled = logits[..., [0, 3, 1, 2, 4]]
+    assert staging_loss(shuffled, stages, n_classes=3).item() == pytest.approx(
+        staging_loss(logits, stages, n_classes=3).item(), rel=1e-6
+    )
+    assert staging_loss(shuffled, stages).item() != pytest.approx(
+        staging_loss(logits, stages).item()
+    )
+
+
+def test_validation_kappa_on_merged_classes(run, store):
+    res, _ = run
+    model, _, _ = load_classifier(res.checkpoint)
+    val = WindowDataset(store, "val", window_epochs=30)
+    m3 = evaluate_windows(model, val, n_classes=3)
+    refs, preds = [], []
+    for n in CohortStore(store).nights("val"):
+        night = CohortStore(store).night(n)
+        refs.append(night.stages)
+        preds.append(predict_night(model, night, window_epochs=30).merged_as_five(3))
+    want = staging_metrics(np.concatenate(refs), np.concatenate(preds), n_classes=3)
+    assert m3["kappa"] == pytest.approx(want.kappa) and m3["n_epochs"] == want.n_epochs
+
+
+def test_init_head_starts_from_the_whole_classifier(run, store, tmp_path):
+    first, _ = run
+    cfg = FinetuneConfig(init_head=True, n_classes=3, **QUICK)
+    model = build_model(cfg, first.checkpoint)
+    saved = load_file(str(first.checkpoint / "model.safetensors"))
+    state = model.state_dict()
+    assert set(state) == set(saved) and all(torch.equal(state[k], saved[k]) for k in saved)
+    assert not any(p.requires_grad for p in model.backbone.tokenizers.parameters())
+    fresh = build_model(FinetuneConfig(**QUICK), first.checkpoint)  # backbone only: new head
+    assert not torch.equal(
+        fresh.state_dict()["staging.mlp.1.weight"], saved["staging.mlp.1.weight"]
+    )
+    res = finetune(store, tmp_path / "ft3", FinetuneConfig(epochs=1, init_head=True, n_classes=3, **QUICK),
+                   pretrained=first.checkpoint)  # fmt: skip
+    extra = json.loads((res.checkpoint / "config.json").read_text())["extra"]
+    assert extra["finetune_config"]["n_classes"] == 3 and "3-class" in extra["selection"]
+    with pytest.raises(S2VError, match="init_head needs a classifier checkpoint"):
+        build_model(FinetuneConfig(init_head=True, **QUICK), None)
+    pre = tmp_path / "pre"
+    save_checkpoint(pre, Sleep2Vec(get_preset("tiny"), seed=1), get_preset("tiny"))
+    with pytest.raises(S2VError, match="pretrained encoder without a staging head"):
+        build_model(FinetuneConfig(init_head=True, **QUICK), pre)
+    with pytest.raises(S2VError, match="per_epoch_gate"):
+        build_model(FinetuneConfig(init_head=True, per_epoch_gate=False, **QUICK), first.checkpoint)
+
+
+def test_patience_stops_when_validation_kappa_stalls(store, tmp_path):
+    cfg = FinetuneConfig(epochs=5, patience=1, max_batches_per_epoch=1, **{**QUICK, "lr": 1e-12})
+    res = finetune(store, tmp_path / "p", cfg)  # the weights barely move: kappa never improves
+    assert list(res.history["epoch"]) == [1, 2] and res.best["epoch"] == 1
+    with pytest.raises(S2VError, match="patience must be a positive integer"):
+        FinetuneConfig(patience=0)
+    with pytest.raises(S2VError, match="n_classes must be 5, 4 or 3"):
+        FinetuneConfig(n_classes=2)
