@@ -442,3 +442,65 @@ def test_cuda_bf16_forward_and_loss_are_finite():
     assert torch.isfinite(loss) and all(
         torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None
     )
+
+
+# --- spectral tokenizer branch (ModelConfig.spectral_bands) ---------------------------------
+def test_band_matrix_tiles_every_non_dc_bin_once():
+    import numpy as np
+
+    from s2v_core.model.tokenizer import band_matrix
+
+    for samples, bands in [(3840, 48), (120, 48), (120, 8), (16, 4)]:
+        w = band_matrix(samples, bands)
+        n_bins = samples // 2 + 1
+        assert w.shape[0] == n_bins and 1 <= w.shape[1] <= bands
+        covered = (w > 0).sum(axis=1)
+        assert covered[0] == 0 and np.all(covered[1 : n_bins - 1] == 1)  # DC out, each bin once
+        np.testing.assert_allclose(w.sum(axis=0), 1.0, rtol=1e-5)  # each column is an average
+    with pytest.raises(ValueError):
+        band_matrix(2, 4)
+
+
+def test_band_power_peaks_in_the_band_of_a_sine():
+    import numpy as np
+
+    from s2v_core.model.tokenizer import BandPower, band_matrix
+
+    fs, samples = 128, 3840
+    w = band_matrix(samples, 48)
+    bp = BandPower(samples, 48)
+    t = torch.arange(samples) / fs
+    for f in (1.0, 2.0, 10.0, 13.0, 30.0):  # delta, alpha, sigma, beta
+        out = bp(torch.sin(2 * torch.pi * f * t)[None])[0]
+        bin_ = int(round(f * samples / fs))
+        assert int(out.argmax()) == int(np.flatnonzero(w[bin_])[0])
+    # a 10x larger amplitude adds log(100) in every band with signal: scale shows as an offset
+    x = torch.randn(1, samples)
+    np.testing.assert_allclose((bp(10 * x) - bp(x)).numpy(), np.log(100.0), atol=1e-3)
+
+
+def test_spectral_bands_config_checkpoint_and_defaults(tmp_path):
+    from s2v_core.checkpoint import load_checkpoint, save_checkpoint
+
+    assert get_preset("small").spectral_bands == 0  # the presets stay the paper's tokenizer
+    with pytest.raises(ConfigError):
+        get_preset("tiny", spectral_bands=-1)
+    with pytest.raises(ConfigError):
+        get_preset("tiny", spectral_bands=True)
+    cfg = get_preset("tiny", spectral_bands=16)
+    model = Sleep2Vec(cfg, seed=0)
+    plain = Sleep2Vec(get_preset("tiny"), seed=0)
+    extra = sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in plain.parameters())
+    assert extra > 0 and all("bands" not in k for k in model.state_dict())  # buffer not saved
+    save_checkpoint(tmp_path / "ck", model, cfg)
+    loaded, lcfg, _ = load_checkpoint(tmp_path / "ck")
+    assert lcfg.spectral_bands == 16
+    x = {"eeg": torch.randn(2, 6, 3840), "ibi": torch.randn(2, 6, 120)}
+    valid = torch.ones(2, 6, dtype=torch.bool)
+    model.eval()
+    a, b = model.encode(x, valid), loaded.encode(x, valid)
+    for m in a:
+        torch.testing.assert_close(a[m], b[m])
+    # a config written before the option existed still loads (as the paper's tokenizer)
+    old = {k: v for k, v in get_preset("tiny").to_dict().items() if k != "spectral_bands"}
+    assert ModelConfig.from_dict(old).spectral_bands == 0

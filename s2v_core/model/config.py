@@ -84,6 +84,7 @@ class ModelConfig:
     mlp_ratio: int = 4  # MLP width = mlp_ratio * hidden
     dropout: float = 0.1  # dropout inside the encoder (attention and residual branches)
     tokenizer_dropout: float = 0.1  # dropout after the tokenizer MLP (METHOD.md: 0.1)
+    spectral_bands: int = 0  # 0: the paper's raw tokenizer; > 0: add a log band-power branch
     use_cls: bool = True  # prepend a learned CLS token to every sequence
     proj_dim: int = 128  # projection-head output width for the contrastive loss
     mask_ratio: float = 0.15  # fraction of valid tokens replaced by the mask vector in pretraining
@@ -102,6 +103,10 @@ class ModelConfig:
                 f"hidden ({self.hidden}) must split into n_heads ({self.n_heads}) heads of even "
                 "width (rotary embeddings rotate pairs of channels)"
             )
+        if isinstance(self.spectral_bands, bool) or not isinstance(self.spectral_bands, int) or not (
+            0 <= self.spectral_bands <= 512
+        ):
+            raise ConfigError(f"spectral_bands must be an integer in [0, 512], got {self.spectral_bands!r}")
         _check_fraction("dropout", self.dropout)
         _check_fraction("tokenizer_dropout", self.tokenizer_dropout)
         _check_fraction("mask_ratio", self.mask_ratio)

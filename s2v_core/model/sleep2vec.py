@@ -93,7 +93,9 @@ class Sleep2Vec(nn.Module):
         cfg = self.config
         self.tokenizers = nn.ModuleDict(
             {
-                m: ModalityTokenizer(cfg.samples_per_token(m), cfg.d_token, cfg.tokenizer_dropout)
+                m: ModalityTokenizer(
+                    cfg.samples_per_token(m), cfg.d_token, cfg.tokenizer_dropout, cfg.spectral_bands
+                )
                 for m in cfg.modalities
             }
         )

@@ -1,8 +1,62 @@
-"""Per-modality tokenizer: one raw 30-s epoch -> one d-dimensional token (METHOD.md section 3)."""
+"""Per-modality tokenizer: one raw 30-s epoch -> one d-dimensional token (METHOD.md section 3).
+
+Optionally (``ModelConfig.spectral_bands > 0``, our addition to the paper's tokenizer) a third
+branch adds the epoch's log power in fixed frequency bands. A linear map of raw samples cannot
+measure band power, which does not depend on the phase of a rhythm, so on small training sets
+the raw MLP alone learns little from EEG, EOG and EMG; the band powers give it the quantities
+sleep scorers read (delta, theta, alpha, sigma, beta, muscle tone) directly.
+"""
 
 from __future__ import annotations
 
+import numpy as np
+import torch
 from torch import Tensor, nn
+
+
+def band_matrix(samples: int, n_bands: int) -> np.ndarray:
+    """Averaging matrix from the ``samples // 2 + 1`` rFFT bins to log-spaced bands.
+
+    The bands tile bins 1 .. samples // 2 (DC left out) with edges spaced evenly in log
+    frequency; where that would make a band narrower than one bin, neighbouring edges merge,
+    so a short epoch gets fewer than ``n_bands`` bands.
+
+    Returns
+    -------
+    np.ndarray, shape (samples // 2 + 1, n_out), float32
+        Column j averages the power of the bins of band j (n_out <= n_bands).
+    """
+    n_bins = samples // 2 + 1
+    if n_bins < 3 or n_bands < 1:
+        raise ValueError(f"need >= 4 samples and >= 1 band, got {samples} samples, {n_bands} bands")
+    edges = np.unique(np.round(np.geomspace(1, n_bins, n_bands + 1)).astype(int))
+    w = np.zeros((n_bins, len(edges) - 1), dtype=np.float32)
+    for j, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+        w[lo:hi, j] = 1.0 / (hi - lo)
+    return w
+
+
+class BandPower(nn.Module):
+    """Log power per frequency band of each epoch (no trainable weights).
+
+    ``log(mean |rFFT(x)|^2 / samples over the band's bins + 1e-6)``; computed in float32.
+    """
+
+    def __init__(self, samples: int, n_bands: int):
+        super().__init__()
+        self.samples = samples
+        # not saved in checkpoints: it follows from (samples, n_bands) in the config
+        self.register_buffer("bands", torch.from_numpy(band_matrix(samples, n_bands)), persistent=False)
+
+    @property
+    def n_out(self) -> int:
+        return int(self.bands.shape[1])
+
+    def forward(self, x: Tensor) -> Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            spec = torch.fft.rfft(x.float(), dim=-1)
+            power = (spec.real.square() + spec.imag.square()) / self.samples  # (..., n_bins)
+            return torch.log(power @ self.bands + 1e-6)  # (..., n_out)
 
 
 class ModalityTokenizer(nn.Module):
@@ -19,6 +73,9 @@ class ModalityTokenizer(nn.Module):
         Token width d.
     dropout : float
         Dropout after the MLP branch (0.1 in the paper).
+    spectral_bands : int
+        0 (the paper's tokenizer) or the number of log-power bands of the spectral branch,
+        ``Linear(LayerNorm(BandPower(x)))``, added before the final LayerNorm.
 
     Examples
     --------
@@ -28,7 +85,9 @@ class ModalityTokenizer(nn.Module):
     torch.Size([2, 5, 8])
     """
 
-    def __init__(self, samples_per_token: int, d_token: int, dropout: float = 0.1):
+    def __init__(
+        self, samples_per_token: int, d_token: int, dropout: float = 0.1, spectral_bands: int = 0
+    ):
         super().__init__()
         self.samples_per_token = samples_per_token
         self.mlp = nn.Sequential(
@@ -38,6 +97,10 @@ class ModalityTokenizer(nn.Module):
             nn.Dropout(dropout),
         )
         self.residual = nn.Linear(samples_per_token, d_token)
+        self.spectral: nn.Sequential | None = None
+        if spectral_bands:
+            power = BandPower(samples_per_token, spectral_bands)
+            self.spectral = nn.Sequential(power, nn.LayerNorm(power.n_out), nn.Linear(power.n_out, d_token))
         self.norm = nn.LayerNorm(d_token)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -52,4 +115,7 @@ class ModalityTokenizer(nn.Module):
         -------
         Tensor, shape (..., d_token)
         """
-        return self.norm(self.mlp(x) + self.residual(x))  # (..., d)
+        out = self.mlp(x) + self.residual(x)
+        if self.spectral is not None:
+            out = out + self.spectral(x)
+        return self.norm(out)  # (..., d)

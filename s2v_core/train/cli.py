@@ -134,6 +134,9 @@ def add_pretrain_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=PRESET_CHOICES, help="model size (default small)")
     p.add_argument("--loss", choices=LOSS_CHOICES, help="dash (default) or infonce")
     p.add_argument("--modalities", help="comma-separated modalities of the model (default all 9)")
+    p.add_argument("--spectral-bands", type=int,
+                   help="add a log band-power branch with this many bands to every tokenizer "
+                        "(default 0: the paper's raw tokenizer; the shipped model uses 48)")
     p.add_argument("--epochs", type=int, help="epochs (default 10)")
     p.add_argument("--batch-size", type=int, help="windows per batch and process (default 16)")
     p.add_argument("--lr", type=float, help="peak learning rate (default 3e-4; paper 5e-5)")
@@ -171,6 +174,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.modalities:
         names = [m.strip() for m in args.modalities.split(",") if m.strip()]
         changes["model_overrides"] = {**base.model_overrides, "modalities": names}
+    if getattr(args, "spectral_bands", None) is not None:
+        overrides = changes.get("model_overrides", base.model_overrides)
+        changes["model_overrides"] = {**overrides, "spectral_bands": args.spectral_bands}
     return base.replace(**changes)
 
 
