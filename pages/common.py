@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +23,16 @@ from s2v_core.night import Night
 from s2v_core.sample import full_sample_night, shipped_night
 
 # Session-state keys (the only ones the app uses).
-K_SOURCE = "night_source"
+K_SOURCE = "night_source"  # the chosen source; kept when the Night page's radio is not shown
+K_SOURCE_RADIO = "night_source_radio"  # the radio widget itself (Streamlit drops it on other pages)
 K_MAPPING = "mapping_overrides"
+K_MAPPING_EDITOR = "mapping_editor"  # the Night page's channel table (its pending edits)
 K_UPLOAD = "upload"
 K_HYP_UPLOAD = "hypnogram_upload"
+K_KEPT_UPLOADS = "kept_uploads"  # {K_UPLOAD / K_HYP_UPLOAD: KeptFile}, see remember_upload()
 K_ACTIVE = "active_modalities"
 K_EPOCH = "selected_epoch"
+K_EPOCH_CLICK = "selected_epoch_click"  # last hypnogram click already applied to K_EPOCH
 K_MODEL_DIR = "model_dir"
 
 SOURCES = ("Sample night (8 h PSG)", "Shipped 1-h excerpt", "Upload EDF/BDF")
@@ -56,9 +60,59 @@ def _night_from_path(path: str, hyp: str | None, mapping: tuple, _key: str) -> N
     return night
 
 
+@dataclass(frozen=True)
+class KeptFile:
+    """An uploaded file held in this session's state, hashed once."""
+
+    name: str
+    digest: str  # SHA-256 of ``data``: with ``mapping``, the cache key of everything read from it
+    data: bytes = field(repr=False)
+    file_id: str = ""  # the uploader's id for this upload (a new upload of the same name differs)
+
+
+def remember_upload(key: str) -> None:
+    """``on_change`` of the Night page's uploaders: keep (or drop) the file in session state.
+
+    Streamlit forgets a widget's value once a page without the widget has run, so without this an
+    upload would be lost on the first click on another page, and coming back to the Night page
+    shows an empty uploader. Only a user's change calls this (an upload, or removing the file),
+    not the uploader being drawn again empty. The bytes are referenced, not copied, and hashed
+    once per upload. Session state is per browser session: nothing is shared with other sessions.
+    """
+    kept = dict(st.session_state.get(K_KEPT_UPLOADS, {}))
+    up = st.session_state.get(key)
+    if key == K_UPLOAD:  # another recording: the previous one's channel overrides do not apply
+        st.session_state.pop(K_MAPPING, None)
+        st.session_state.pop(K_MAPPING_EDITOR, None)
+    old = kept.pop(key, None)
+    if up is not None:
+        data = up.getvalue()
+        kept[key] = KeptFile(up.name, hashlib.sha256(data).hexdigest(), data, up.file_id)
+    if old is not None and (up is None or old.file_id != up.file_id):
+        _release_upload(old.file_id)
+    st.session_state[K_KEPT_UPLOADS] = kept
+
+
+def _release_upload(file_id: str) -> None:
+    """Let Streamlit free an upload this session no longer uses.
+
+    Streamlit keeps every uploaded file in server memory until the browser deletes it or the
+    session ends, and the browser cannot delete a file whose uploader was drawn again empty after
+    a visit to another page; without this, each recording uploaded in a session stays in memory
+    until the session closes.
+    """
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is not None and file_id:
+        ctx.uploaded_file_mgr.remove_file(ctx.session_id, file_id)
+
+
 @st.cache_data(show_spinner="Reading the uploaded recording...", max_entries=4)
-def _night_from_upload(name: str, digest: str, data: bytes, hyp_name: str | None, hyp: bytes | None,
-                       mapping: tuple) -> Night:
+def _night_from_upload(name: str, digest: str, hyp_name: str | None, hyp_digest: str | None,
+                       mapping: tuple, _data: bytes, _hyp: bytes | None) -> Night:
+    # The bytes are identified by their digests (underscore arguments are not hashed again).
+    data, hyp = _data, _hyp
     # Uploads are written only to a private temporary folder, removed as soon as they are read.
     with tempfile.TemporaryDirectory(prefix="s2v-upload-") as tmp:
         psg = Path(tmp) / Path(name).name
@@ -84,19 +138,19 @@ def selected_night() -> LoadedNight | None:
     source = st.session_state.get(K_SOURCE, SOURCES[0])
     mapping = tuple(sorted(st.session_state.get(K_MAPPING, {}).items()))
     if source == SOURCES[2]:
-        up = st.session_state.get(K_UPLOAD)
+        kept = st.session_state.get(K_KEPT_UPLOADS, {})
+        up, hyp_up = kept.get(K_UPLOAD), kept.get(K_HYP_UPLOAD)
         if up is None:
             return None
-        hyp_up = st.session_state.get(K_HYP_UPLOAD)
-        data = up.getvalue()
-        digest = hashlib.sha256(data).hexdigest()
-        night = _night_from_upload(up.name, digest, data, hyp_up.name if hyp_up else None,
-                                   hyp_up.getvalue() if hyp_up else None, mapping)
+        night = _night_from_upload(up.name, up.digest, hyp_up.name if hyp_up else None,
+                                   hyp_up.digest if hyp_up else None, mapping, up.data,
+                                   hyp_up.data if hyp_up else None)
         with tempfile.TemporaryDirectory(prefix="s2v-hdr-") as tmp:
             head = Path(tmp) / "header.edf"
-            head.write_bytes(data[: 1 << 20])
+            head.write_bytes(up.data[: 1 << 20])
             labels = _labels_of(head)
-        return LoadedNight(night, f"{digest[:16]}:{mapping}", labels)
+        hyp_key = hyp_up.digest[:16] if hyp_up else "-"
+        return LoadedNight(night, f"{up.digest[:16]}:{hyp_key}:{mapping}", labels)
     if source == SOURCES[0]:
         with st.spinner("Generating the synthetic sample night (first launch only, a few seconds)..."):
             psg, hyp = full_sample_night()
@@ -171,6 +225,28 @@ def prediction(loaded: LoadedNight, subset: tuple[str, ...]):
     """Cached per (night, modality subset, model)."""
     _, _, mid = get_model()
     return _predict(loaded.key, tuple(subset), mid, loaded.night)
+
+
+@st.cache_data(show_spinner="Staging the night with the simulated dropout...", max_entries=32)
+def _predict_dropout(night_key: str, subset: tuple[str, ...], modality: str, span: tuple[int, int],
+                     model_key: str, _night: Night):
+    from s2v_core.inference import predict_night
+    from s2v_core.viewer import simulate_dropout
+
+    model, _, mid = get_model()
+    dropped = simulate_dropout(_night, modality, *span)
+    used = tuple(m for m in subset if m in dropped.modalities)
+    if not used:
+        raise S2VError(f"dropping {modality} for the whole night leaves nothing to stage with "
+                       f"(switched on: {', '.join(subset)}); switch another modality on or shorten the span")
+    return predict_night(model, dropped, used, name=mid)
+
+
+def dropout_prediction(loaded: LoadedNight, subset: tuple[str, ...], modality: str, span: tuple[int, int]):
+    """Prediction with ``modality`` missing over epochs ``span`` (end excluded); cached per
+    (night, subset, modality, span, model). A modality dropped for the whole night leaves the subset."""
+    _, _, mid = get_model()
+    return _predict_dropout(loaded.key, tuple(subset), modality, (int(span[0]), int(span[1])), mid, loaded.night)
 
 
 def night_and_prediction():

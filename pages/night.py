@@ -29,16 +29,24 @@ def _mapping_editor(labels: tuple[str, ...], night: Night) -> dict[str, str | No
         })
     df = pd.DataFrame(rows)
     edited = st.data_editor(
-        df, hide_index=True, key="mapping_editor", width="stretch",
+        df, hide_index=True, key=C.K_MAPPING_EDITOR, width="stretch",
         disabled=["modality", "derived from", "rate in (Hz)", "unit", "valid epochs"],
         column_config={"channel": st.column_config.SelectboxColumn(options=list(labels),
                                                                    help="channel used for this modality")},
     )
     overrides: dict[str, str | None] = {}
     for before, after in zip(df.itertuples(), edited.itertuples(), strict=True):
-        if before.channel != after.channel and before.modality not in ("ibi", "resp"):
-            overrides[before.modality] = after.channel if isinstance(after.channel, str) else None
+        # an empty cell comes back as None or NaN: both mean "no channel" (NaN != None would
+        # count as an edit and rerun the page forever for a night missing a modality)
+        was, now = _channel(before.channel), _channel(after.channel)
+        if was != now and before.modality not in ("ibi", "resp"):
+            overrides[before.modality] = now
     return overrides
+
+
+def _channel(value: object) -> str | None:
+    """A mapping-table cell as a channel label, or None for an empty cell."""
+    return value if isinstance(value, str) and value else None
 
 
 def _epoch_figure(night: Night, epoch: int) -> go.Figure:
@@ -61,13 +69,24 @@ def _epoch_figure(night: Night, epoch: int) -> go.Figure:
 
 def render() -> None:
     st.title("Night")
-    source = st.radio("Recording", C.SOURCES, horizontal=True, key=C.K_SOURCE)
+    # the choice lives in K_SOURCE, which survives visits to other pages (the radio's own state does not)
+    chosen = st.session_state.get(C.K_SOURCE, C.SOURCES[0])
+    source = st.radio("Recording", C.SOURCES, horizontal=True, key=C.K_SOURCE_RADIO,
+                      index=C.SOURCES.index(chosen) if chosen in C.SOURCES else 0)
+    st.session_state[C.K_SOURCE] = source
     if source == C.SOURCES[2]:
         st.caption(f"Files are read on this machine only, in a private temporary folder that is removed after "
                    f"reading. Upload limit {C.MAX_UPLOAD_MB} MB; for larger files use `s2v info` / `s2v predict`.")
-        st.file_uploader("EDF / EDF+ / BDF recording", type=["edf", "bdf", "rec"], key=C.K_UPLOAD)
+        kept = st.session_state.get(C.K_KEPT_UPLOADS, {})
+        if C.K_UPLOAD in kept and st.session_state.get(C.K_UPLOAD) is None:
+            st.caption(f"In use: **{kept[C.K_UPLOAD].name}**"
+                       + (f" with **{kept[C.K_HYP_UPLOAD].name}**" if C.K_HYP_UPLOAD in kept else "")
+                       + " (upload another file to replace it).")
+        st.file_uploader("EDF / EDF+ / BDF recording", type=["edf", "bdf", "rec"], key=C.K_UPLOAD,
+                         on_change=C.remember_upload, args=(C.K_UPLOAD,))
         st.file_uploader("Hypnogram (optional): Sleep-EDF/EDF+, NSRR or Profusion XML, CSV/TSV, DREAMS, WFDB",
-                         type=["edf", "xml", "csv", "tsv", "txt", "st"], key=C.K_HYP_UPLOAD)
+                         type=["edf", "xml", "csv", "tsv", "txt", "st"], key=C.K_HYP_UPLOAD,
+                         on_change=C.remember_upload, args=(C.K_HYP_UPLOAD,))
     try:
         loaded = C.selected_night()
     except S2VError as exc:
@@ -90,7 +109,7 @@ def render() -> None:
     st.caption("Edit a channel to override the automatic choice; clear it to leave the modality out.")
     overrides = _mapping_editor(loaded.labels, night)
     mapping = st.session_state.get(C.K_MAPPING, {})
-    if overrides:
+    if overrides and {**mapping, **overrides} != mapping:  # rerun only on a real change
         st.session_state[C.K_MAPPING] = {**mapping, **overrides}
         st.rerun()
     if mapping and st.button("Reset mapping"):

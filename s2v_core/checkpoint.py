@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from s2v_core import __version__
 from s2v_core.errors import S2VError
 from s2v_core.model.config import FORMAT_VERSION, ConfigError, HeadConfig, ModelConfig
 from s2v_core.model.fusion import Sleep2VecClassifier
@@ -36,7 +38,9 @@ OPTIMIZER_TENSORS_FILE = "optimizer.safetensors"
 OPTIMIZER_STATE_FILE = "optimizer.json"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle")
 KINDS = ("pretrain", "classifier")
-_TOP_KEYS = ("format_version", "kind", "model", "head", "step", "extra")
+_TOP_KEYS = ("format_version", "kind", "model", "head", "step", "extra", "written_by")
+WRITER = f"sleep2vec-studio {__version__}"
+"""Recorded as ``written_by`` in every checkpoint, and named in version-mismatch messages."""
 _MAX_LISTED = 5
 
 
@@ -150,6 +154,7 @@ def save_checkpoint(
     kind = "classifier" if isinstance(model, Sleep2VecClassifier) else "pretrain"
     meta: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
+        "written_by": WRITER,
         "kind": kind,
         "model": config.to_dict(),
     }
@@ -190,11 +195,7 @@ def read_checkpoint_config(directory: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path}: expected a JSON object")
-    version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint format {version}, this version reads {FORMAT_VERSION}"
-        )
+    _check_format_version(meta, path)
     unknown = sorted(set(meta) - set(_TOP_KEYS))
     if unknown:
         raise CheckpointError(
@@ -213,6 +214,79 @@ def read_checkpoint_config(directory: str | Path) -> dict[str, Any]:
     meta.setdefault("extra", {})
     meta.setdefault("step", None)
     return meta
+
+
+def _check_format_version(meta: dict[str, Any], path: Path) -> None:
+    """Refuse a config.json of another format, saying which software reads it and what to do."""
+    version = meta.get("format_version")
+    if version == FORMAT_VERSION and not isinstance(version, bool):
+        return
+    writer = meta.get("written_by")
+    by = f" (written by {writer})" if isinstance(writer, str) and writer else ""
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise CheckpointError(
+            f"{path}: format_version {version!r} is missing or not an integer{by}; this is not a "
+            f"sleep2vec checkpoint written by {WRITER} or earlier, or its {CONFIG_FILE} was edited. "
+            f"Re-export it with the software that wrote it (save_checkpoint or s2v finetune)"
+        )
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format {version}{by} is newer than this {WRITER} reads "
+            f"(format {FORMAT_VERSION}); upgrade sleep2vec-studio (pip install -U "
+            f"sleep2vec-studio), or load it with the release that wrote it"
+        )
+    raise CheckpointError(
+        f"{path}: checkpoint format {version}{by} is older than this {WRITER} reads "
+        f"(format {FORMAT_VERSION}); load it with the release that wrote it and save it again "
+        f"with a release that writes format {FORMAT_VERSION}, or fine-tune a new model"
+    )
+
+
+_LAYER = re.compile(r"(?:^|\.)encoder\.layers\.(\d+)\.")
+_TOKENIZER = re.compile(r"(?:^|\.)tokenizers\.([a-z0-9]+)\.")
+
+
+def _check_config_fits_weights(meta: dict[str, Any], tensors: dict[str, torch.Tensor],
+                               path: Path) -> None:
+    """Check config.json against the weights' names and shapes before any model is built.
+
+    The config alone decides the model that is constructed; one describing a far larger model
+    than the file holds (an edited or mismatched config.json: a million layers, a width of
+    1e30) would otherwise take minutes or fail inside PyTorch. Every width in the config must
+    occur as a tensor dimension no larger than the file's largest, and the encoder layers and
+    tokenizers must be the ones the file holds.
+    """
+    config: ModelConfig = meta["model"]
+    largest = max((max(t.shape, default=1) for t in tensors.values()), default=0)
+    widths = {"d_token": config.d_token, "hidden": config.hidden,
+              "hidden * mlp_ratio": config.hidden * config.mlp_ratio}
+    if meta["kind"] == "pretrain":
+        widths["proj_dim"] = config.proj_dim
+    else:
+        head: HeadConfig = meta["head"]
+        widths.update(head_hidden=head.head_hidden, n_stage_classes=head.n_stage_classes,
+                      night_outputs=head.night_outputs)
+    too_big = [f"{k} = {v}" for k, v in widths.items() if v > largest]
+    if too_big:
+        raise CheckpointError(
+            f"{path.parent / CONFIG_FILE}: {', '.join(too_big)} "
+            f"{'is' if len(too_big) == 1 else 'are'} larger than any tensor in "
+            f"{WEIGHTS_FILE} (largest dimension {largest}): the config does not belong to these "
+            "weights"
+        )
+    layers = {int(m.group(1)) for k in tensors if (m := _LAYER.search(k))}
+    if len(layers) != config.n_layers:
+        raise CheckpointError(
+            f"{path.parent / CONFIG_FILE}: n_layers = {config.n_layers}, but {WEIGHTS_FILE} holds "
+            f"{len(layers)} encoder layers: the config does not belong to these weights"
+        )
+    found = {m.group(1) for k in tensors if (m := _TOKENIZER.search(k))}
+    if found != set(config.modalities):
+        raise CheckpointError(
+            f"{path.parent / CONFIG_FILE}: modalities {', '.join(config.modalities)}, but "
+            f"{WEIGHTS_FILE} has tokenizers for {', '.join(sorted(found)) or 'none'}: the config "
+            "does not belong to these weights"
+        )
 
 
 def _check_tensors(model: nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
@@ -279,6 +353,7 @@ def load_checkpoint(
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{weights_path}: cannot read weights ({err})") from None
     config: ModelConfig = meta["model"]
+    _check_config_fits_weights(meta, tensors, weights_path)
     with torch.device("meta"):  # no allocation or random init before the weights arrive
         if meta["kind"] == "classifier":
             model: nn.Module = Sleep2VecClassifier(config, meta["head"])

@@ -47,6 +47,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         allow_mismatch=args.allow_mismatch,
     )
     summary = night.summary()
+    if args.show_identifying:  # opt-in only: never part of the default output
+        summary["identifying"] = _identifying_fields(args.file)
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
@@ -63,7 +65,21 @@ def cmd_info(args: argparse.Namespace) -> int:
         print("stages:", ", ".join(f"{k} {v}" for k, v in summary["stage_counts"].items()))
     for w in summary["warnings"]:
         print("warning:", w)
+    for k, v in summary.get("identifying", {}).items():
+        print(f"{k} identification (shown because of --show-identifying): {v}")
     return 0
+
+
+def _identifying_fields(path: str) -> dict[str, str]:
+    """The EDF header's patient and recording identification fields (only on request)."""
+    from .io.edf import check_header, open_recording
+
+    try:
+        check_header(path)
+    except S2VError as exc:
+        raise S2VError(f"--show-identifying reads EDF/BDF headers only ({exc})") from None
+    with open_recording(path) as rec:
+        return rec.identifying_fields()
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -91,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-mismatch", action="store_true",
                    help="pad/trim a hypnogram whose length differs from the signal")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--show-identifying", action="store_true",
+                   help="also print the EDF header's patient and recording identification fields "
+                        "(name, birth date, patient code...); never shown or logged otherwise")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("synth", help="generate a synthetic multi-site cohort as EDF+ files")

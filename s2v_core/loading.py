@@ -25,6 +25,11 @@ from .stages import UNSCORED
 log = logging.getLogger(__name__)
 
 BIOPOTENTIALS = ("eeg", "eog", "emg", "ecg")
+# Below these rates a channel cannot carry what the modality needs (sleep spindles and alpha for
+# EEG, muscle tone for EMG, R peaks for ECG, breaths for the belts and flow); a lower declared
+# rate usually means a wrong record duration or a mis-mapped channel. Reading goes on, with a warning.
+MIN_PLAUSIBLE_SFREQ = {"eeg": 32.0, "eog": 32.0, "emg": 32.0, "ecg": 32.0, "ibi": 0.0, "resp": 0.0,
+                       "effort": 1.0, "airflow": 1.0, "spo2": 0.1}
 
 # Plausible amplitude, in µV, per biopotential: the median absolute deviation for EEG/EOG/EMG and
 # the 99.5th percentile of the absolute deviation (about the R-wave height) for ECG. Used only to
@@ -207,6 +212,10 @@ def _read_mapped(
             orig = info.sfreq
             if reader == "mne" and abs(fs - info.sfreq) > 1e-6:
                 method = f"MNE upsampled {info.sfreq:g} -> {fs:g} Hz on read; " + method
+            if orig < MIN_PLAUSIBLE_SFREQ[m]:
+                unit_warn = [*unit_warn, f"channel {label!r} is sampled at {orig:g} Hz, below the "
+                             f"{MIN_PLAUSIBLE_SFREQ[m]:g} Hz this modality needs (the model sees {SFREQ[m]} Hz): "
+                             "check the header's record duration and samples per record, or the mapping"]
             store(m, x_c, Provenance(m, label, orig, info.dimension, scale, reader, method, unit_warn))
         del x
 

@@ -8,9 +8,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from s2v_core import __version__
 from s2v_core.checkpoint import (
     CONFIG_FILE,
     WEIGHTS_FILE,
+    WRITER,
     CheckpointError,
     flatten_state,
     load_checkpoint,
@@ -93,10 +95,95 @@ def test_pickled_files_are_refused_without_reading_them(tmp_path, monkeypatch, n
         load_checkpoint(tmp_path / name)
 
 
-def test_format_version_mismatch_message(tmp_path):
+def test_checkpoints_record_the_software_that_wrote_them(tmp_path):
     save_checkpoint(tmp_path, Sleep2Vec(TINY, seed=0), TINY)
-    edit_config(tmp_path, format_version=7)
-    with pytest.raises(CheckpointError, match="checkpoint format 7, this version reads 1"):
+    meta = json.loads((tmp_path / CONFIG_FILE).read_text())
+    assert meta["written_by"] == WRITER == f"sleep2vec-studio {__version__}"
+    del meta["written_by"]  # optional: checkpoints written before it was recorded still load
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(meta))
+    load_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("version", "message"),
+    [
+        (7, r"checkpoint format 7 \(written by sleep2vec-studio 9\.0\) is newer than this "
+            r"sleep2vec-studio .* reads \(format 1\); upgrade sleep2vec-studio \(pip install -U"),
+        (0, r"checkpoint format 0 \(written by sleep2vec-studio 9\.0\) is older than this .* "
+            r"load it with the release that wrote it and save it again"),
+        (None, r"format_version None is missing or not an integer.*Re-export it"),
+        ("1", r"format_version '1' is missing or not an integer"),
+        (True, r"format_version True is missing or not an integer"),
+    ],
+)
+def test_incompatible_format_says_what_to_do(tmp_path, version, message):
+    save_checkpoint(tmp_path, Sleep2Vec(TINY, seed=0), TINY)
+    edit_config(tmp_path, format_version=version, written_by="sleep2vec-studio 9.0")
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(tmp_path)
+
+
+def test_incompatible_checkpoint_is_one_line_in_the_cli(tmp_path, capsys):
+    from s2v_core.cli import main
+
+    clf = Sleep2VecClassifier(TINY, HeadConfig(), seed=0)
+    save_checkpoint(tmp_path / "clf", clf, TINY)
+    edit_config(tmp_path / "clf", format_version=2)
+    night = tmp_path / "night.edf"
+    from tests.edf_factory import psg_channels, write_edf
+
+    write_edf(night, psg_channels(minutes=1))
+    assert main(["predict", str(night), "--model", str(tmp_path / "clf"), "--out", str(tmp_path / "o.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "checkpoint format 2" in err and "upgrade sleep2vec-studio" in err
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"model.n_layers": 10**6}, "n_layers = 1000000, but model.safetensors holds 2 encoder layers"),
+        ({"model.hidden": 2**40}, "hidden = 1099511627776, hidden \\* mlp_ratio = 2199023255552 are larger"),
+        ({"model.d_token": 10**30}, f"d_token = {10**30} is larger than any tensor"),
+        ({"model.mlp_ratio": 10**9}, "hidden \\* mlp_ratio = 32000000000 is larger than any tensor"),
+        ({"model.proj_dim": 10**7}, "proj_dim = 10000000 is larger than any tensor"),
+        ({"model.modalities": ["eeg", "eog", "ibi", "spo2"]},
+         "modalities eeg, eog, ibi, spo2, but model.safetensors has tokenizers for eeg, ibi, spo2"),
+    ],
+)
+def test_config_is_checked_against_the_weights_before_building(tmp_path, changes, message):
+    import time
+
+    save_checkpoint(tmp_path, Sleep2Vec(TINY, seed=0), TINY)
+    edit_config(tmp_path, **changes)
+    start = time.perf_counter()
+    with pytest.raises(CheckpointError, match=message) as info:
+        load_checkpoint(tmp_path)
+    assert time.perf_counter() - start < 5  # refused before a huge model is constructed
+    assert "config.json" in str(info.value) and "does not belong to these weights" in str(info.value)
+
+
+def test_head_config_is_checked_against_the_weights(tmp_path):
+    save_checkpoint(tmp_path, Sleep2VecClassifier(TINY, HeadConfig(), seed=0), TINY)
+    meta = json.loads((tmp_path / CONFIG_FILE).read_text())
+    meta["head"]["n_stage_classes"] = 10**12
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="n_stage_classes = 1000000000000 is larger than any tensor"):
+        load_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [("n_heads", 3, "must split into n_heads"), ("dropout", 1.5, "dropout must be a number in"),
+     ("use_cls", "yes", "use_cls must be true or false"),
+     ("modalities", ["eeg", "brainwaves"], "unknown modality 'brainwaves'; allowed: eeg"),
+     ("d_token", -4, "d_token must be a positive integer"), ("d_token", None, "d_token must be a positive"),
+     ("rope_base", 0.5, "rope_base must be > 1")],
+)
+def test_invalid_config_values_are_named(tmp_path, key, value, expected):
+    save_checkpoint(tmp_path, Sleep2Vec(TINY, seed=0), TINY)
+    edit_config(tmp_path, **{f"model.{key}": value})
+    with pytest.raises(CheckpointError, match=rf"config\.json: .*{expected}"):
         load_checkpoint(tmp_path)
 
 
@@ -217,3 +304,29 @@ def test_optimizer_state_that_does_not_fit_is_reported(tmp_path):
     save_checkpoint(tmp_path / "no_opt", model, TINY)
     with pytest.raises(CheckpointError, match="no optimizer state"):
         load_optimizer_state(tmp_path / "no_opt", opt)
+
+
+def test_any_config_value_gives_a_model_or_a_checkpoint_error(tmp_path):
+    """Each config field set to hostile values: a model or a CheckpointError, quickly (fuzz-found:
+    huge widths raised TypeError inside PyTorch, a million layers took minutes to build)."""
+    import time
+
+    clf = Sleep2VecClassifier(TINY, HeadConfig(), seed=0)
+    save_checkpoint(tmp_path, clf, TINY)
+    original = json.loads((tmp_path / CONFIG_FILE).read_text())
+    hostile = [None, "x", -1, 0, 10**6, 10**30, float("nan"), [], {}, True, ["eeg", 2]]
+    outcomes = {"loaded": 0, "refused": 0}
+    for section in ("model", "head"):
+        for key in original[section]:
+            for value in hostile:
+                meta = json.loads(json.dumps(original))
+                meta[section][key] = value
+                (tmp_path / CONFIG_FILE).write_text(json.dumps(meta))
+                start = time.perf_counter()
+                try:
+                    load_checkpoint(tmp_path)
+                    outcomes["loaded"] += 1
+                except CheckpointError:
+                    outcomes["refused"] += 1
+                assert time.perf_counter() - start < 2, (section, key, value)
+    assert outcomes["refused"] > outcomes["loaded"] > 0

@@ -180,7 +180,8 @@ class Hypnogram:
                     f"but the signal has {n_epochs} epochs ({n_epochs * minutes:.1f} min); "
                     f"a difference of {abs(diff)} epochs is more than the tolerance of "
                     f"{tolerance_epochs}. Check that the hypnogram belongs to this recording, "
-                    "or pass allow_mismatch=True to pad/trim its end anyway.",
+                    "or let it pad/trim the hypnogram's end anyway (s2v: --allow-mismatch; "
+                    "Python: allow_mismatch=True).",
                 )
             if diff > 0:
                 n_scored = int(np.count_nonzero(stages[n_epochs:] != UNSCORED))
