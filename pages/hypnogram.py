@@ -1,15 +1,162 @@
-"""Hypnogram page: predicted vs expert hypnogram, hypnodensity, agreement and sleep statistics."""
+"""Hypnogram page: predicted vs expert hypnogram, signal viewer and spectrogram at the selected
+epoch, hypnodensity, agreement and sleep statistics."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from pages import common as C
+from s2v_core.errors import S2VError
 from s2v_core.evaluation import STAT_DEFINITIONS, compare_sleep_statistics, staging_metrics
+from s2v_core.modalities import EPOCH_SECONDS
+from s2v_core.night import Night
 from s2v_core.plots import confusion_figure, hypnodensity_figure, hypnogram_figure
+from s2v_core.plots_signals import signal_figure, spectrogram_figure
 from s2v_core.stages import STAGE_NAMES
+from s2v_core.viewer import (
+    MAX_CONTEXT_EPOCHS,
+    SPECTRAL_MODALITIES,
+    SignalWindow,
+    Spectrogram,
+    signal_window,
+    spectrogram,
+)
+
+CHART_KEY = "hypnogram_chart"
+EPOCH_INPUT = "epoch_input"
+MAX_POINTS = 2000  # points per trace sent to the browser
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _window(night_key: str, epoch: int, before: int, after: int, modalities: tuple[str, ...],
+            _night: Night) -> SignalWindow:
+    return signal_window(_night, epoch, before=before, after=after, modalities=modalities, max_points=MAX_POINTS)
+
+
+@st.cache_data(show_spinner="Computing the spectrogram...", max_entries=32)
+def _spectrogram(night_key: str, modality: str, epoch: int, context: int, whole_night: bool,
+                 _night: Night) -> Spectrogram:
+    return spectrogram(_night, modality, epoch, context_epochs=context, whole_night=whole_night)
+
+
+def _clickable(fig: go.Figure, tracks: dict[str, np.ndarray]) -> go.Figure:
+    """Make every epoch of the hypnogram tracks clickable.
+
+    Plotly selects only marker points on click (never a lines-only trace) and not under the
+    "x unified" hover mode, so each track gets a transparent marker per epoch that carries the
+    hover text, and the lines stop answering hovers.
+    """
+    for tr in list(fig.data):
+        if tr.name not in tracks:
+            continue
+        labels = [STAGE_NAMES[s] if s >= 0 else "unscored" for s in np.asarray(tracks[tr.name])]
+        fig.add_trace(go.Scatter(
+            x=tr.x, y=tr.y, mode="markers", name=tr.name, showlegend=False,
+            marker={"size": 7, "opacity": 0}, selected={"marker": {"opacity": 0}},
+            unselected={"marker": {"opacity": 0}}, customdata=np.column_stack([labels, np.arange(len(labels))]),
+            hovertemplate=f"{tr.name}: %{{customdata[0]}}, epoch %{{customdata[1]}} (click to view the signals)"
+                          "<extra></extra>"))
+        tr.hoverinfo = "skip"
+    fig.update_layout(hovermode="closest")
+    return fig
+
+
+def _apply_click(n_epochs: int) -> None:
+    """Turn a new click on the hypnogram into the selected epoch (before anything is drawn)."""
+    event = st.session_state.get(CHART_KEY)
+    selection = event.get("selection", {}) if isinstance(event, dict) else getattr(event, "selection", None)
+    points = (selection.get("points", []) if isinstance(selection, dict) else getattr(selection, "points", [])) \
+        if selection else []
+    if not points:
+        st.session_state[C.K_EPOCH_CLICK] = None
+        return
+    idx = int(points[0].get("point_index", points[0].get("pointIndex", 0)))
+    if idx != st.session_state.get(C.K_EPOCH_CLICK) and 0 <= idx < n_epochs:
+        st.session_state[C.K_EPOCH] = idx  # a new click; the same selection kept across reruns is not re-applied
+    st.session_state[C.K_EPOCH_CLICK] = idx
+
+
+def _set_epoch_from_input() -> None:
+    st.session_state[C.K_EPOCH] = st.session_state.get(EPOCH_INPUT)
+
+
+def _step_epoch(delta: int, n_epochs: int) -> None:
+    current = st.session_state.get(C.K_EPOCH)
+    start = 0 if current is None else int(current) + delta
+    st.session_state[C.K_EPOCH] = min(max(start, 0), n_epochs - 1)
+
+
+def _clock(night: Night, epoch: int) -> str:
+    if night.start_time is None:
+        total = int(epoch * EPOCH_SECONDS)
+        return f"{total // 3600}:{total // 60 % 60:02d}:{total % 60:02d} after the start"
+    return (night.start_time + pd.Timedelta(seconds=epoch * EPOCH_SECONDS)).strftime("%H:%M:%S")
+
+
+def _signal_viewer(loaded: C.LoadedNight, predicted: np.ndarray) -> None:
+    night = loaded.night
+    n = night.n_epochs
+    st.subheader("Signals at the selected epoch")
+    epoch = st.session_state.get(C.K_EPOCH)
+    if epoch is not None and not 0 <= int(epoch) < n:  # left over from another night
+        epoch = st.session_state[C.K_EPOCH] = None
+    st.session_state[EPOCH_INPUT] = epoch
+    c = st.columns([2, 1, 1, 1, 1], vertical_alignment="bottom")
+    c[0].number_input(f"Epoch (0-{n - 1})", min_value=0, max_value=n - 1, step=1, key=EPOCH_INPUT,
+                      on_change=_set_epoch_from_input, placeholder="click the hypnogram")
+    c[1].button("◀ previous", on_click=_step_epoch, args=(-1, n), disabled=epoch is None or epoch <= 0,
+                width="stretch")
+    c[2].button("next ▶", on_click=_step_epoch, args=(1, n), disabled=epoch is not None and epoch >= n - 1,
+                width="stretch")
+    before = c[3].number_input("Epochs before", 0, MAX_CONTEXT_EPOCHS, 1, key="viewer_before")
+    after = c[4].number_input("Epochs after", 0, MAX_CONTEXT_EPOCHS, 1, key="viewer_after")
+    available = night.modalities
+    shown = st.multiselect("Modalities shown", available, default=list(available), key="viewer_modalities")
+    if epoch is None:
+        st.info("Click an epoch on the hypnogram (or type its number) to see the signals around it.")
+        return
+    epoch = int(epoch)
+    ref = int(night.stages[epoch])
+    st.caption(f"Epoch {epoch}, {_clock(night, epoch)}: expert {STAGE_NAMES[ref] if ref >= 0 else 'unscored'}, "
+               f"model {STAGE_NAMES[int(predicted[epoch])]}. Traces in physical units, downsampled on the server "
+               f"to at most {MAX_POINTS} points each (min/max envelope: peaks kept, gaps left blank).")
+    try:
+        if shown:
+            win = _window(loaded.key, epoch, int(before), int(after), tuple(shown), night)
+            st.plotly_chart(signal_figure(win, predicted=predicted), width="stretch", key="signal_viewer")
+        else:
+            st.info("Choose at least one modality to show.")
+        _spectrogram_view(loaded, epoch)
+    except S2VError as exc:
+        C.show_error(exc)
+
+
+def _spectrogram_view(loaded: C.LoadedNight, epoch: int) -> None:
+    night = loaded.night
+    options = [m for m in SPECTRAL_MODALITIES if m in night.modalities]
+    st.subheader("Spectrogram")
+    if not options:
+        st.info("No 128-Hz signal (EEG, EOG, EMG or ECG) in this night: the slow modalities (4 Hz) are read "
+                "as traces above, not as spectra.")
+        return
+    c = st.columns([1, 2])
+    modality = c[0].selectbox("Signal", options, key="spectrogram_modality")
+    view = c[1].radio("View", ["around the epoch", "whole night"], horizontal=True, key="spectrogram_view")
+    whole = view == "whole night"
+    context = min(max(int(st.session_state.get("viewer_before", 1)), int(st.session_state.get("viewer_after", 1)),
+                      2), MAX_CONTEXT_EPOCHS)
+    spec = _spectrogram(loaded.key, modality, 0 if whole else epoch, context, whole, night)
+    if whole:
+        spec = dataclasses.replace(spec, epoch=epoch)  # the night view is cached once; only the marker moves
+    st.plotly_chart(spectrogram_figure(spec), width="stretch", key="spectrogram_chart")
+    how = ("Welch per 30-s epoch (4-s Hann windows)" if whole else "2-s Hann windows every 0.25 s")
+    st.caption(f"{modality} power spectral density, {how}, {spec.freqs[0]:.1f}-{spec.freqs[-1]:.0f} Hz, "
+               f"{spec.unit}; colour range 2nd-98th percentile; blank columns: signal missing.")
 
 
 def _agreement(reference: np.ndarray, predicted: np.ndarray) -> None:
@@ -46,13 +193,11 @@ def render() -> None:
     tracks = {"expert": reference, "predicted": pred.stages} if has_expert else {"predicted": pred.stages}
     st.caption(f"Model {pred.model_id} on {', '.join(subset)}"
                + ("" if has_expert else " — no expert hypnogram loaded, so no agreement statistics"))
+    _apply_click(night.n_epochs)
     epoch = st.session_state.get(C.K_EPOCH)
-    event = st.plotly_chart(hypnogram_figure(tracks, start=night.start_time, highlight=epoch), width="stretch",
-                            on_select="rerun", selection_mode="points", key="hypnogram_chart")
-    points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else \
-        getattr(getattr(event, "selection", None), "points", [])
-    if points:
-        st.session_state[C.K_EPOCH] = int(points[0].get("point_index", points[0].get("pointIndex", 0)))
+    fig = _clickable(hypnogram_figure(tracks, start=night.start_time, highlight=epoch), tracks)
+    st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode="points", key=CHART_KEY)
+    _signal_viewer(loaded, pred.stages)
     st.subheader("Hypnodensity")
     st.plotly_chart(hypnodensity_figure(pred.probabilities, start=night.start_time), width="stretch")
     if has_expert:

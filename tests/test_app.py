@@ -102,6 +102,65 @@ def test_missing_model_is_a_clear_message(tmp_path):
     assert any("no model at" in e.value for e in at.error)
 
 
-def test_modalities_page_ranks_subsets(tiny_model):
+def test_modalities_page_ranks_subsets_and_simulates_a_dropout(tiny_model):
     at = _run(_excerpt_app(tiny_model, "modalities"))
-    assert len(at.get("plotly_chart")) == 1 and any("importance" in h.value for h in at.subheader)
+    assert len(at.get("plotly_chart")) == 2 and any("importance" in h.value for h in at.subheader)
+    assert any(h.value == "Sensor dropout" for h in at.subheader)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Dropped"] == "10 min"  # default span: epochs 40-59 of the 1-h excerpt
+    assert metrics["Epochs restaged in the span"].endswith("of 20")
+    assert "Kappa vs expert in the span" in metrics
+    table = at.dataframe[-1].value
+    assert list(table.columns) == ["whole night", "dropout span", "outside the span"]
+    assert table.loc["epochs", "dropout span"] == 20 and "kappa vs expert (dropout)" in table.index
+    # EEG missing for the whole hour: the second prediction is made without it
+    at.selectbox(key="dropout_modality").set_value("eeg")
+    at.select_slider(key="dropout_span").set_value((0, 120))
+    _run(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Dropped"] == "60 min"
+    assert any("eeg is dropped for the whole night" in c.value for c in at.caption)
+    assert not at.error
+
+
+def test_dropout_of_the_only_sensor_is_a_clear_message(tiny_model):
+    at = _excerpt_app(tiny_model, "modalities")
+    at.session_state["active_modalities"] = ("spo2",)
+    at.session_state["dropout_span"] = (0, 120)
+    _run(at)
+    assert any("dropping spo2 for the whole night leaves nothing" in e.value for e in at.error)
+
+
+def test_signal_viewer_follows_the_selected_epoch(tiny_model):
+    at = _run(_excerpt_app(tiny_model, "hypnogram"))
+    assert any("Click an epoch" in i.value for i in at.info)
+    n_charts = len(at.get("plotly_chart"))
+    at.session_state["selected_epoch"] = 40  # what a click on the hypnogram stores
+    _run(at)
+    assert len(at.get("plotly_chart")) == n_charts + 2  # signal viewer and spectrogram
+    assert at.number_input(key="epoch_input").value == 40
+    assert any(c.value.startswith("Epoch 40, 22:28:00") for c in at.caption)
+    at.button[1].click()  # next
+    _run(at)
+    assert at.session_state["selected_epoch"] == 41
+    at.number_input(key="epoch_input").set_value(119)
+    at.number_input(key="viewer_after").set_value(3)
+    at.radio(key="spectrogram_view").set_value("whole night")
+    at.multiselect(key="viewer_modalities").set_value(["eeg", "spo2"])
+    _run(at)
+    assert at.session_state["selected_epoch"] == 119 and not at.error
+    assert any("Welch per 30-s epoch" in c.value for c in at.caption)
+    assert len(at.get("plotly_chart")) == n_charts + 2
+
+
+def test_a_click_on_the_hypnogram_selects_the_epoch(tiny_model):
+    at = _excerpt_app(tiny_model, "hypnogram")
+    # the selection state plotly sends when epoch 30 of a hypnogram track is clicked
+    at.session_state["hypnogram_chart"] = {"selection": {"points": [{"point_index": 30}], "point_indices": [30],
+                                                         "box": [], "lasso": []}}
+    _run(at)
+    assert at.session_state["selected_epoch"] == 30
+    assert any(c.value.startswith("Epoch 30,") for c in at.caption)
+    at.button[1].click()  # next: a selection kept across reruns must not pull the epoch back
+    _run(at)
+    assert at.session_state["selected_epoch"] == 31
