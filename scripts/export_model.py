@@ -46,7 +46,8 @@ def _pooled(model, nights, subset: tuple[str, ...], n_classes: int = 5) -> dict 
             continue
         p = predict_night(model, night, subset)
         refs.append(night.stages)
-        preds.append(p.stages)
+        # merged classes from summed probabilities, as s2v evaluate and s2v predict do
+        preds.append(p.stages if n_classes == 5 else p.merged_as_five(n_classes))
     if not refs:
         return None
     m = staging_metrics(np.concatenate(refs), np.concatenate(preds), n_classes=n_classes)
@@ -101,9 +102,10 @@ def card(meta: dict, test: pd.DataFrame, real: dict) -> str:
         f"- Data: {meta['data']['nights']} synthetic nights from `s2v synth` (seed 2026, {meta['data']['hours']} h each,"
         f" sites: {', '.join(meta['data']['sites'])}), split by subject into train/val/test"
         f" ({meta['data']['splits']}). No real recording was used for training.",
+        f"- Tokenizers: {meta['tokenizer']}.",
         f"- Pretraining: small preset, DASH-InfoNCE, {pre['epochs']} epochs; best mean validation retrieval"
         f" accuracy {pre['best_retrieval']:.3f} (chance {pre['chance']:.3f}). Per-pair retrieval: `training/retrieval.csv`.",
-        f"- Fine-tuning: staging head with gated fusion, modality dropout 0.5, frozen tokenizers,"
+        f"- Fine-tuning: staging head with gated fusion, modality dropout 0.5, {ft['tokenizers']} tokenizers,"
         f" {ft['epochs']} epochs; best validation kappa {ft['best_kappa']:.3f} (epoch {ft['best_epoch']}).",
         "",
         "## Staging on held-out synthetic subjects (test split, 5-class, pooled epochs)",
@@ -122,16 +124,25 @@ def card(meta: dict, test: pd.DataFrame, real: dict) -> str:
                   + "; ".join(f"{k} {v['kappa']:.2f}" for k, v in d.items() if v)]
     lines += [
         "",
+        "- Peer comparisons on the same data (YASA on DREAMS EEG, sleepecg on slpdb, fine-tuned"
+        " leave-one-subject-out on slpdb) are in `bench/RESULTS.md`.",
+        "",
+        "## Cohort embeddings",
+        "`embeddings/` holds per-night and per-epoch (stage-stratified sample) embeddings of the training cohort"
+        " from the DASH and plain-InfoNCE backbones and this classifier, with site-probe scores"
+        " (`site_scores.json`); the app's Embedding map page shows them.",
+        "",
         "## Known limits",
         "- Trained on synthetic physiology only: the real-data figures above are the honest measure of transfer,"
         " and they are weak where the synthetic signals differ from real ones.",
-        "- The 128-Hz modalities on their own (EEG, EOG, EMG, ECG) stage near chance: in CPU pretraining their"
-        " pairs barely rose above chance retrieval (see `training/retrieval.csv`), the tokenizers stay frozen in"
-        " fine-tuning, and the sampler gives rare pairs few batches. The model leans on IBI, SpO2 and breathing."
-        " Longer pretraining (GPU), pair-balanced sampling or unfrozen tokenizers are the next steps.",
+        f"- Single modalities differ a lot (table above: {meta['single_summary']}); the fused model leans on the"
+        " modalities that separate stages best in the synthetic cohort.",
+        "- The tokenizers add a log band-power branch to the paper's raw-sample MLP, and are trained during"
+        " fine-tuning (the paper freezes them): on this CPU-scale cohort the raw MLP alone staged EEG near chance.",
         "- Validation used 3 nights only (subject split of 48 nights); model selection is noisy.",
         "- The small preset is sized for CPU inference; the paper's dense model is ~25x larger.",
-        "- Night-level heads (age, sex, AHI) are not part of this checkpoint yet.",
+        "- Night-level heads (age, sex, AHI, outcomes) are separate linear heads trained with `s2v night-heads`"
+        " on this model's embeddings, not part of this checkpoint; figures in `bench/RESULTS.md`.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -167,9 +178,18 @@ def main() -> None:
         "data": {"nights": len(cohort), "hours": float(cohort["hours"].iloc[0]),
                  "sites": sorted(cohort["site"].unique()),
                  "splits": ", ".join(f"{s} {len(store.nights(s))}" for s in ("train", "val", "test"))},
-        "pretrain": {"epochs": int(pre_hist["epoch"].max()), "best_retrieval": float(best_row["val_retrieval_mean"]),
+        "tokenizer": (f"raw-sample MLP plus {config.spectral_bands} log band powers per 30-s epoch"
+                      if config.spectral_bands else "raw-sample MLP (the paper's)"),
+        "single_summary": ", ".join(
+            f"{r['subset']} {r['kappa']:.2f}" for r in test.to_dict("records")
+            if r["subset"] in MODALITIES and r.get("kappa") is not None
+        ),
+        # pretraining epochs are numbered from 0
+        "pretrain": {"epochs": int(pre_hist["epoch"].max()) + 1, "best_retrieval": float(best_row["val_retrieval_mean"]),
                      "chance": float(best_row["val_chance_mean"])},
-        "finetune": {"epochs": int(ft_hist["epoch"].max()), "best_kappa": float(ft_hist["val_kappa"].max()),
+        "finetune": {"tokenizers": "trained" if not extra.get("finetune_config", {}).get("freeze_tokenizers", True)
+                     else "frozen",
+                     "epochs": int(ft_hist["epoch"].max()), "best_kappa": float(ft_hist["val_kappa"].max()),
                      "best_epoch": int(ft_hist.loc[ft_hist["val_kappa"].idxmax(), "epoch"])},
     }
     (out / "metrics.json").write_text(json.dumps({"meta": meta, "test": test.to_dict("records"), "real": real},
