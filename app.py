@@ -12,6 +12,7 @@ def main() -> None:
         st.Page("pages/hypnogram.py", title="Hypnogram", icon=":material/stacked_line_chart:"),
         st.Page("pages/modalities.py", title="Modalities", icon=":material/sensors:"),
         st.Page("pages/gates.py", title="Gates", icon=":material/tune:"),
+        st.Page("pages/embedding_map.py", title="Embedding map", icon=":material/scatter_plot:"),
         st.Page("pages/export.py", title="Export", icon=":material/download:"),
         st.Page("pages/model.py", title="Model", icon=":material/memory:"),
     ]
