@@ -22,6 +22,29 @@ from s2v_core.modalities import MODALITIES
 from s2v_core.night import Night
 from s2v_core.sample import full_sample_night, shipped_night
 
+
+def _leave_legacy_page_mode() -> None:
+    """Make a deep link opened first after server start use app.py's navigation.
+
+    Streamlit treats an app with a ``pages/`` folder as a legacy multipage app until app.py has
+    called ``st.navigation`` once in this server process. A first request to e.g. ``/hypnogram``
+    therefore runs the page file alone: the sidebar lists every file of ``pages/`` (this module
+    too) and app.py's page config is skipped. Every page imports this module, so here the legacy
+    flag is cleared and the run restarted: the rerun executes app.py, which opens the same page
+    (page identity is the URL path in both modes). Streamlit internals are used defensively: if
+    they move, nothing happens and the old behaviour remains.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # pragma: no cover - a future Streamlit without it
+        return
+    if getattr(PagesManager, "uses_pages_directory", None):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_leave_legacy_page_mode()
+
 # Session-state keys (the only ones the app uses).
 K_SOURCE = "night_source"  # the chosen source; kept when the Night page's radio is not shown
 K_SOURCE_RADIO = "night_source_radio"  # the radio widget itself (Streamlit drops it on other pages)

@@ -88,6 +88,19 @@ def _click_label(driver, text: str) -> None:
     raise AssertionError(f"no control labelled {text!r}")
 
 
+def test_deep_link_as_first_request_uses_the_apps_navigation(server, driver):
+    """Runs first on a fresh server: /hypnogram before anyone opened / (legacy pages/ mode)."""
+    from screenshots import wait_idle
+    from selenium.webdriver.common.by import By
+
+    driver.get(server + "/hypnogram")
+    wait_idle(driver, timeout=120)
+    time.sleep(1.0)
+    nav = [e.text.split("\n")[-1] for e in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stSidebarNavLink"]')]
+    assert nav[:2] == ["Night", "Hypnogram"] and "common" not in nav and "Embedding map" in nav
+    assert [e.text for e in driver.find_elements(By.TAG_NAME, "h1")][:1] == ["Hypnogram"]
+
+
 def test_night_page_excerpt_and_upload(server, driver, shots, tmp_path):
     from screenshots import wait_idle
     from selenium.webdriver.common.by import By
