@@ -272,6 +272,20 @@ def dropout_prediction(loaded: LoadedNight, subset: tuple[str, ...], modality: s
     return _predict_dropout(loaded.key, tuple(subset), modality, (int(span[0]), int(span[1])), mid, loaded.night)
 
 
+@st.cache_data(show_spinner="Computing the embeddings...", max_entries=8)
+def _embeddings(night_key: str, subset: tuple[str, ...], model_key: str, _night: Night) -> bytes:
+    from s2v_core.exports import embeddings_parquet
+
+    model, _, _ = get_model()
+    return embeddings_parquet(model, _night, subset)
+
+
+def embeddings_parquet_bytes(loaded: LoadedNight, subset: tuple[str, ...]) -> bytes:
+    """Per-epoch embeddings of the night (Parquet bytes); cached per (night, subset, model)."""
+    _, _, mid = get_model()
+    return _embeddings(loaded.key, tuple(subset), mid, loaded.night)
+
+
 def night_and_prediction():
     """The selected night and its prediction for the active subset, or None after telling the user why."""
     try:

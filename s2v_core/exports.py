@@ -71,3 +71,25 @@ def prediction_json(pred, night) -> dict:
         "labels": [STAGE_NAMES[s] for s in pred.stages],
         "stage_codes": {"W": 0, "N1": 1, "N2": 2, "N3": 3, "REM": 4, "unscored": -1},
     }
+
+
+def embeddings_parquet(model, night, subset: tuple[str, ...] | None = None) -> bytes:
+    """Per-epoch fused embeddings of one night with its metadata, as Parquet bytes.
+
+    The same columns as ``s2v embed`` writes (night, epoch, onset_s, stage, predicted, subject,
+    site, age, sex, split, modalities, emb_0 .. emb_{H-1}).
+    """
+    import io
+
+    from .heads_cli import embed_one, night_info
+
+    m = night.meta
+    epochs, _ = embed_one(model, night, night_info(m.night_id, m.subject, m.site, m.age, m.sex, None), subset)
+    buf = io.BytesIO()
+    epochs.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def figure_html(fig) -> str:
+    """A plotly figure as one self-contained HTML file (plotly.js inlined: opens offline)."""
+    return fig.to_html(include_plotlyjs=True, full_html=True)

@@ -164,3 +164,15 @@ def test_a_click_on_the_hypnogram_selects_the_epoch(tiny_model):
     at.button[1].click()  # next: a selection kept across reruns must not pull the epoch back
     _run(at)
     assert at.session_state["selected_epoch"] == 31
+
+
+def test_export_page_embeddings_and_figures(tiny_model):
+    at = _run(_excerpt_app(tiny_model, "export"))
+    assert not at.error and any(h.value == "Figures" for h in at.subheader)
+    at.toggle(key="export_embeddings").set_value(True)
+    at.selectbox(key="export_figure").set_value("Per-epoch gates")
+    at.radio(key="export_format").set_value("png")
+    _run(at)
+    assert not at.error
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert "Per-epoch embeddings (Parquet)" in labels and "Interactive figure (HTML)" in labels

@@ -377,3 +377,21 @@ def test_concurrent_predictions_share_one_model_without_mixing(night, model):
         np.testing.assert_array_equal(r.stages, ref.stages)
     assert sum(len(m._forward_hooks) for m in model.modules()) == n_hooks
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_embeddings_parquet_export_matches_the_prediction(night, model):
+    import io
+
+    from s2v_core.exports import embeddings_parquet, figure_html
+    from s2v_core.plots import hypnodensity_figure
+
+    subset = tuple(m for m in ("eeg", "ibi") if m in night.modalities)
+    frame = pd.read_parquet(io.BytesIO(embeddings_parquet(model, night, subset)))
+    pred = predict_night(model, night, subset, with_embeddings=True)
+    emb = frame[[c for c in frame.columns if c.startswith("emb_")]].to_numpy()
+    np.testing.assert_allclose(emb, pred.embeddings, atol=1e-6)
+    assert list(frame["epoch"]) == list(range(night.n_epochs))
+    assert (frame["predicted"].to_numpy() == pred.stages).all()
+    assert set(frame["modalities"]) == {",".join(pred.modalities)}
+    html = figure_html(hypnodensity_figure(pred.probabilities))
+    assert html.lower().startswith("<!doctype html>") and "plotly" in html and len(html) > 1_000_000  # plotly.js inlined
