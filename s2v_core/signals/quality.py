@@ -99,11 +99,18 @@ def epoch_quality(
 
 def _clipped(x: np.ndarray) -> np.ndarray:
     """Rows where more than half the finite samples sit on the 1st or 99th percentile level."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        q_lo, q_hi = np.nanpercentile(x, [1, 99], axis=1)
-    tol = CLIP_TOLERANCE * (q_hi - q_lo)
     finite = np.isfinite(x)
+    whole = finite.all(axis=1)
+    q_lo, q_hi = np.full(len(x), np.nan), np.full(len(x), np.nan)
+    # np.percentile is vectorised over rows; nanpercentile loops over them in Python, so it is
+    # kept for the rows with gaps (same values on complete rows: both interpolate linearly)
+    if whole.any():
+        q_lo[whole], q_hi[whole] = np.percentile(x[whole], [1, 99], axis=1)
+    if not whole.all():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            q_lo[~whole], q_hi[~whole] = np.nanpercentile(x[~whole], [1, 99], axis=1)
+    tol = CLIP_TOLERANCE * (q_hi - q_lo)
     near = finite & (
         (np.abs(x - q_lo[:, None]) <= tol[:, None]) | (np.abs(x - q_hi[:, None]) <= tol[:, None])
     )
@@ -153,7 +160,8 @@ def plausibility_warnings(modality: str, x: np.ndarray) -> list[str]:
     """
     check_modality(modality)
     name = modality.upper()
-    x = np.asarray(x, dtype=np.float64).ravel()
+    # float32 is the canonical signals' own type: no float64 copy of a whole night for a warning
+    x = np.asarray(x, dtype=np.float32).ravel()
     out: list[str] = []
     values = x[np.isfinite(x)]
     if values.size == 0:
