@@ -148,3 +148,26 @@ def test_dreams_excerpt3_falls_back_to_mne_and_matches_text_export():
     ref = np.loadtxt(txt, skiprows=1)
     assert fs == 50 and x.shape == ref.shape
     np.testing.assert_allclose(x, ref, atol=1e-3)
+
+
+@pytest.mark.parametrize("kind", ["edf", "bdf", "plain"])
+def test_memory_mapped_signals_equal_pyedflib(tmp_path, kind):
+    """Signals of files pyedflib opens are read from the mapped records: same values as pyedflib."""
+    rng = np.random.default_rng(3)
+    chans = {"C4-M1": (rng.normal(0, 40, 256 * 90), 256, "uV"),
+             "Chin1-Chin2": (rng.normal(0, 5, 200 * 90), 200, "uV"),
+             "SpO2": (95 + rng.normal(0, 1, 90), 1, "%")}
+    ft = {"edf": pyedflib.FILETYPE_EDFPLUS, "bdf": pyedflib.FILETYPE_BDFPLUS, "plain": pyedflib.FILETYPE_EDF}[kind]
+    p = write_edf(tmp_path / f"r.{'bdf' if kind == 'bdf' else 'edf'}", chans, file_type=ft)
+    ref = pyedflib.EdfReader(str(p))  # pyedflib opens a file once at a time: read it first
+    try:
+        expected = {label: (ref.readSignal(i).astype(np.float32), ref.getSampleFrequency(i))
+                    for i, label in enumerate(ref.getSignalLabels())}
+    finally:
+        ref.close()
+    with open_recording(p) as rec:
+        assert rec.reader == "pyedflib" and rec._records is not None
+        for label, (x, fs) in expected.items():
+            y, sf = rec.read_channel(label)
+            assert sf == fs
+            np.testing.assert_array_equal(y, x)
