@@ -16,7 +16,11 @@ def main() -> None:
         st.Page("pages/export.py", title="Export", icon=":material/download:"),
         st.Page("pages/model.py", title="Model", icon=":material/memory:"),
     ]
-    st.navigation(pages).run()
+    page = st.navigation(pages)
+    from pages.common import warm_up_model  # after st.navigation: see pages/common.py
+
+    warm_up_model()
+    page.run()
 
 
 main()

@@ -17,7 +17,7 @@ import streamlit as st
 
 from s2v_core.errors import S2VError
 from s2v_core.io.edf import check_header
-from s2v_core.loading import load_night
+from s2v_core.loading import load_night, with_hypnogram
 from s2v_core.modalities import MODALITIES
 from s2v_core.night import Night
 from s2v_core.sample import full_sample_night, shipped_night
@@ -131,22 +131,30 @@ def _release_upload(file_id: str) -> None:
         ctx.uploaded_file_mgr.remove_file(ctx.session_id, file_id)
 
 
-@st.cache_data(show_spinner="Reading the uploaded recording...", max_entries=4)
-def _night_from_upload(name: str, digest: str, hyp_name: str | None, hyp_digest: str | None,
-                       mapping: tuple, _data: bytes, _hyp: bytes | None) -> Night:
-    # The bytes are identified by their digests (underscore arguments are not hashed again).
-    data, hyp = _data, _hyp
+@st.cache_data(show_spinner="Reading the uploaded recording...", max_entries=2)
+def _recording_from_upload(name: str, digest: str, mapping: tuple, _data: bytes) -> Night:
+    """The uploaded recording's signals (and any stages inside it), keyed by its digest."""
     # Uploads are written only to a private temporary folder, removed as soon as they are read.
     with tempfile.TemporaryDirectory(prefix="s2v-upload-") as tmp:
         psg = Path(tmp) / Path(name).name
-        psg.write_bytes(data)
-        hyp_path = None
-        if hyp is not None and hyp_name:
-            hyp_path = Path(tmp) / Path(hyp_name).name
-            hyp_path.write_bytes(hyp)
-        night = load_night(psg, hyp_path, mapping=dict(mapping), allow_mismatch=True)
+        psg.write_bytes(_data)
+        night = load_night(psg, None, mapping=dict(mapping), allow_mismatch=True)
         night.signals = {m: np.asarray(x) for m, x in night.signals.items()}
         return night
+
+
+@st.cache_data(show_spinner="Reading the hypnogram...", max_entries=4)
+def _night_from_upload(name: str, digest: str, hyp_name: str | None, hyp_digest: str | None,
+                       mapping: tuple, _data: bytes, _hyp: bytes | None) -> Night:
+    # The bytes are identified by their digests (underscore arguments are not hashed again).
+    # The signals are read once per recording: adding or changing the hypnogram only re-scores.
+    night = _recording_from_upload(name, digest, mapping, _data)
+    if _hyp is None or not hyp_name:
+        return night
+    with tempfile.TemporaryDirectory(prefix="s2v-upload-") as tmp:
+        hyp_path = Path(tmp) / Path(hyp_name).name
+        hyp_path.write_bytes(_hyp)
+        return with_hypnogram(night, hyp_path, allow_mismatch=True)
 
 
 def _labels_of(path: Path) -> tuple[str, ...]:
@@ -222,6 +230,40 @@ def _model(path: str, _stamp: str):
 
     model, config, extra = load_classifier(path)
     return model, extra, model_id(path)
+
+
+_WARM_UP_STARTED = False
+
+
+def warm_up_model() -> None:
+    """Start loading the shipped model in a background thread, once per server process.
+
+    Called by app.py on every run (cheap after the first): importing torch and reading the
+    weights takes seconds, and this way it overlaps with the user choosing or uploading a night
+    instead of delaying the first prediction. The thread fills the same ``st.cache_resource``
+    entry :func:`get_model` uses (Streamlit computes an entry once; a page asking meanwhile
+    waits for it). Failures are left for :func:`get_model` to report.
+    """
+    global _WARM_UP_STARTED
+    if _WARM_UP_STARTED:
+        return
+    _WARM_UP_STARTED = True
+    weights = SHIPPED_MODEL / "classifier" / "model.safetensors"
+    if not weights.exists():
+        return
+    import logging
+    import threading
+
+    # the thread has no script context on purpose (no spinner to draw); silence that one warning
+    logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").setLevel(logging.ERROR)
+
+    def load() -> None:
+        try:
+            _model(str(weights.parent), str(weights.stat().st_mtime_ns))
+        except Exception:  # noqa: BLE001 - reported by get_model() when a page needs the model
+            pass
+
+    threading.Thread(target=load, name="s2v-model-warm-up", daemon=True).start()
 
 
 def get_model():

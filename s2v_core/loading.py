@@ -8,6 +8,7 @@ derived) is recorded in the night's provenance and warnings.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +26,7 @@ from .stages import UNSCORED
 log = logging.getLogger(__name__)
 
 BIOPOTENTIALS = ("eeg", "eog", "emg", "ecg")
+READ_THREADS = 2  # channels read and preprocessed at once (1: one after the other)
 # Below these rates a channel cannot carry what the modality needs (sleep spindles and alpha for
 # EEG, muscle tone for EMG, R peaks for ECG, breaths for the belts and flow); a lower declared
 # rate usually means a wrong record duration or a mis-mapped channel. Reading goes on, with a warning.
@@ -163,6 +165,41 @@ def load_night(
     return night
 
 
+def with_hypnogram(
+    night: Night,
+    hypnogram: str | Path,
+    *,
+    allow_mismatch: bool = False,
+    hypnogram_format: str = "auto",
+) -> Night:
+    """A copy of ``night`` scored by another hypnogram file (the signals are not read again).
+
+    Gives the stages :func:`load_night` gives with ``hypnogram``: the file is read against the
+    recording's start time and aligned to its epochs. Warnings about an earlier hypnogram are
+    replaced by this one's; the signal arrays are shared with ``night``, not copied.
+
+    Raises
+    ------
+    HypnogramError
+        The file cannot be read, or its length differs from the signal's beyond the tolerance
+        (unless ``allow_mismatch``).
+    """
+    from .io import hypnogram as hyp_io
+
+    hyp = hyp_io.read_hypnogram(hypnogram, hypnogram_format, recording_start=night.start_time)
+    hyp = hyp.aligned(night.n_epochs, allow_mismatch=allow_mismatch)
+    warnings = [w for w in night.warnings if not w.startswith("hypnogram: ")]
+    warnings += [f"hypnogram: {w}" for w in hyp.warnings]
+    return dataclasses.replace(
+        night,
+        signals=dict(night.signals),
+        epoch_valid=dict(night.epoch_valid),
+        stages=hyp.stages.astype(np.int8),
+        hypnogram_source=Path(hypnogram).name,
+        warnings=warnings,
+    )
+
+
 def _read_mapped(
     rec: EdfRecording,
     cmap: ChannelMapping,
@@ -177,20 +214,18 @@ def _read_mapped(
     ecg_native: tuple[np.ndarray, float] | None = None
     breathing_native: dict[str, tuple[np.ndarray, float, str]] = {}
 
-    def store(m: str, x_canon: np.ndarray, provenance: Provenance) -> None:
+    def assess(m: str, x_canon: np.ndarray, provenance: Provenance):
         epochs = sig.epoch_matrix(x_canon, SFREQ[m], n_epochs)
         ok = sig.epoch_quality(epochs, m)
         provenance.warnings.extend(sig.plausibility_warnings(m, epochs[ok] if ok.any() else epochs))
+        return epochs, ok, provenance
+
+    def store(m: str, epochs: np.ndarray, ok: np.ndarray, provenance: Provenance) -> None:
         signals[m], valid[m], prov[m] = epochs, ok, provenance
         warnings.extend(f"{m}: {w}" for w in provenance.warnings)
 
-    for m in MODALITIES:
-        label = cmap.channel_for(m)
-        need_for_derivation = (m == "ecg" and ("ibi" in wanted or "resp" in wanted)) or (
-            m in ("effort", "airflow") and "resp" in wanted
-        )
-        if label is None or (m not in wanted and not need_for_derivation):
-            continue
+    def read_one(m: str, label: str):
+        """Read, scale, resample and assess one mapped channel (independent of the others)."""
         info = rec.header.channel(label)
         x, fs = rec.read_channel(label)
         method = f"polyphase resampling {fs:g} -> {SFREQ[m]} Hz" if fs != SFREQ[m] else "none"
@@ -203,10 +238,7 @@ def _read_mapped(
             scale, unit_warn = 1.0, [note] if note else []
         else:
             scale, unit_warn = 1.0, []
-        if m == "ecg":
-            ecg_native = (x, fs)
-        if m in ("effort", "airflow"):
-            breathing_native[m] = (x, fs, label)
+        assessed = None
         if m in wanted:
             x_c = sig.resample(x, fs, SFREQ[m])
             orig = info.sfreq
@@ -216,8 +248,37 @@ def _read_mapped(
                 unit_warn = [*unit_warn, f"channel {label!r} is sampled at {orig:g} Hz, below the "
                              f"{MIN_PLAUSIBLE_SFREQ[m]:g} Hz this modality needs (the model sees {SFREQ[m]} Hz): "
                              "check the header's record duration and samples per record, or the mapping"]
-            store(m, x_c, Provenance(m, label, orig, info.dimension, scale, reader, method, unit_warn))
-        del x
+            assessed = assess(m, x_c, Provenance(m, label, orig, info.dimension, scale, reader, method, unit_warn))
+        keep = m == "ecg" or m in ("effort", "airflow")
+        return (x if keep else None), fs, assessed
+
+    jobs = []
+    for m in MODALITIES:
+        label = cmap.channel_for(m)
+        need_for_derivation = (m == "ecg" and ("ibi" in wanted or "resp" in wanted)) or (
+            m in ("effort", "airflow") and "resp" in wanted
+        )
+        if label is None or (m not in wanted and not need_for_derivation):
+            continue
+        jobs.append((m, label))
+    # Channels are independent: two threads overlap their reading, resampling and checks (numpy
+    # and scipy release the GIL); results are applied in modality order, so nothing depends on timing.
+    if READ_THREADS > 1 and len(jobs) > 1 and rec.reader != "mne":  # MNE's raw object is not known to be thread-safe;
+        # the native and pyedflib readers are (memory-mapped records; pyedflib reads under a lock)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="s2v-read") as pool:
+            results = list(pool.map(lambda job: read_one(*job), jobs))
+    else:
+        results = [read_one(*job) for job in jobs]
+    for (m, label), (x, fs, assessed) in zip(jobs, results, strict=True):
+        if m == "ecg":
+            ecg_native = (x, fs)
+        if m in ("effort", "airflow"):
+            breathing_native[m] = (x, fs, label)
+        if assessed is not None:
+            store(m, *assessed)
+    del results
 
     peaks = None
     if ecg_native is not None and (("ibi" in wanted and "ibi" not in signals) or "resp" in wanted):
@@ -228,9 +289,12 @@ def _read_mapped(
         label = cmap.channel_for("ecg")
         store(
             "ibi",
-            ibi,
-            Provenance("ibi", f"derived from ECG {label!r}", None, "", 1.0, "derived",
-                       f"R-peaks (sleepecg, {len(peaks)} beats) -> intervals at 4 Hz"),
+            *assess(
+                "ibi",
+                ibi,
+                Provenance("ibi", f"derived from ECG {label!r}", None, "", 1.0, "derived",
+                           f"R-peaks (sleepecg, {len(peaks)} beats) -> intervals at 4 Hz"),
+            ),
         )
     if "resp" in wanted and "resp" not in signals:
         src = None
@@ -247,7 +311,7 @@ def _read_mapped(
                 "ECG-derived respiration (R-peak amplitude)",
             )
         if src is not None:
-            store("resp", src[0], Provenance("resp", src[1], None, "", 1.0, "derived", src[2]))
+            store("resp", *assess("resp", src[0], Provenance("resp", src[1], None, "", 1.0, "derived", src[2])))
     return signals, valid, prov
 
 

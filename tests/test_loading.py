@@ -183,3 +183,37 @@ def test_slpdb_night_has_ibi_age_sex_and_stages():
     assert (night.stages == 2).sum() == first.count("2")
     assert (night.stages == 3).sum() == first.count("3") + first.count("4")
     assert (night.stages == 4).sum() == first.count("R")
+
+
+def test_with_hypnogram_equals_loading_with_it(tmp_path):
+    """The app reads an upload's signals once and re-scores them when a hypnogram arrives."""
+    from s2v_core.loading import with_hypnogram
+    from s2v_core.synth.cohort import generate_cohort
+
+    frame = generate_cohort(1, tmp_path / "c", seed=5, hours=0.5, sites=["eu_clinic"])
+    psg = tmp_path / "c" / frame.iloc[0]["psg_file"]
+    hyp = tmp_path / "c" / frame.iloc[0]["hypnogram_file"]
+    bare = load_night(psg, None)
+    both = load_night(psg, hyp)
+    scored = with_hypnogram(bare, hyp)
+    np.testing.assert_array_equal(scored.stages, both.stages)
+    assert scored.hypnogram_source == both.hypnogram_source == hyp.name
+    assert scored.signals["eeg"] is bare.signals["eeg"]  # shared, not read again
+    assert bare.hypnogram_source != hyp.name or (bare.stages == both.stages).all()  # input untouched
+
+
+def test_threaded_channel_reading_equals_serial(tmp_path, monkeypatch):
+    from s2v_core import loading
+    from s2v_core.synth.cohort import generate_cohort
+
+    frame = generate_cohort(1, tmp_path / "c", seed=9, hours=0.5, sites=["us_hospital"])
+    psg = tmp_path / "c" / frame.iloc[0]["psg_file"]
+    threaded = load_night(psg)
+    monkeypatch.setattr(loading, "READ_THREADS", 1)
+    serial = load_night(psg)
+    assert threaded.modalities == serial.modalities and len(threaded.modalities) == 9
+    for m in serial.modalities:
+        np.testing.assert_array_equal(threaded.signals[m], serial.signals[m])
+        np.testing.assert_array_equal(threaded.epoch_valid[m], serial.epoch_valid[m])
+        assert threaded.provenance[m] == serial.provenance[m]
+    assert threaded.warnings == serial.warnings

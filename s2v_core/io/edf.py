@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -329,6 +330,7 @@ class EdfRecording:
         self._handle = handle
         self.warnings = warnings
         self._records = records  # (n_records, record_bytes) uint8 memmap, for fast signal reads
+        self._lock = threading.Lock()  # pyedflib's reader seeks a shared file: one read at a time
 
     # --- context management -------------------------------------------------------------
     def close(self) -> None:
@@ -372,7 +374,8 @@ class EdfRecording:
                 x = _read_records(self._records, self.header, info).ravel()
                 if x.size == n_expected:
                     return x, info.sfreq
-            x = self._handle.readSignal(idx, 0, n_expected).astype(np.float32)
+            with self._lock:
+                x = self._handle.readSignal(idx, 0, n_expected).astype(np.float32)
             return x, info.sfreq
         raw = self._handle
         data = raw.get_data(picks=[idx])[0]
