@@ -91,6 +91,9 @@ def run_ours(path: Path, out: Path, threads: int) -> tuple[dict[str, float], obj
     from s2v_core.loading import load_night
 
     torch.set_num_threads(threads)
+    from s2v_core import loading
+
+    loading.READ_THREADS = threads  # channel reading threads too: the same budget as the peer
     steps: dict[str, float] = {}
     t = time.perf_counter()
     folder = ROOT / "models" / "sleep2vec-small" / "classifier"

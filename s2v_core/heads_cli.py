@@ -68,7 +68,8 @@ def add_threads_option(p: argparse.ArgumentParser) -> None:
         "--threads",
         type=int,
         default=None,
-        help="CPU threads for torch (default: torch's choice; 1 is often fastest on a busy machine)",
+        help="CPU threads for torch and for reading channels (default: torch's choice and 2 "
+        "reading threads; 1 is often fastest on a busy machine)",
     )
 
 
@@ -79,7 +80,10 @@ def apply_threads(args: argparse.Namespace) -> None:
             raise S2VError(f"--threads must be >= 1, got {args.threads}")
         import torch
 
+        from . import loading
+
         torch.set_num_threads(args.threads)
+        loading.READ_THREADS = args.threads
 
 
 def _load_model(arg: str | None, device: str):
