@@ -113,6 +113,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         label_smoothing=args.label_smoothing,
         class_weighted=not args.no_class_weights,
         freeze_tokenizers=not args.train_tokenizers,
+        n_classes=args.classes,
+        init_head=args.init_head,
+        patience=args.patience,
     )
 
     def report(row: dict) -> None:
@@ -156,6 +159,14 @@ def add_finetune_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPar
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--no-class-weights", action="store_true", help="plain cross-entropy")
     p.add_argument("--train-tokenizers", action="store_true", help="do not freeze the tokenizers")
+    p.add_argument("--classes", type=int, choices=(5, 4, 3), default=5,
+                   help="training objective and validation kappa: 5 stages, or 4 (N1+N2) / 3 (W, NREM, "
+                        "REM) by summing stage probabilities; the head keeps 5 outputs")
+    p.add_argument("--init-head", action="store_true",
+                   help="with a classifier as --pretrained: also start from its gates and staging head "
+                        "(adapting a trained model to a new cohort)")
+    p.add_argument("--patience", type=int, default=None,
+                   help="stop after this many passes without a better validation kappa")
     p.add_argument("--batches-per-epoch", type=int, default=None, help="cap, for quick runs")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--seed", type=int, default=0)

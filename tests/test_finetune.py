@@ -318,6 +318,16 @@ def test_finetune_cli(store, tmp_path, capsys):
     meta = json.loads((tmp_path / "r" / "best" / "config.json").read_text())
     cfg = meta["extra"]["finetune_config"]
     assert cfg["seed"] == 2 and cfg["max_batches_per_epoch"] == 1 and cfg["freeze_tokenizers"]
+    assert cfg["n_classes"] == 5 and not cfg["init_head"] and cfg["patience"] is None
+    # adapt the classifier just trained: 3-class objective, its head reused, early stopping
+    argv2 = ["finetune", "--data", store, "--pretrained", tmp_path / "r" / "best", "--out", tmp_path / "r2",
+             "--epochs", "2", "--batch-size", "4", "--window-epochs", "30", "--batches-per-epoch", "1",
+             "--classes", "3", "--init-head", "--patience", "1", "--train-tokenizers"]
+    assert cli(argv2) == 0
+    capsys.readouterr()
+    cfg2 = json.loads((tmp_path / "r2" / "best" / "config.json").read_text())["extra"]["finetune_config"]
+    assert cfg2["n_classes"] == 3 and cfg2["init_head"] and cfg2["patience"] == 1
+    assert not cfg2["freeze_tokenizers"]
     with pytest.raises(SystemExit):  # --pretrained and --preset exclude each other
         cli(
             [
