@@ -23,3 +23,26 @@ def shared_data() -> Path:
     if not SHARED_DATA.exists():
         pytest.skip(f"real data not available: {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Tiny models run fastest on one torch thread, which also keeps a busy CI box from
+    oversubscribing; modules opt in with ``pytestmark = pytest.mark.usefixtures("torch_one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def synthetic_store(root: Path, n_nights: int, *, seed: int = 0, hours: float = 0.5,
+                    split_seed: int = 0) -> tuple[Path, Path]:
+    """A synthetic cohort as EDF files under ``root/cohort`` and the same nights as a store."""
+    from s2v_core.store import prepare_store
+    from s2v_core.synth.cohort import generate_cohort
+
+    generate_cohort(n_nights, root / "cohort", seed=seed, hours=hours)
+    prepare_store(root / "cohort", root / "store", seed=split_seed, progress=False)
+    return root / "cohort", root / "store"

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 import wfdb
-from conftest import shared_path
+from conftest import shared_path, synthetic_store
 
 from s2v_core import cli
 from s2v_core import evaluate as ev
@@ -17,25 +17,15 @@ from s2v_core.errors import S2VError
 from s2v_core.evaluation import staging_metrics
 from s2v_core.inference import load_classifier, predict_night
 from s2v_core.model import HeadConfig, Sleep2VecClassifier, get_preset
-from s2v_core.store import CohortStore, prepare_store
-from s2v_core.synth.cohort import generate_cohort
+from s2v_core.store import CohortStore
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
     """4 synthetic half-hour nights (mixed sites) as files, and the same nights as a store."""
-    root = tmp_path_factory.mktemp("ev")
-    generate_cohort(4, root / "cohort", seed=0, hours=0.5)
-    prepare_store(root / "cohort", root / "store", seed=5, progress=False)
-    return root / "cohort", root / "store"
+    return synthetic_store(tmp_path_factory.mktemp("ev"), 4, split_seed=5)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import synthetic_store
 from safetensors.torch import load_file
 
 from s2v_core import heads_cli
@@ -36,21 +37,14 @@ from s2v_core.windows import WindowDataset
 QUICK = dict(preset="tiny", window_epochs=30, batch_size=4, lr=3e-3)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, which also avoids oversubscribing a busy CI box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """4 half-hour nights; split seed 5 puts sub-001 (2 nights) in val, the other 2 in train."""
     root = tmp_path_factory.mktemp("ft")
-    generate_cohort(4, root / "cohort", seed=0, hours=0.5)
-    prepare_store(root / "cohort", root / "store", seed=5, progress=False)
+    synthetic_store(root, 4, split_seed=5)
     s = CohortStore(root / "store")
     assert len(s.nights("train")) == 2 and len(s.nights("val")) == 2
     return root / "store"

@@ -27,14 +27,7 @@ from s2v_core.model import HeadConfig, Sleep2Vec, Sleep2VecClassifier, get_prese
 from s2v_core.sample import shipped_night
 from s2v_core.stages import merge_stages
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, which also avoids oversubscribing a busy CI box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from conftest import shared_path
 
 from s2v_core.checkpoint import save_checkpoint
@@ -31,13 +30,7 @@ from s2v_core.night_heads import (
 from s2v_core.store import prepare_store
 from s2v_core.synth.cohort import generate_cohort
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -57,14 +57,7 @@ def run_cli(argv: list[str]) -> int:
     return entry(argv)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny model's ops are too small to gain from threads; one thread keeps the timing
-    steady when other processes load the machine (spinning OpenMP threads do not)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")
