@@ -328,13 +328,24 @@ def embeddings_parquet_bytes(loaded: LoadedNight, subset: tuple[str, ...]) -> by
     return _embeddings(loaded.key, tuple(subset), mid, loaded.night)
 
 
-def night_and_prediction():
-    """The selected night and its prediction for the active subset, or None after telling the user why."""
+def night_or_explain(missing: str = "Choose or upload a night on the Night page first.") -> LoadedNight | None:
+    """The selected night, or None after showing why there is none (an error, or ``missing``)."""
     try:
         loaded = selected_night()
-        if loaded is None:
-            st.info("Choose or upload a night on the Night page first.")
-            return None
+    except S2VError as exc:
+        show_error(exc)
+        return None
+    if loaded is None:
+        st.info(missing)
+    return loaded
+
+
+def night_and_prediction():
+    """The selected night and its prediction for the active subset, or None after telling the user why."""
+    loaded = night_or_explain()
+    if loaded is None:
+        return None
+    try:
         subset = active_modalities(loaded.night)
         if not subset:
             st.warning("No modality is switched on: switch at least one on in the sidebar.")

@@ -225,14 +225,9 @@ def render() -> None:
     overlay_on = st.toggle("Overlay the loaded night (active modalities from the sidebar)", key="map_overlay")
     loaded, subset = None, ()
     if overlay_on:
-        try:
-            loaded = C.selected_night()
-            if loaded is None:
-                st.info("Choose or upload a night on the Night page first.")
-            else:
-                subset = C.active_modalities(loaded.night)
-        except S2VError as exc:
-            C.show_error(exc)
+        loaded = C.night_or_explain()
+        if loaded is not None:
+            subset = C.active_modalities(loaded.night)
     try:
         selections = []
         if view == "side":

@@ -142,13 +142,8 @@ def _subset_ranking(loaded: C.LoadedNight) -> None:
 
 def render() -> None:
     st.title("Modalities")
-    try:
-        loaded = C.selected_night()
-    except S2VError as exc:
-        C.show_error(exc)
-        return
+    loaded = C.night_or_explain()
     if loaded is None:
-        st.info("Choose or upload a night on the Night page first.")
         return
     night = loaded.night
     subset = C.active_modalities(night)  # the shared sidebar toggles: the sensors of the dropout simulation

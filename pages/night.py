@@ -8,7 +8,6 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages import common as C
-from s2v_core.errors import S2VError
 from s2v_core.modalities import MODALITIES, SFREQ, UNITS
 from s2v_core.night import Night
 from s2v_core.plots import MODALITY_COLORS
@@ -87,13 +86,8 @@ def render() -> None:
         st.file_uploader("Hypnogram (optional): Sleep-EDF/EDF+, NSRR or Profusion XML, CSV/TSV, DREAMS, WFDB",
                          type=["edf", "xml", "csv", "tsv", "txt", "st"], key=C.K_HYP_UPLOAD,
                          on_change=C.remember_upload, args=(C.K_HYP_UPLOAD,))
-    try:
-        loaded = C.selected_night()
-    except S2VError as exc:
-        C.show_error(exc)
-        return
+    loaded = C.night_or_explain("Upload a recording to continue.")
     if loaded is None:
-        st.info("Upload a recording to continue.")
         return
     night = loaded.night
     s = night.summary()
