@@ -134,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_night_heads_parser(sub)
 
+    from .experiments_cli import add_experiment_parser
+
+    add_experiment_parser(sub)
+
     try:  # pretraining commands live with the trainer
         from .train.cli import add_prepare_parser, add_pretrain_parser
 
