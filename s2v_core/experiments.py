@@ -132,6 +132,7 @@ def make_grid(
     presets: Sequence[str] = ("tiny", "small"),
     counts: Sequence[int] = (2, 3, 5, 9),
     order: Sequence[str] = SCALING_ORDER,
+    preset_lr: dict[str, float] | None = None,
 ) -> list[RunSpec]:
     """The runs of an experiment.
 
@@ -149,6 +150,9 @@ def make_grid(
         ``(same, different)``.
     presets, counts, order
         Scaling grid: model presets, modality counts (2..9) and the order modalities are added.
+    preset_lr : dict, optional
+        Scaling grid: peak learning rate per preset (others keep the base configuration's);
+        a small model often wants a larger rate than a big one.
     """
     seeds = list(dict.fromkeys(int(s) for s in seeds))
     if not seeds or min(seeds) < 0:
@@ -179,14 +183,18 @@ def make_grid(
         bad = [k for k in counts if not 2 <= int(k) <= len(order)]
         if bad:
             raise S2VError(f"modality counts must be between 2 and {len(order)}, got {bad}")
+        rates = dict(preset_lr or {})
+        stray = sorted(set(rates) - set(presets))
+        if stray:
+            raise S2VError(f"learning rate given for preset(s) not in the grid: {', '.join(stray)}")
         for seed in seeds:
             for preset in presets:
                 for k in sorted(set(int(c) for c in counts)):
                     mods = tuple(m for m in MODALITIES if m in order[:k])  # canonical order
-                    specs.append(RunSpec(
-                        f"{preset}_m{k}_s{seed}", f"{preset}/{k}", seed,
-                        {"loss": "dash", "preset": preset, "model_overrides": {"modalities": mods}}, k,
-                    ))  # fmt: skip
+                    settings = {"loss": "dash", "preset": preset, "model_overrides": {"modalities": mods}}
+                    if preset in rates:
+                        settings["lr"] = float(rates[preset])
+                    specs.append(RunSpec(f"{preset}_m{k}_s{seed}", f"{preset}/{k}", seed, settings, k))
     else:
         raise S2VError(f"unknown experiment {kind!r}; choose one of {', '.join(EXPERIMENTS)}")
     return specs
@@ -352,7 +360,7 @@ def _run_one(store_path: Path, store, out: Path, spec: RunSpec, base, anchor, pe
            "loss": cfg.loss, "preset": cfg.preset, "n_modalities": len(model_cfg.modalities),
            "modalities": ",".join(model_cfg.modalities),
            "n_parameters": count_parameters(model_cfg), "train_seconds": info.get("seconds", math.nan),
-           "age_bandwidth": cfg.age_bandwidth, "sex_diff_factor": cfg.sex_diff_factor,
+           "lr": cfg.lr, "epochs": cfg.epochs, "age_bandwidth": cfg.age_bandwidth, "sex_diff_factor": cfg.sex_diff_factor,
            "site_same": cfg.site_same, "site_diff": cfg.site_diff}  # fmt: skip
     row.update({k: v for k, v in scores.items() if not isinstance(v, (list, dict))})
     return row

@@ -53,6 +53,8 @@ def add_experiment_parser(subparsers) -> argparse.ArgumentParser:
                    "site=1/1,2/0.5 (same/different); default: these")
     p.add_argument("--presets", type=_names, default=["tiny", "small"], help="scaling: presets (default tiny,small)")
     p.add_argument("--counts", type=_ints, default=[2, 3, 5, 9], help="scaling: modality counts (default 2,3,5,9)")
+    p.add_argument("--preset-lr", action="append", metavar="PRESET=LR",
+                   help="scaling: learning rate of one preset (repeatable), e.g. tiny=1e-3")
     p.add_argument("--order", type=_names, default=None,
                    help="scaling: order modalities are added; the first is scored alone "
                    "(default eeg,eog,emg,ecg,resp,spo2,airflow,effort,ibi)")
@@ -75,7 +77,17 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     bad = [p for p in args.presets if p not in ("tiny", "small", "dense", "large")]
     if bad:
         raise S2VError(f"unknown preset(s) {', '.join(bad)}; choose from tiny, small, dense, large")
-    specs = make_grid(args.kind, args.seeds, sweep=sweep, presets=args.presets, counts=args.counts, order=order)
+    preset_lr = {}
+    for item in args.preset_lr or []:
+        name, _, value = item.partition("=")
+        try:
+            preset_lr[name.strip()] = float(value)
+        except ValueError:
+            raise S2VError(f"--preset-lr {item!r}: expected PRESET=LR, e.g. tiny=1e-3") from None
+        if not 0 < preset_lr[name.strip()] < 1:
+            raise S2VError(f"--preset-lr {item!r}: the learning rate must be in (0, 1)")
+    specs = make_grid(args.kind, args.seeds, sweep=sweep, presets=args.presets, counts=args.counts,
+                      order=order, preset_lr=preset_lr)  # fmt: skip
     try:
         base = TrainConfig(
             preset=args.preset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,

@@ -45,6 +45,11 @@ def test_scaling_grid_adds_modalities_in_order():
     mods = [s.settings["model_overrides"]["modalities"] for s in specs]
     assert mods == [("eeg", "eog"), ("eeg", "eog", "emg")]
     assert [s.order for s in specs] == [2, 3]
+    assert "lr" not in specs[0].settings
+    fast = make_grid("scaling", [0], presets=["tiny", "small"], counts=[2], preset_lr={"tiny": 1e-3})
+    assert [s.settings.get("lr") for s in fast] == [1e-3, None]
+    with pytest.raises(S2VError):
+        make_grid("scaling", [0], presets=["small"], preset_lr={"tiny": 1e-3})
 
 
 @pytest.mark.parametrize(
@@ -149,4 +154,5 @@ def test_experiment_cli_refuses_bad_options(exp_store, tmp_path, capsys):
     assert main(base + ["--sweep", "tau=1"]) == 2
     assert "expected NAME=V1,V2" in capsys.readouterr().err
     assert main(base + ["--epochs", "0"]) == 2
+    assert main(base + ["--preset-lr", "tiny=fast"]) == 2
     assert main(["experiment", "losses", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "y")]) == 2
