@@ -13,6 +13,9 @@ way, on frozen backbone embeddings, so the numbers compare across losses, settin
   model too (no site has more sensors than another);
 * ``kappa_anchor`` (scaling only): the same with the anchor modality alone (the first of the
   modality order), the modality every run of the scaling grid shares;
+* ``kappa_loso`` / ``kappa_loso_worst``: leave-one-site-out staging: the probe is fitted on the
+  sampled epochs of every other site's nights and scored on each site in turn (all shared
+  modalities); mean and lowest kappa over sites;
 * ``site_shortcut``: site-probe score of per-epoch embeddings of the common modalities over all
   nights (subject-grouped folds; 0 = chance, 1 = site fully decodable; lower is better), with
   ``site_balanced_accuracy`` and ``site_chance``.
@@ -57,8 +60,12 @@ SWEEP_DEFAULTS: dict[str, tuple[Any, ...]] = {
 SCALING_ORDER: tuple[str, ...] = ("eeg", "eog", "emg", "ecg", "resp", "spo2", "airflow", "effort", "ibi")
 """Order in which the scaling grid adds modalities; its first is the anchor modality."""
 
+EVAL_VERSION = 2
+"""Version of the per-run scores (``eval.json``); runs scored by another version are rescored."""
+
 METRICS: tuple[str, ...] = (
-    "kappa_all", "kappa_common", "kappa_anchor", "site_shortcut", "site_balanced_accuracy",
+    "kappa_all", "kappa_common", "kappa_anchor", "kappa_loso", "kappa_loso_worst",
+    "site_shortcut", "site_balanced_accuracy",
     "retrieval_mean", "retrieval_lift", "retrieval_min_lift",
 )  # fmt: skip
 """Per-run scores summarised over seeds (missing ones are NaN)."""
@@ -268,6 +275,35 @@ def probe_staging(frame: pd.DataFrame, *, seed: int = 0) -> dict[str, float]:
     return {"kappa": float(m.kappa), "macro_f1": float(m.macro_f1), "n_test_epochs": int(len(test))}
 
 
+def probe_leave_one_site_out(frame: pd.DataFrame, *, seed: int = 0) -> dict[str, float]:
+    """Linear staging probe fitted on all other sites' nights, scored on each site in turn.
+
+    Uses the stage-sampled rows (``sampled``) of every split. Returns the mean and the lowest
+    per-site 5-class kappa (NaN with fewer than two sites).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from .evaluation.staging import staging_metrics
+
+    rows = frame[frame["sampled"]] if "sampled" in frame else frame
+    sites = sorted(rows["site"].unique())
+    kappas = []
+    for site in sites if len(sites) >= 2 else []:
+        train, test = rows[rows["site"] != site], rows[rows["site"] == site]
+        if train["stage"].nunique() < 2:
+            continue
+        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
+        probe.fit(np.stack(train["vector"]), train["stage"].to_numpy())
+        pred = probe.predict(np.stack(test["vector"]))
+        kappas.append(float(staging_metrics(test["stage"].to_numpy(), pred, n_classes=5).kappa))
+    kappas = [k for k in kappas if math.isfinite(k)]
+    if not kappas:
+        return {"kappa_loso": math.nan, "kappa_loso_worst": math.nan}
+    return {"kappa_loso": float(np.mean(kappas)), "kappa_loso_worst": float(np.min(kappas))}
+
+
 def _retrieval_scores(run_dir: Path) -> dict[str, float]:
     path = run_dir / "best" / "retrieval.csv"
     if not path.is_file():
@@ -304,6 +340,7 @@ def evaluate_backbone(
         out[f"macro_f1_{view}"] = probe["macro_f1"]
     for view in ("all", "common", "anchor"):
         out.setdefault(f"kappa_{view}", math.nan)
+    out.update(probe_leave_one_site_out(frames["all"], seed=seed))
     out["site_modalities"] = ",".join(common) if common else ",".join(model.config.modalities)
     site_frame = frames["common"] if common else frames["all"]
     site_frame = site_frame[site_frame["sampled"]]
@@ -346,13 +383,13 @@ def _run_one(store_path: Path, store, out: Path, spec: RunSpec, base, anchor, pe
         done.write_text(json.dumps({"seconds": time.perf_counter() - started,
                                     "train_config": cfg.to_dict()}, indent=1), encoding="utf-8")  # fmt: skip
     eval_path = run_dir / "eval.json"
-    if eval_path.is_file():
-        scores = json.loads(eval_path.read_text(encoding="utf-8"))
-    else:
+    scores = json.loads(eval_path.read_text(encoding="utf-8")) if eval_path.is_file() else {}
+    if scores.get("eval_version") != EVAL_VERSION:  # scored by an older version: score again
         with torch.inference_mode():
             model = load_backbone(run_dir / "best")
             scores = evaluate_backbone(model, store, anchor=anchor, per_night=per_night, seed=spec.seed)
         scores.update(_retrieval_scores(run_dir))
+        scores["eval_version"] = EVAL_VERSION
         eval_path.write_text(json.dumps(scores, indent=1), encoding="utf-8")
     info = json.loads(done.read_text(encoding="utf-8"))
     model_cfg = cfg.model_config()
@@ -484,14 +521,15 @@ def paired_losses(results: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
 
 # --- figure ---------------------------------------------------------------------------------
 _PANELS = {
-    "losses": ("kappa_all", "kappa_common", "site_shortcut", "retrieval_lift"),
-    "sweep": ("kappa_all", "kappa_common", "site_shortcut", "retrieval_lift"),
+    "losses": ("kappa_all", "kappa_loso", "site_shortcut", "retrieval_lift"),
+    "sweep": ("kappa_all", "kappa_loso", "site_shortcut", "retrieval_lift"),
     "scaling": ("kappa_all", "kappa_anchor", "site_shortcut", "retrieval_lift"),
 }
 _LABELS = {
     "kappa_all": "staging kappa, all modalities (probe)",
     "kappa_common": "staging kappa, common modalities (probe)",
     "kappa_anchor": "staging kappa, anchor modality alone (probe)",
+    "kappa_loso": "staging kappa on an unseen site (probe, mean)",
     "site_shortcut": "site shortcut score (lower is better)",
     "retrieval_lift": "validation retrieval / chance",
 }

@@ -16,6 +16,7 @@ from s2v_core.experiments import (
     make_grid,
     paired_losses,
     parse_sweep,
+    probe_leave_one_site_out,
     probe_staging,
     summarise,
 )
@@ -87,6 +88,23 @@ def test_probe_staging_separates_informative_embeddings():
     assert abs(probe_staging(noise)["kappa"]) < 0.15
 
 
+def test_leave_one_site_out_probe_sees_a_site_shift():
+    rng = np.random.default_rng(1)
+
+    def rows(site, shift):
+        stages = rng.integers(0, 5, 300)
+        return [{"site": site, "sampled": True, "stage": int(s),
+                 "vector": (np.eye(5)[s] * 3 + shift + rng.normal(size=5)).astype(np.float32)}
+                for s in stages]  # fmt: skip
+
+    same = pd.DataFrame(rows("a", 0) + rows("b", 0) + rows("c", 0))
+    shifted = pd.DataFrame(rows("a", 0) + rows("b", 0) + rows("c", np.array([0, 0, 0, 0, 9.0])))
+    ok, hurt = probe_leave_one_site_out(same), probe_leave_one_site_out(shifted)
+    assert ok["kappa_loso"] > 0.8 and ok["kappa_loso_worst"] > 0.75
+    assert hurt["kappa_loso_worst"] < ok["kappa_loso_worst"] - 0.2  # the shifted site suffers
+    assert math.isnan(probe_leave_one_site_out(pd.DataFrame(rows("a", 0)))["kappa_loso"])
+
+
 def test_summary_and_paired_differences():
     results = pd.DataFrame({
         "group": ["dash", "infonce"] * 3, "order": [0, 1] * 3, "seed": [0, 0, 1, 1, 2, 2],
@@ -117,7 +135,7 @@ def test_losses_experiment_end_to_end_and_resume(exp_store, tmp_path, capsys):
     assert main(args) == 0
     results = pd.read_csv(out / "results.csv")
     assert list(results["run"]) == ["dash_s0", "infonce_s0"]
-    for col in ("kappa_all", "kappa_common", "site_shortcut", "retrieval_lift"):
+    for col in ("kappa_all", "kappa_common", "kappa_loso", "site_shortcut", "retrieval_lift"):
         assert results[col].notna().all(), col
     assert results["kappa_all"].between(-1, 1).all()
     assert (results["retrieval_lift"] > 0).all()
@@ -132,6 +150,13 @@ def test_losses_experiment_end_to_end_and_resume(exp_store, tmp_path, capsys):
     assert main(args) == 0
     assert (out / "runs" / "dash_s0" / "best" / "model.safetensors").stat().st_mtime_ns == stamp
     pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), results)
+    # scores from an older evaluation version are recomputed, without retraining
+    eval_path = out / "runs" / "dash_s0" / "eval.json"
+    old = json.loads(eval_path.read_text())
+    eval_path.write_text(json.dumps({k: v for k, v in old.items() if k not in ("eval_version", "kappa_loso")}))
+    assert main(args) == 0
+    assert json.loads(eval_path.read_text())["kappa_loso"] == pytest.approx(old["kappa_loso"])
+    assert (out / "runs" / "dash_s0" / "best" / "model.safetensors").stat().st_mtime_ns == stamp
 
 
 def test_scaling_experiment_scores_the_anchor(exp_store, tmp_path):
