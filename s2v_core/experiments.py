@@ -547,30 +547,59 @@ def _series(kind: str, summary: pd.DataFrame) -> list[tuple[str, pd.DataFrame, s
     return [("", summary.sort_values("order"), "group")]
 
 
-def write_figure(kind: str, summary: pd.DataFrame, out: Path) -> None:
-    """``figure.html`` (plotly, offline) and ``figure.png`` (matplotlib) of the summary."""
-    import matplotlib
+def _title(kind: str, summary: pd.DataFrame) -> str:
+    seeds = int(summary["n_seeds"].max()) if len(summary) else 0
+    title = {"losses": "DASH-InfoNCE vs plain InfoNCE", "sweep": "DASH-InfoNCE sensitivity",
+             "scaling": "Scaling: modality count and model size"}[kind]  # fmt: skip
+    return title + f" (mean and 95% CI over {seeds} seed{'s' if seeds != 1 else ''})"
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def _errors(part: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    y = part[metric].to_numpy(float)
+    lo, hi = part[f"{metric}_low"].to_numpy(float), part[f"{metric}_high"].to_numpy(float)
+    return y, np.nan_to_num(y - lo), np.nan_to_num(hi - y)
+
+
+def summary_figure(kind: str, summary: pd.DataFrame):
+    """Plotly figure of a :func:`summarise` table: one panel per headline metric, CI error bars."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
+    if kind not in _PANELS:
+        raise S2VError(f"unknown experiment {kind!r}; choose one of {', '.join(EXPERIMENTS)}")
     panels = _PANELS[kind]
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[_LABELS[p] for p in panels])
-    mfig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
     for col, metric in enumerate(panels, start=1):
-        ax = axes[0, col - 1]
         for name, part, xcol in _series(kind, summary):
-            y = part[metric].to_numpy(float)
-            lo, hi = part[f"{metric}_low"].to_numpy(float), part[f"{metric}_high"].to_numpy(float)
-            err_hi, err_lo = np.nan_to_num(hi - y), np.nan_to_num(y - lo)
+            y, err_lo, err_hi = _errors(part, metric)
             x = part[xcol].astype(str if xcol == "group" else float).to_list()
             fig.add_trace(go.Scatter(
                 x=x, y=y, name=name or metric, mode="markers+lines" if kind == "scaling" else "markers",
                 error_y=dict(type="data", array=err_hi, arrayminus=err_lo, visible=True),
                 legendgroup=name, showlegend=bool(name) and col == 1,
             ), row=1, col=col)  # fmt: skip
+        if kind == "scaling":
+            fig.update_xaxes(title_text="modalities in pretraining", row=1, col=col)
+    fig.update_layout(title=_title(kind, summary), height=420, template="plotly_white")
+    return fig
+
+
+def write_figure(kind: str, summary: pd.DataFrame, out: Path) -> None:
+    """``figure.html`` (plotly, offline) and ``figure.png`` (matplotlib, static) of the summary."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = summary_figure(kind, summary)
+    fig.update_layout(width=360 * len(_PANELS[kind]))
+    (out / "figure.html").write_text(fig.to_html(include_plotlyjs=True, full_html=True), encoding="utf-8")
+    panels = _PANELS[kind]
+    mfig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    for ax, metric in zip(axes[0], panels, strict=True):
+        for name, part, xcol in _series(kind, summary):
+            y, err_lo, err_hi = _errors(part, metric)
+            x = part[xcol].astype(str if xcol == "group" else float).to_list()
             ax.errorbar(range(len(x)) if xcol == "group" else x, y, yerr=[err_lo, err_hi],
                         fmt="o-" if kind == "scaling" else "o", capsize=3, label=name or None)  # fmt: skip
             if xcol == "group":
@@ -578,16 +607,30 @@ def write_figure(kind: str, summary: pd.DataFrame, out: Path) -> None:
         ax.set_title(_LABELS[metric], fontsize=9)
         if kind == "scaling":
             ax.set_xlabel("modalities in pretraining")
-            if col == 1:
+            if ax is axes[0, 0]:
                 ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    seeds = int(summary["n_seeds"].max()) if len(summary) else 0
-    title = {"losses": "DASH-InfoNCE vs plain InfoNCE", "sweep": "DASH-InfoNCE sensitivity",
-             "scaling": "Scaling: modality count and model size"}[kind]  # fmt: skip
-    title += f" (mean and 95% CI over {seeds} seed{'s' if seeds != 1 else ''})"
-    fig.update_layout(title=title, height=420, width=360 * len(panels), template="plotly_white")
-    (out / "figure.html").write_text(fig.to_html(include_plotlyjs=True, full_html=True), encoding="utf-8")
-    mfig.suptitle(title, fontsize=10)
+    mfig.suptitle(_title(kind, summary), fontsize=10)
     mfig.tight_layout()
     mfig.savefig(out / "figure.png", dpi=110)
     plt.close(mfig)
+
+
+def load_experiment(folder: str | Path) -> dict[str, Any]:
+    """An experiment folder's tables: ``kind``, ``summary``, ``results`` and (losses) ``paired``.
+
+    Raises
+    ------
+    S2VError
+        The folder has no ``experiment.json`` or ``summary.csv`` (not a finished experiment).
+    """
+    folder = Path(folder)
+    meta_path, summary_path = folder / "experiment.json", folder / "summary.csv"
+    if not meta_path.is_file() or not summary_path.is_file():
+        raise S2VError(f"{folder}: not a finished experiment (experiment.json and summary.csv are missing)")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    out = {"kind": meta.get("kind"), "meta": meta, "summary": pd.read_csv(summary_path)}
+    for name in ("results", "paired"):
+        path = folder / f"{name}.csv"
+        out[name] = pd.read_csv(path) if path.is_file() else None
+    return out

@@ -13,12 +13,14 @@ from s2v_core.cli import main
 from s2v_core.errors import S2VError
 from s2v_core.experiments import (
     SCALING_ORDER,
+    load_experiment,
     make_grid,
     paired_losses,
     parse_sweep,
     probe_leave_one_site_out,
     probe_staging,
     summarise,
+    summary_figure,
 )
 
 from .conftest import synthetic_store
@@ -142,6 +144,11 @@ def test_losses_experiment_end_to_end_and_resume(exp_store, tmp_path, capsys):
     assert (out / "figure.html").stat().st_size > 10_000
     assert (out / "figure.png").read_bytes()[:4] == b"\x89PNG"
     assert set(pd.read_csv(out / "paired.csv")["metric"]) >= {"site_shortcut", "kappa_all"}
+    loaded = load_experiment(out)
+    assert loaded["kind"] == "losses" and list(loaded["summary"]["group"]) == ["dash", "infonce"]
+    assert len(summary_figure("losses", loaded["summary"]).data) == 4  # one trace per panel
+    with pytest.raises(S2VError, match="not a finished experiment"):
+        load_experiment(out / "runs")
     cfg = json.loads((out / "runs" / "infonce_s0" / "done.json").read_text())["train_config"]
     assert cfg["loss"] == "infonce" and cfg["seed"] == 0 and cfg["pair_weighting"] == "balanced"
     # a second call reuses finished runs: nothing is retrained, the scores are the same
