@@ -11,6 +11,7 @@ import streamlit as st
 
 from pages import common as C
 from s2v_core import embedding_map as em
+from s2v_core import experiments as ex
 from s2v_core.errors import S2VError
 from s2v_core.plots import STAGE_COLORS
 from s2v_core.stages import STAGE_NAMES
@@ -268,6 +269,48 @@ def render() -> None:
             f"{', '.join(doc['common_modalities'])} only. Negative means DASH is less site-decodable.")
     with st.expander("How these embeddings were made"):
         st.json({k: doc[k] for k in ("embedding", "levels", "models", "commands", "versions") if k in doc})
+    _experiments()
+
+
+EXPERIMENTS_DIR = em.SHIPPED_DIR.parent / "experiments"
+EXPERIMENT_TEXT = {
+    "losses": "DASH-InfoNCE against plain InfoNCE, same store, schedule and seeds",
+    "sweep": "DASH-InfoNCE with one weighting setting changed at a time",
+    "scaling": "modality count in pretraining and model size",
+}
+
+
+@st.cache_data(show_spinner=False)
+def _load_experiment(kind: str) -> dict | None:
+    try:
+        return ex.load_experiment(EXPERIMENTS_DIR / kind)
+    except S2VError:
+        return None
+
+
+def _experiments() -> None:
+    """Shipped `s2v experiment` results: the question the single-run scores above cannot answer."""
+    found = {kind: _load_experiment(kind) for kind in ex.EXPERIMENTS}
+    found = {k: v for k, v in found.items() if v is not None}
+    if not found:
+        return
+    st.subheader("Over training seeds")
+    cohort = next(iter(found.values()))["meta"].get("cohort", {})
+    size = f"{cohort['nights']}-night, {len(cohort['sites'])}-site " if cohort else ""
+    st.caption(f"`s2v experiment` on a separate {size}synthetic cohort: every backbone scored by the "
+               "same probes on frozen embeddings (staging kappa on val + test nights, staging on a site left out, "
+               "site shortcut of the modalities every night has, validation retrieval). Points are means over "
+               "pretraining seeds, bars 95% t-intervals; the commands are in the README.")
+    tabs = st.tabs([EXPERIMENT_TEXT[k] for k in found])
+    for tab, (kind, exp) in zip(tabs, found.items(), strict=True):
+        with tab:
+            st.plotly_chart(ex.summary_figure(kind, exp["summary"]), width="stretch", key=f"exp_{kind}")
+            if exp.get("paired") is not None and len(exp["paired"]):
+                st.markdown("**DASH minus InfoNCE, seed by seed** (negative site shortcut: DASH less site-decodable)")
+                st.dataframe(exp["paired"].round(3), hide_index=True, width="stretch")
+            cols = ["group", "n_seeds", "kappa_all", "kappa_loso", "site_shortcut", "retrieval_lift"]
+            table = exp["summary"][[c for c in cols if c in exp["summary"]]]
+            st.dataframe(table.round(3), hide_index=True, width="stretch")
 
 
 render()

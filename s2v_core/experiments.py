@@ -447,8 +447,12 @@ def run_experiment(
     if not store.nights("train") or not store.nights("val"):
         raise S2VError(f"{store_path}: experiments need nights in both the train and val splits")
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"kind": kind, "store": str(store_path), "base": base.to_dict(), "per_night": per_night,
-            "anchor": anchor, "runs": [dataclasses.asdict(s) for s in specs]}  # fmt: skip
+    manifest = store.manifest
+    cohort = {"nights": int(len(manifest)), "subjects": int(manifest["subject"].nunique()),
+              "sites": sorted(map(str, manifest["site"].unique())),
+              "splits": {str(k): int(v) for k, v in manifest["split"].value_counts().items()}}  # fmt: skip
+    meta = {"kind": kind, "store": str(store_path), "cohort": cohort, "base": base.to_dict(),
+            "per_night": per_night, "anchor": anchor, "runs": [dataclasses.asdict(s) for s in specs]}  # fmt: skip
     (out / "experiment.json").write_text(json.dumps(meta, indent=1, default=list), encoding="utf-8")
     rows = []
     for i, spec in enumerate(specs):

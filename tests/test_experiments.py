@@ -146,6 +146,7 @@ def test_losses_experiment_end_to_end_and_resume(exp_store, tmp_path, capsys):
     assert set(pd.read_csv(out / "paired.csv")["metric"]) >= {"site_shortcut", "kappa_all"}
     loaded = load_experiment(out)
     assert loaded["kind"] == "losses" and list(loaded["summary"]["group"]) == ["dash", "infonce"]
+    assert loaded["meta"]["cohort"]["nights"] == 8 and len(loaded["meta"]["cohort"]["sites"]) >= 2
     assert len(summary_figure("losses", loaded["summary"]).data) == 4  # one trace per panel
     with pytest.raises(S2VError, match="not a finished experiment"):
         load_experiment(out / "runs")
