@@ -364,6 +364,19 @@ def _train_config(base, spec: RunSpec):
     return dataclasses.replace(base, seed=spec.seed, model_overrides=overrides, **settings)
 
 
+_FREE_SETTINGS = ("device", "num_workers", "log_every", "bf16")
+"""Settings that may change between the call that trained a run and one that reuses it."""
+
+
+def _check_same_settings(name: str, saved: dict, cfg) -> None:
+    now = cfg.to_dict()
+    changed = sorted(k for k in now if k not in _FREE_SETTINGS and saved.get(k) != now[k])
+    if changed:
+        details = ", ".join(f"{k} {saved.get(k)!r} -> {now[k]!r}" for k in changed)
+        raise S2VError(f"run {name} in this folder was trained with other settings ({details}); "
+                       "give the same options to continue it, or another --out for a new experiment")
+
+
 def _run_one(store_path: Path, store, out: Path, spec: RunSpec, base, anchor, per_night) -> dict:
     import torch
 
@@ -374,7 +387,9 @@ def _run_one(store_path: Path, store, out: Path, spec: RunSpec, base, anchor, pe
     run_dir = out / "runs" / spec.name
     cfg = _train_config(base, spec)
     done = run_dir / "done.json"
-    if not done.is_file():
+    if done.is_file():
+        _check_same_settings(spec.name, json.loads(done.read_text(encoding="utf-8"))["train_config"], cfg)
+    else:
         started = time.perf_counter()
         resume = run_dir if (run_dir / "last" / "config.json").is_file() else None
         if resume is not None:

@@ -29,7 +29,7 @@ def add_experiment_parser(subparsers) -> argparse.ArgumentParser:
         "(linear staging probe on frozen embeddings, site-shortcut probe, validation retrieval). "
         "losses: DASH-InfoNCE and plain InfoNCE per seed; sweep: DASH with the age bandwidth, the "
         "sex factor and the site factors changed one at a time; scaling: every preset and modality "
-        "count. Writes results.csv, summary.csv (mean and 95%% CI over seeds), paired.csv (losses) "
+        "count. Writes results.csv, summary.csv (mean and 95% CI over seeds), paired.csv (losses) "
         "and figure.html/png into OUT. Finished runs are reused and interrupted ones resumed, so "
         "the same command continues an experiment.",
     )

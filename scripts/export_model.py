@@ -89,7 +89,53 @@ def _markdown(df: pd.DataFrame) -> str:
     return "\n".join(rows)
 
 
-def card(meta: dict, test: pd.DataFrame, real: dict) -> str:
+def experiments_section(folder: Path) -> list[str]:
+    """Card lines summarising the shipped `s2v experiment` results in ``folder`` (none: no lines)."""
+    from s2v_core.errors import S2VError
+    from s2v_core.experiments import load_experiment
+
+    found = {}
+    for kind in ("losses", "sweep", "scaling"):
+        try:
+            found[kind] = load_experiment(folder / kind)
+        except S2VError:
+            continue
+    if not found:
+        return []
+    lines = ["", "## Pretraining experiments (separate synthetic cohort; not part of the recipe)",
+             "`experiments/` holds the summaries of `s2v experiment` (commands in the README; figures and"
+             " discussion in `bench/RESULTS.md`). Means and 95% t-intervals over pretraining seeds:"]
+
+    def ci(row, metric):
+        lo, hi = row[f"{metric}_low"], row[f"{metric}_high"]
+        bounds = "" if pd.isna(lo) else f" [{lo:.3f}, {hi:.3f}]"
+        return f"{row[metric]:.3f}{bounds}"
+
+    if "losses" in found:
+        summ = found["losses"]["summary"].set_index("group")
+        for group, label in (("dash", "DASH-InfoNCE"), ("infonce", "plain InfoNCE")):
+            if group in summ.index:
+                r = summ.loc[group]
+                lines.append(f"- {label} ({int(r['n_seeds'])} seeds, {r['preset']}): staging probe kappa"
+                             f" {ci(r, 'kappa_all')}, unseen-site kappa {ci(r, 'kappa_loso')}, site shortcut"
+                             f" {ci(r, 'site_shortcut')}.")
+        paired = found["losses"]["paired"]
+        if paired is not None and len(paired):
+            p = paired.set_index("metric")
+            parts = [f"{m} {p.loc[m, 'dash_minus_infonce']:+.3f} [{p.loc[m, 'low']:+.3f}, {p.loc[m, 'high']:+.3f}]"
+                     for m in ("site_shortcut", "kappa_all", "kappa_loso") if m in p.index]
+            lines.append("- DASH minus InfoNCE, paired by seed: " + "; ".join(parts) + ".")
+    for kind, text in (("sweep", "sensitivity sweep"), ("scaling", "scaling (modality count x preset)")):
+        if kind in found:
+            summ = found[kind]["summary"]
+            best = summ.loc[summ["kappa_all"].idxmax()]
+            lines.append(f"- {text}: {len(summ)} settings, best staging probe kappa {best['kappa_all']:.3f}"
+                         f" ({best['group']}); site shortcut from {summ['site_shortcut'].min():.3f}"
+                         f" to {summ['site_shortcut'].max():.3f}.")
+    return lines
+
+
+def card(meta: dict, test: pd.DataFrame, real: dict, experiments: list[str] | None = None) -> str:
     ft, pre = meta["finetune"], meta["pretrain"]
     lines = [
         "# Model card: sleep2vec-small (shipped with sleep2vec studio)",
@@ -131,6 +177,8 @@ def card(meta: dict, test: pd.DataFrame, real: dict) -> str:
         "`embeddings/` holds per-night and per-epoch (stage-stratified sample) embeddings of the training cohort"
         " from the DASH and plain-InfoNCE backbones and this classifier, with site-probe scores"
         " (`site_scores.json`); the app's Embedding map page shows them.",
+        "",
+        *(experiments or []),
         "",
         "## Known limits",
         "- Trained on synthetic physiology only: the real-data figures above are the honest measure of transfer,"
@@ -194,7 +242,7 @@ def main() -> None:
     }
     (out / "metrics.json").write_text(json.dumps({"meta": meta, "test": test.to_dict("records"), "real": real},
                                                  indent=1, default=float))
-    (out / "MODEL_CARD.md").write_text(card(meta, test, real))
+    (out / "MODEL_CARD.md").write_text(card(meta, test, real, experiments_section(out / "experiments")))
     print((out / "MODEL_CARD.md").read_text())
     print(f"export and evaluation took {time.time() - t0:.0f} s")
 

@@ -165,6 +165,10 @@ def test_losses_experiment_end_to_end_and_resume(exp_store, tmp_path, capsys):
     assert main(args) == 0
     assert json.loads(eval_path.read_text())["kappa_loso"] == pytest.approx(old["kappa_loso"])
     assert (out / "runs" / "dash_s0" / "best" / "model.safetensors").stat().st_mtime_ns == stamp
+    # other settings in the same folder are refused rather than mixed with the finished runs
+    capsys.readouterr()
+    assert main([a if a != "2" else "3" for a in args]) == 2  # --batches-per-epoch 3
+    assert "trained with other settings (batches_per_epoch 2 -> 3)" in capsys.readouterr().err
 
 
 def test_scaling_experiment_scores_the_anchor(exp_store, tmp_path):
