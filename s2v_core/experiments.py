@@ -542,7 +542,8 @@ def paired_losses(results: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
 _PANELS = {
     "losses": ("kappa_all", "kappa_loso", "site_shortcut", "retrieval_lift"),
     "sweep": ("kappa_all", "kappa_loso", "site_shortcut", "retrieval_lift"),
-    "scaling": ("kappa_all", "kappa_anchor", "site_shortcut", "retrieval_lift"),
+    # site shortcut left out: with fewer modalities it is scored on other sensors, not comparable
+    "scaling": ("kappa_all", "kappa_anchor", "kappa_loso", "retrieval_lift"),
 }
 _LABELS = {
     "kappa_all": "staging kappa, all modalities (probe)",
