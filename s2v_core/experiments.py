@@ -24,7 +24,7 @@ Runs are resumable: a finished run (``RUN/done.json``) is not trained again and 
 (``RUN/eval.json``) are reused, an interrupted one continues from its last epoch. The
 experiment folder gets ``results.csv`` (one row per run), ``summary.csv`` (mean and Student-t
 interval over seeds per group), ``paired.csv`` (losses: DASH minus InfoNCE seed by seed),
-``experiment.json`` (settings) and a figure (``figure.html`` interactive, ``figure.png``).
+``summary.md`` (the same as a Markdown table), ``experiment.json`` (settings) and a figure (``figure.html`` interactive, ``figure.png``).
 """
 
 from __future__ import annotations
@@ -483,8 +483,10 @@ def run_experiment(
     results = pd.DataFrame(rows)
     summary = summarise(results)
     summary.to_csv(out / "summary.csv", index=False)
-    if kind == "losses":
-        paired_losses(results).to_csv(out / "paired.csv", index=False)
+    paired = paired_losses(results) if kind == "losses" else None
+    if paired is not None:
+        paired.to_csv(out / "paired.csv", index=False)
+    (out / "summary.md").write_text(summary_markdown(kind, summary, paired), encoding="utf-8")
     write_figure(kind, summary, out)
     return results
 
@@ -515,6 +517,40 @@ def summarise(results: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
             row.update({metric: mean, f"{metric}_low": low, f"{metric}_high": high})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+_TABLE_METRICS = {
+    "losses": ("kappa_all", "kappa_common", "kappa_loso", "site_shortcut", "retrieval_lift"),
+    "sweep": ("kappa_all", "kappa_common", "kappa_loso", "site_shortcut", "retrieval_lift"),
+    "scaling": ("kappa_all", "kappa_anchor", "kappa_loso", "retrieval_lift"),
+}
+
+
+def summary_markdown(kind: str, summary: pd.DataFrame, paired: pd.DataFrame | None = None) -> str:
+    """``summary.md``: the summary as a Markdown table, "mean [low, high]" per metric."""
+
+    def cell(row, metric):
+        v, lo, hi = row[metric], row[f"{metric}_low"], row[f"{metric}_high"]
+        if not np.isfinite(v):
+            return "-"
+        return f"{v:.3f}" if not np.isfinite(lo) else f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
+
+    metrics = _TABLE_METRICS[kind]
+    lines = [f"# {_title(kind, summary)}", "",
+             "| group | seeds | parameters | " + " | ".join(metrics) + " |",
+             "|---|---|---|" + "---|" * len(metrics)]  # fmt: skip
+    for _, row in summary.iterrows():
+        cells = [cell(row, m) for m in metrics]
+        lines.append(f"| {row['group']} | {int(row['n_seeds'])} | {int(row['n_parameters']):,} | "
+                     + " | ".join(cells) + " |")  # fmt: skip
+    if paired is not None and len(paired):
+        lines += ["", "DASH minus InfoNCE, paired by seed:", "",
+                  "| metric | difference [95% CI] | seeds | DASH lower in |", "|---|---|---|---|"]  # fmt: skip
+        for _, r in paired.iterrows():
+            ci = "" if not np.isfinite(r["low"]) else f" [{r['low']:+.3f}, {r['high']:+.3f}]"
+            lines.append(f"| {r['metric']} | {r['dash_minus_infonce']:+.3f}{ci} | {int(r['n_seeds'])} | "
+                         f"{int(r['dash_lower_in'])} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
 
 
 def paired_losses(results: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:

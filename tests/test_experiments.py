@@ -142,6 +142,8 @@ def test_losses_experiment_end_to_end_and_resume(exp_store, tmp_path, capsys):
     assert results["kappa_all"].between(-1, 1).all()
     assert (results["retrieval_lift"] > 0).all()
     assert (out / "figure.html").stat().st_size > 10_000
+    md = (out / "summary.md").read_text()
+    assert "| dash | 1 |" in md and "DASH minus InfoNCE, paired by seed" in md
     assert (out / "figure.png").read_bytes()[:4] == b"\x89PNG"
     assert set(pd.read_csv(out / "paired.csv")["metric"]) >= {"site_shortcut", "kappa_all"}
     loaded = load_experiment(out)
