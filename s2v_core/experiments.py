@@ -377,7 +377,8 @@ def _check_same_settings(name: str, saved: dict, cfg) -> None:
                        "give the same options to continue it, or another --out for a new experiment")
 
 
-def _run_one(store_path: Path, store, out: Path, spec: RunSpec, base, anchor, per_night) -> dict:
+def _run_one(store_path: Path, store, out: Path, spec: RunSpec, base, anchor, per_night,
+             train: bool = True) -> dict | None:  # fmt: skip
     import torch
 
     from .embedding_map import load_backbone
@@ -389,6 +390,8 @@ def _run_one(store_path: Path, store, out: Path, spec: RunSpec, base, anchor, pe
     done = run_dir / "done.json"
     if done.is_file():
         _check_same_settings(spec.name, json.loads(done.read_text(encoding="utf-8"))["train_config"], cfg)
+    elif not train:
+        return None
     else:
         started = time.perf_counter()
         resume = run_dir if (run_dir / "last" / "config.json").is_file() else None
@@ -428,6 +431,7 @@ def run_experiment(
     per_night: int = 60,
     anchor: str | None = None,
     progress: Callable[[str], None] | None = None,
+    train: bool = True,
 ) -> pd.DataFrame:
     """Train (or reuse) and score every run, then write the tables and the figure.
 
@@ -449,6 +453,9 @@ def run_experiment(
         Modality scored alone (``kappa_anchor``), for the scaling grid.
     progress : callable, optional
         Receives one line per finished run.
+    train : bool
+        False: summarise only the runs already finished (those missing are listed by
+        ``progress`` and left out), e.g. while another process is still training.
 
     Returns
     -------
@@ -471,7 +478,11 @@ def run_experiment(
     (out / "experiment.json").write_text(json.dumps(meta, indent=1, default=list), encoding="utf-8")
     rows = []
     for i, spec in enumerate(specs):
-        row = _run_one(store_path, store, out, spec, base, anchor, per_night)
+        row = _run_one(store_path, store, out, spec, base, anchor, per_night, train)
+        if row is None:
+            if progress is not None:
+                progress(f"[{i + 1}/{len(specs)}] {spec.name}: not finished, left out")
+            continue
         rows.append(row)
         results = pd.DataFrame(rows)
         results.to_csv(out / "results.csv", index=False)
@@ -480,6 +491,8 @@ def run_experiment(
                 f"[{i + 1}/{len(specs)}] {spec.name}: kappa_all {row['kappa_all']:.3f}, "
                 f"site_shortcut {row['site_shortcut']:.3f}, retrieval lift {row['retrieval_lift']:.2f}"
             )
+    if not rows:
+        raise S2VError(f"{out}: no finished run to summarise")
     results = pd.DataFrame(rows)
     summary = summarise(results)
     summary.to_csv(out / "summary.csv", index=False)

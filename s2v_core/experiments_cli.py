@@ -60,6 +60,8 @@ def add_experiment_parser(subparsers) -> argparse.ArgumentParser:
                    "(default eeg,eog,emg,ecg,resp,spo2,airflow,effort,ibi)")
     p.add_argument("--per-night", type=int, default=60, help="epochs sampled per night for the probes (default 60)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default cpu)")
+    p.add_argument("--no-train", action="store_true",
+                   help="only summarise the runs already finished in OUT (e.g. while others still train)")
     p.set_defaults(func=cmd_experiment)
     return p
 
@@ -101,6 +103,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     results = run_experiment(
         args.kind, args.data, args.out, specs, base, per_night=args.per_night,
         anchor=order[0] if args.kind == "scaling" else None, progress=lambda line: print(line, flush=True),
+        train=not args.no_train,
     )  # fmt: skip
     from .experiments import summarise
 
