@@ -89,6 +89,33 @@ def _markdown(df: pd.DataFrame) -> str:
     return "\n".join(rows)
 
 
+def _sweep_verdict(summ: pd.DataFrame) -> str:
+    """Whether any setting's interval leaves the default's, for kappa and the site shortcut."""
+    base = summ.set_index("group").loc["default"]
+    moved = []
+    for _, r in summ[summ["group"] != "default"].iterrows():
+        for m in ("kappa_all", "site_shortcut"):
+            if r[f"{m}_low"] > base[f"{m}_high"] or r[f"{m}_high"] < base[f"{m}_low"]:
+                moved.append(f"{r['group']} ({m})")
+    if not moved:
+        return "no setting's interval leaves the default's (the seed-to-seed spread is larger)."
+    return "intervals clear of the default's: " + ", ".join(moved) + "."
+
+
+def _scaling_verdict(summ: pd.DataFrame) -> str:
+    """Which preset is ahead at each modality count, and where the EEG-alone probe peaks."""
+    table = summ.pivot_table(index="n_modalities", columns="preset", values="kappa_anchor")
+    text = []
+    if {"tiny", "small"} <= set(table.columns):
+        wins = int((table["small"] > table["tiny"]).sum())
+        text.append(f"small ahead of tiny at {wins} of {len(table)} modality counts")
+    for preset in table.columns:
+        col = table[preset].dropna()
+        if len(col):
+            text.append(f"{preset} best with {int(col.idxmax())} modalities")
+    return "; ".join(text) + " (same number of steps for every count)."
+
+
 def experiments_section(folder: Path) -> list[str]:
     """Card lines summarising the shipped `s2v experiment` results in ``folder`` (none: no lines)."""
     from s2v_core.errors import S2VError
@@ -125,13 +152,19 @@ def experiments_section(folder: Path) -> list[str]:
             parts = [f"{m} {p.loc[m, 'dash_minus_infonce']:+.3f} [{p.loc[m, 'low']:+.3f}, {p.loc[m, 'high']:+.3f}]"
                      for m in ("site_shortcut", "kappa_all", "kappa_loso") if m in p.index]
             lines.append("- DASH minus InfoNCE, paired by seed: " + "; ".join(parts) + ".")
-    for kind, text in (("sweep", "sensitivity sweep"), ("scaling", "scaling (modality count x preset)")):
-        if kind in found:
-            summ = found[kind]["summary"]
-            best = summ.loc[summ["kappa_all"].idxmax()]
-            lines.append(f"- {text}: {len(summ)} settings, best staging probe kappa {best['kappa_all']:.3f}"
-                         f" ({best['group']}); site shortcut from {summ['site_shortcut'].min():.3f}"
-                         f" to {summ['site_shortcut'].max():.3f}.")
+    if "sweep" in found:
+        summ = found["sweep"]["summary"]
+        best = summ.loc[summ["kappa_all"].idxmax()]
+        lines.append(f"- sensitivity sweep ({summ['preset'].iloc[0]}): {len(summ)} settings, staging probe kappa"
+                     f" {summ['kappa_all'].min():.3f}-{summ['kappa_all'].max():.3f} (best {best['group']}), site"
+                     f" shortcut {summ['site_shortcut'].min():.3f}-{summ['site_shortcut'].max():.3f}; "
+                     + _sweep_verdict(summ))
+    if "scaling" in found:
+        summ = found["scaling"]["summary"]
+        lo, hi = summ.loc[summ["kappa_anchor"].idxmin()], summ.loc[summ["kappa_anchor"].idxmax()]
+        lines.append(f"- scaling (preset x modality count): EEG-alone probe kappa from"
+                     f" {lo['kappa_anchor']:.3f} ({lo['group']}) to {hi['kappa_anchor']:.3f} ({hi['group']}); "
+                     + _scaling_verdict(summ))
     return lines
 
 

@@ -326,14 +326,20 @@ def test_embedding_map_page_renders_and_switches_views(_cache):
     pytest.importorskip("streamlit")
     at = _run(_page())
     assert at.title[0].value == "Embedding map"
-    assert len(at.get("plotly_chart")) == 2  # DASH vs InfoNCE side by side by default
+    shipped = [k for k in ("losses", "sweep", "scaling")
+               if (em.SHIPPED_DIR.parent / "experiments" / k / "summary.csv").is_file()]  # fmt: skip
+    assert shipped, "the shipped s2v experiment summaries are missing"
+    assert any(h.value == "Over training seeds" for h in at.subheader)
+    # DASH vs InfoNCE side by side by default, then one figure per shipped experiment
+    assert len(at.get("plotly_chart")) == 2 + len(shipped)
     assert {m.label for m in at.metric} == {"Site shortcut score, DASH (lower is better)",
                                             "Site shortcut score, InfoNCE (lower is better)"}
-    assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 3  # scores of the 3 models
+    assert len(at.dataframe[0].value) == 3  # site scores of the 3 models
+    assert len(at.dataframe) == 1 + len(shipped) + ("losses" in shipped)  # + summaries and paired table
     at.radio(key="map_view").set_value("dash")
     at.radio(key="map_level").set_value("epochs")
     _run(at)
-    assert len(at.get("plotly_chart")) == 1
+    assert len(at.get("plotly_chart")) == 1 + len(shipped)
     at.selectbox(key="map_colour_epochs").set_value("age")
     at.radio(key="map_method").set_value("tsne")
     _run(at)

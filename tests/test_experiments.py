@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ from s2v_core.experiments import (
     probe_staging,
     summarise,
     summary_figure,
+    summary_markdown,
 )
 
 from .conftest import synthetic_store
@@ -167,6 +169,12 @@ def test_losses_experiment_end_to_end_and_resume(exp_store, tmp_path, capsys):
     assert main(args) == 0
     assert json.loads(eval_path.read_text())["kappa_loso"] == pytest.approx(old["kappa_loso"])
     assert (out / "runs" / "dash_s0" / "best" / "model.safetensors").stat().st_mtime_ns == stamp
+    # --no-train summarises what is finished and trains nothing
+    more = args + ["--seeds", "0,1", "--no-train"]  # the last --seeds wins
+    assert main(more) == 0
+    assert "infonce_s1: not finished, left out" in capsys.readouterr().out
+    assert not (out / "runs" / "dash_s1").exists()
+    assert list(pd.read_csv(out / "results.csv")["run"]) == ["dash_s0", "infonce_s0"]
     # other settings in the same folder are refused rather than mixed with the finished runs
     capsys.readouterr()
     assert main([a if a != "2" else "3" for a in args]) == 2  # --batches-per-epoch 3
@@ -195,3 +203,19 @@ def test_experiment_cli_refuses_bad_options(exp_store, tmp_path, capsys):
     assert main(base + ["--epochs", "0"]) == 2
     assert main(base + ["--preset-lr", "tiny=fast"]) == 2
     assert main(["experiment", "losses", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "y")]) == 2
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / "sleep2vec-small" / "experiments"
+
+
+@pytest.mark.parametrize("kind", ["losses", "sweep", "scaling"])
+def test_shipped_experiment_tables_are_consistent(kind):
+    """The shipped summaries are what summarise() gives from the shipped per-run results."""
+    exp = load_experiment(SHIPPED / kind)
+    assert exp["kind"] == kind and exp["results"] is not None
+    again = summarise(exp["results"])
+    pd.testing.assert_frame_equal(again, exp["summary"], check_dtype=False, atol=1e-9)
+    assert (exp["summary"]["n_seeds"] >= 2).all()  # every group has an interval over seeds
+    if kind == "losses":
+        pd.testing.assert_frame_equal(paired_losses(exp["results"]), exp["paired"], check_dtype=False, atol=1e-9)
+    assert (SHIPPED / kind / "summary.md").read_text() == summary_markdown(kind, exp["summary"], exp["paired"])
