@@ -274,9 +274,16 @@ def render() -> None:
 
 EXPERIMENTS_DIR = em.SHIPPED_DIR.parent / "experiments"
 EXPERIMENT_TEXT = {
-    "losses": "DASH-InfoNCE against plain InfoNCE, same store, schedule and seeds",
-    "sweep": "DASH-InfoNCE with one weighting setting changed at a time",
-    "scaling": "modality count in pretraining and model size",
+    "losses": "DASH vs InfoNCE",
+    "sweep": "DASH sensitivity",
+    "scaling": "Scaling",
+}
+EXPERIMENT_HELP = {
+    "losses": "DASH-InfoNCE against plain InfoNCE: same store, schedule and seeds.",
+    "sweep": "DASH-InfoNCE with one weighting setting changed at a time: age bandwidth (years), the factor "
+             "for negatives of the other sex, the factors for same/other-site negatives (default 20, 0.8, 1.3/0.8).",
+    "scaling": "Modality count in pretraining (added in the order eeg, eog, emg, ecg, resp, spo2, airflow, effort, "
+               "ibi; the same number of steps for every count) and model size. The anchor is EEG alone.",
 }
 
 
@@ -304,6 +311,7 @@ def _experiments() -> None:
     tabs = st.tabs([EXPERIMENT_TEXT[k] for k in found])
     for tab, (kind, exp) in zip(tabs, found.items(), strict=True):
         with tab:
+            st.caption(EXPERIMENT_HELP[kind])
             st.plotly_chart(ex.summary_figure(kind, exp["summary"]), width="stretch", key=f"exp_{kind}")
             if exp.get("paired") is not None and len(exp["paired"]):
                 st.markdown("**DASH minus InfoNCE, seed by seed** (negative site shortcut: DASH less site-decodable)")

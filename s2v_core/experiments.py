@@ -637,7 +637,8 @@ def summary_figure(kind: str, summary: pd.DataFrame):
     if kind not in _PANELS:
         raise S2VError(f"unknown experiment {kind!r}; choose one of {', '.join(EXPERIMENTS)}")
     panels = _PANELS[kind]
-    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[_LABELS[p] for p in panels])
+    titles = [_LABELS[p].replace(", ", ",<br>").replace(" (", "<br>(") for p in panels]  # narrow panels
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=titles)
     for col, metric in enumerate(panels, start=1):
         for name, part, xcol in _series(kind, summary):
             y, err_lo, err_hi = _errors(part, metric)
@@ -649,7 +650,9 @@ def summary_figure(kind: str, summary: pd.DataFrame):
             ), row=1, col=col)  # fmt: skip
         if kind == "scaling":
             fig.update_xaxes(title_text="modalities in pretraining", row=1, col=col)
-    fig.update_layout(title=_title(kind, summary), height=420, template="plotly_white")
+    fig.update_layout(title=_title(kind, summary), height=460, template="plotly_white",
+                      margin=dict(t=120), showlegend=kind == "scaling")
+    fig.update_annotations(font_size=12)
     return fig
 
 
