@@ -256,19 +256,24 @@ def store_embeddings(
     )
 
 
-def probe_staging(frame: pd.DataFrame, *, seed: int = 0) -> dict[str, float]:
-    """Linear staging probe: fit on train-split rows, score on val + test rows (5 classes)."""
+def _linear_probe(seed: int):
+    """Standardised features, then multinomial logistic regression (scaler fitted on training rows)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
+
+
+def probe_staging(frame: pd.DataFrame, *, seed: int = 0) -> dict[str, float]:
+    """Linear staging probe: fit on train-split rows, score on val + test rows (5 classes)."""
     from .evaluation.staging import staging_metrics
 
     train = frame[frame["split"] == "train"]
     test = frame[frame["split"] != "train"]
     if len(train) == 0 or len(test) == 0 or train["stage"].nunique() < 2:
         return {"kappa": math.nan, "macro_f1": math.nan, "n_test_epochs": int(len(test))}
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
+    probe = _linear_probe(seed)
     probe.fit(np.stack(train["vector"]), train["stage"].to_numpy())
     pred = probe.predict(np.stack(test["vector"]))
     m = staging_metrics(test["stage"].to_numpy(), pred, n_classes=5)
@@ -281,10 +286,6 @@ def probe_leave_one_site_out(frame: pd.DataFrame, *, seed: int = 0) -> dict[str,
     Uses the stage-sampled rows (``sampled``) of every split. Returns the mean and the lowest
     per-site 5-class kappa (NaN with fewer than two sites).
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     from .evaluation.staging import staging_metrics
 
     rows = frame[frame["sampled"]] if "sampled" in frame else frame
@@ -294,7 +295,7 @@ def probe_leave_one_site_out(frame: pd.DataFrame, *, seed: int = 0) -> dict[str,
         train, test = rows[rows["site"] != site], rows[rows["site"] == site]
         if train["stage"].nunique() < 2:
             continue
-        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
+        probe = _linear_probe(seed)
         probe.fit(np.stack(train["vector"]), train["stage"].to_numpy())
         pred = probe.predict(np.stack(test["vector"]))
         kappas.append(float(staging_metrics(test["stage"].to_numpy(), pred, n_classes=5).kappa))
