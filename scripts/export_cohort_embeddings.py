@@ -37,8 +37,8 @@ import pandas as pd
 import torch
 
 from s2v_core import embedding_map as em
+from s2v_core.experiments import common_modalities
 from s2v_core.inference import load_classifier, model_id
-from s2v_core.modalities import MODALITIES
 from s2v_core.store import CohortStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,13 +80,6 @@ def _backbone_info(folder: Path) -> dict:
         "val_chance_mean": metrics.get("val_chance_mean"),
         "manifest_sha256": extra.get("data_summary", {}).get("manifest_sha256"),
     }
-
-
-def _common_modalities(store: CohortStore) -> tuple[str, ...]:
-    shared = set(MODALITIES)
-    for mods in store.manifest["modalities"]:
-        shared &= set(mods)
-    return tuple(m for m in MODALITIES if m in shared)
 
 
 def embed_cohort(store: CohortStore, models: dict, common: tuple[str, ...], per_night: int,
@@ -184,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     models = {k: em.load_backbone(folders[k]) for k in ("dash", "infonce")}
     models["classifier"] = load_classifier(folders["classifier"])[0]
-    common = _common_modalities(store)
+    common = common_modalities(store)
     if not common:
         print("no modality is shared by every night; the common-subset score is skipped",
               file=sys.stderr)  # fmt: skip
