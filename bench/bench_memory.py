@@ -4,7 +4,7 @@
 
 Generates (once, cached) a synthetic hospital PSG of the given length as EDF+, then in separate
 processes measures peak resident memory (ru_maxrss) of
-  - ours: ``s2v_core.loading.load_night`` (channel by channel, all nine modalities incl. derived);
+  - ours: ``s2v_core.recording.loading.load_night`` (channel by channel, all nine modalities incl. derived);
   - peer: ``mne.io.read_raw_edf(..., preload=True)`` on the same file (MNE loads every channel at
     the highest rate as float64, the usual way people open a PSG in Python).
 Prints both figures, the file size and the ratio. Goal (issue 6): ours <= 2 GB.
@@ -24,7 +24,7 @@ import json, resource, sys, time
 t = time.perf_counter()
 mode, path = sys.argv[1], sys.argv[2]
 if mode == "ours":
-    from s2v_core.loading import load_night
+    from s2v_core.recording.loading import load_night
     night = load_night(path)
     info = {"modalities": list(night.modalities), "n_epochs": night.n_epochs}
 else:
@@ -48,7 +48,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hours", type=float, default=24.0)
     args = ap.parse_args()
-    from s2v_core.sample import full_sample_night
+    from s2v_core.shipped import full_sample_night
 
     t = time.perf_counter()
     psg, _ = full_sample_night(hours=args.hours)

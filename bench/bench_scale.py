@@ -30,10 +30,10 @@ import distributed
 import pandas as pd
 import torch
 
-from s2v_core.heads_cli import embedding_frames
-from s2v_core.inference import load_classifier
-from s2v_core.scale import ClusterSpec, embed_store
-from s2v_core.store import prepare_store
+from s2v_core.cli.heads import embedding_frames
+from s2v_core.cohort.cluster import ClusterSpec, embed_store
+from s2v_core.cohort.store import prepare_store
+from s2v_core.inference.predict import load_classifier
 from s2v_core.synth.cohort import generate_cohort
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "sleep2vec-small" / "classifier"
@@ -47,10 +47,8 @@ def timed(fn, *args, **kwargs):
 
 def _warm_up() -> None:
     """Import what the tasks import, on a worker."""
-    import s2v_core.heads_cli
-    import s2v_core.inference
-    import s2v_core.loading
-    import s2v_core.store  # noqa: F401
+    import s2v_core.cli.heads
+    import s2v_core.cohort.store  # noqa: F401
 
 
 def main() -> None:

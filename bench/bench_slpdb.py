@@ -48,13 +48,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from s2v_core.cohort.store import prepare_store
 from s2v_core.evaluation import bootstrap_ci, staging_metrics
-from s2v_core.finetune import FinetuneConfig, finetune
-from s2v_core.inference import load_classifier, predict_night
-from s2v_core.loading import load_night
+from s2v_core.inference.predict import load_classifier, predict_night
 from s2v_core.night import Night
+from s2v_core.recording.loading import load_night
 from s2v_core.stages import N2, REM, W
-from s2v_core.store import prepare_store
+from s2v_core.train.finetune import FinetuneConfig, finetune
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "sleep2vec-small" / "classifier"

@@ -3,7 +3,7 @@
     pip install -e ".[bench]"            # yasa 0.8.1 (LightGBM staging models bundled)
     python bench/bench_yasa.py [--hours 8] [--runs 5] [--cold-runs 3] [--threads 1]
 
-The recording is the cached 8-h us_hospital synthetic night (``s2v_core.sample``) cut down to
+The recording is the cached 8-h us_hospital synthetic night (``s2v_core.shipped``) cut down to
 three channels written as a new EDF: C4-M1 (EEG), E1-M2 (EOG), Chin1-Chin2 (EMG), all 256 Hz.
 Both tools get exactly these channels:
   - ours: the shipped small model, modalities eeg+eog+emg;
@@ -87,11 +87,11 @@ def write_three_channel_edf(src: Path, dst: Path) -> Path:
 def run_ours(path: Path, out: Path, threads: int) -> tuple[dict[str, float], object]:
     import torch
 
-    from s2v_core.inference import load_classifier, model_id, predict_night
-    from s2v_core.loading import load_night
+    from s2v_core.inference.predict import load_classifier, model_id, predict_night
+    from s2v_core.recording.loading import load_night
 
     torch.set_num_threads(threads)
-    from s2v_core import loading
+    from s2v_core.recording import loading
 
     loading.READ_THREADS = threads  # channel reading threads too: the same budget as the peer
     steps: dict[str, float] = {}
@@ -206,7 +206,7 @@ def main() -> None:
 
     from s2v_core.evaluation import staging_metrics
     from s2v_core.io.hypnogram import read_hypnogram
-    from s2v_core.sample import full_sample_night
+    from s2v_core.shipped import full_sample_night
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="s2v-bench-yasa-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -263,8 +263,8 @@ def main() -> None:
           f"(runs: {', '.join(f'{x:.2f}' for x in peer_cold)})")
     print(f"  ratio ours/YASA: {ratio_cold:.2f}  (goal <= 1: {_verdict(ratio_cold <= 1)})")
     imports = {
-        "ours": _cold([sys.executable, "-c", "import torch, s2v_core.cli, s2v_core.heads_cli, "
-                       "s2v_core.loading, s2v_core.inference"], env),
+        "ours": _cold([sys.executable, "-c", "import torch, s2v_core.cli.main, s2v_core.cli.heads, "
+                       "s2v_core.recording.loading, s2v_core.inference.predict"], env),
         "YASA": _cold([sys.executable, "-c", "import mne, yasa, antropy, lightgbm"], env),
     }
     print("  of which imports alone (one fresh process each): "

@@ -17,10 +17,10 @@ import streamlit as st
 
 from s2v_core.errors import S2VError
 from s2v_core.io.edf import check_header
-from s2v_core.loading import load_night, with_hypnogram
 from s2v_core.modalities import MODALITIES
 from s2v_core.night import Night
-from s2v_core.sample import full_sample_night, shipped_night
+from s2v_core.recording.loading import load_night, with_hypnogram
+from s2v_core.shipped import full_sample_night, shipped_night
 
 
 def _leave_legacy_page_mode() -> None:
@@ -226,7 +226,7 @@ def model_dir() -> Path:
 
 @st.cache_resource(show_spinner="Loading the model...", max_entries=3)
 def _model(path: str, _stamp: str):
-    from s2v_core.inference import load_classifier, model_id
+    from s2v_core.inference.predict import load_classifier, model_id
 
     model, config, extra = load_classifier(path)
     return model, extra, model_id(path)
@@ -280,7 +280,7 @@ def get_model():
 
 @st.cache_data(show_spinner="Staging the night...", max_entries=64)
 def _predict(night_key: str, subset: tuple[str, ...], model_key: str, _night: Night):
-    from s2v_core.inference import predict_night
+    from s2v_core.inference.predict import predict_night
 
     model, _, mid = get_model()
     return predict_night(model, _night, subset, name=mid)
@@ -295,8 +295,8 @@ def prediction(loaded: LoadedNight, subset: tuple[str, ...]):
 @st.cache_data(show_spinner="Staging the night with the simulated dropout...", max_entries=32)
 def _predict_dropout(night_key: str, subset: tuple[str, ...], modality: str, span: tuple[int, int],
                      model_key: str, _night: Night):
-    from s2v_core.inference import predict_night
-    from s2v_core.viewer import simulate_dropout
+    from s2v_core.inference.predict import predict_night
+    from s2v_core.views.viewer import simulate_dropout
 
     model, _, mid = get_model()
     dropped = simulate_dropout(_night, modality, *span)
@@ -316,7 +316,7 @@ def dropout_prediction(loaded: LoadedNight, subset: tuple[str, ...], modality: s
 
 @st.cache_data(show_spinner="Computing the embeddings...", max_entries=8)
 def _embeddings(night_key: str, subset: tuple[str, ...], model_key: str, _night: Night) -> bytes:
-    from s2v_core.exports import embeddings_parquet
+    from s2v_core.views.exports import embeddings_parquet
 
     model, _, _ = get_model()
     return embeddings_parquet(model, _night, subset)

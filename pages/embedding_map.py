@@ -10,11 +10,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages import common as C
-from s2v_core import embedding_map as em
-from s2v_core import experiments as ex
 from s2v_core.errors import S2VError
-from s2v_core.plots import STAGE_COLORS
+from s2v_core.experiments import core as ex
 from s2v_core.stages import STAGE_NAMES
+from s2v_core.views import embedding_map as em
+from s2v_core.views.plots import STAGE_COLORS
 
 ROOT = Path(__file__).resolve().parents[1]
 METHOD_NAMES = {"umap": "UMAP", "tsne": "t-SNE", "pca": "PCA"}
@@ -39,7 +39,7 @@ def _cohort(level: str, model: str, _stamp: str) -> pd.DataFrame:
 @st.cache_resource(show_spinner="Loading the model for the overlay...", max_entries=3)
 def _overlay_model(model: str, path: str, _stamp: str):
     if model == "classifier":
-        from s2v_core.inference import load_classifier
+        from s2v_core.inference.predict import load_classifier
 
         return load_classifier(path)[0]
     return em.load_backbone(path)
@@ -151,7 +151,7 @@ def _overlay_for(model: str, doc: dict, level: str, loaded, subset) -> tuple[np.
                 "them), so the loaded night cannot be placed on this map.")
         return None
     if model == "classifier":
-        from s2v_core.inference import model_id
+        from s2v_core.inference.predict import model_id
 
         if model_id(path) != info["model_id"]:
             st.warning(f"`{info['checkpoint']}` is now {model_id(path)}, but the cohort map was made with "

@@ -9,8 +9,13 @@ import streamlit as st
 
 from pages import common as C
 from s2v_core.evaluation import staging_metrics
-from s2v_core.exports import figure_html, hypnogram_csv, hypnogram_edf_annotations, prediction_json
-from s2v_core.plots import (
+from s2v_core.views.exports import (
+    figure_html,
+    hypnogram_csv,
+    hypnogram_edf_annotations,
+    prediction_json,
+)
+from s2v_core.views.plots import (
     confusion_figure,
     gates_area_figure,
     hypnodensity_figure,

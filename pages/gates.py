@@ -8,8 +8,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages import common as C
-from s2v_core.plots import MODALITY_COLORS, gates_area_figure, hypnogram_figure
 from s2v_core.stages import STAGE_NAMES
+from s2v_core.views.plots import MODALITY_COLORS, gates_area_figure, hypnogram_figure
 
 
 def render() -> None:

@@ -15,10 +15,10 @@ from s2v_core.errors import S2VError
 from s2v_core.evaluation import STAT_DEFINITIONS, compare_sleep_statistics, staging_metrics
 from s2v_core.modalities import EPOCH_SECONDS
 from s2v_core.night import Night
-from s2v_core.plots import confusion_figure, hypnodensity_figure, hypnogram_figure
-from s2v_core.plots_signals import signal_figure, spectrogram_figure
 from s2v_core.stages import STAGE_NAMES
-from s2v_core.viewer import (
+from s2v_core.views.plots import confusion_figure, hypnodensity_figure, hypnogram_figure
+from s2v_core.views.plots_signals import signal_figure, spectrogram_figure
+from s2v_core.views.viewer import (
     MAX_CONTEXT_EPOCHS,
     SPECTRAL_MODALITIES,
     SignalWindow,

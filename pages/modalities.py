@@ -15,8 +15,8 @@ from s2v_core.errors import S2VError
 from s2v_core.evaluation import all_subsets, modality_importance, staging_metrics, subset_metrics
 from s2v_core.modalities import EPOCH_SECONDS, NAMED_SUBSETS
 from s2v_core.night import Night
-from s2v_core.plots_signals import dropout_hypnogram_figure
-from s2v_core.viewer import dropout_agreement
+from s2v_core.views.plots_signals import dropout_hypnogram_figure
+from s2v_core.views.viewer import dropout_agreement
 
 
 def _quick_subsets(available: tuple[str, ...]) -> list[tuple[str, ...]]:

@@ -10,7 +10,7 @@ import streamlit as st
 from pages import common as C
 from s2v_core.modalities import MODALITIES, SFREQ, UNITS
 from s2v_core.night import Night
-from s2v_core.plots import MODALITY_COLORS
+from s2v_core.views.plots import MODALITY_COLORS
 
 
 def _mapping_editor(labels: tuple[str, ...], night: Night) -> dict[str, str | None]:

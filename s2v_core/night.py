@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .modalities import EPOCH_SECONDS, MODALITIES, SFREQ, UNITS, samples_per_epoch
-from .stages import STAGE_NAMES, UNSCORED
+from s2v_core.modalities import EPOCH_SECONDS, MODALITIES, SFREQ, UNITS, samples_per_epoch
+from s2v_core.stages import STAGE_NAMES, UNSCORED
 
 FORMAT_VERSION = 1
 
@@ -119,7 +119,7 @@ class Night:
 
     def scaling_stats(self) -> dict[str, tuple[float, float]]:
         """Per-modality ``(median, IQR)`` over valid samples: the robust per-night scaling."""
-        from .signals import robust_scale
+        from s2v_core.signals import robust_scale
 
         stats = {}
         for m, x in self.signals.items():

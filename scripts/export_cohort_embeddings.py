@@ -19,7 +19,7 @@ and schedule) and the shipped classifier. Writes into ``--out``:
 Backbone embeddings are the encoder's output states (before the projection head) averaged
 over the modalities valid at each epoch; classifier embeddings are the gated fusion (the
 staging head's input); night embeddings average the covered epochs
-(see :mod:`s2v_core.embedding_map`).
+(see :mod:`s2v_core.views.embedding_map`).
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from s2v_core import embedding_map as em
-from s2v_core.experiments import common_modalities
-from s2v_core.inference import load_classifier, model_id
-from s2v_core.store import CohortStore
+from s2v_core.cohort.store import CohortStore
+from s2v_core.experiments.core import common_modalities
+from s2v_core.inference.predict import load_classifier, model_id
+from s2v_core.views import embedding_map as em
 
 ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("export_cohort_embeddings")

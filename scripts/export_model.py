@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from s2v_core.cohort.store import CohortStore
 from s2v_core.evaluation import staging_metrics
-from s2v_core.inference import load_classifier, model_id, predict_night
-from s2v_core.loading import load_night
+from s2v_core.inference.predict import load_classifier, model_id, predict_night
 from s2v_core.modalities import MODALITIES, NAMED_SUBSETS
 from s2v_core.model import count_classifier_parameters
-from s2v_core.store import CohortStore
+from s2v_core.recording.loading import load_night
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -119,7 +119,7 @@ def _scaling_verdict(summ: pd.DataFrame) -> str:
 def experiments_section(folder: Path) -> list[str]:
     """Card lines summarising the shipped `s2v experiment` results in ``folder`` (none: no lines)."""
     from s2v_core.errors import S2VError
-    from s2v_core.experiments import load_experiment
+    from s2v_core.experiments.core import load_experiment
 
     found = {}
     for kind in ("losses", "sweep", "scaling"):

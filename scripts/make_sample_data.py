@@ -3,7 +3,7 @@
     python scripts/make_sample_data.py
 
 The night is deterministic (fixed seed), so rerunning gives byte-identical files. Longer sample
-nights are generated on first use by :func:`s2v_core.sample.sample_cohort` instead of shipped.
+nights are generated on first use by :func:`s2v_core.shipped.sample_cohort` instead of shipped.
 """
 
 from __future__ import annotations

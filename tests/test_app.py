@@ -51,8 +51,8 @@ def test_library_never_imports_streamlit():
 def tiny_model(tmp_path_factory):
     import torch
 
-    from s2v_core.checkpoint import save_checkpoint
     from s2v_core.model import HeadConfig, Sleep2VecClassifier, get_preset
+    from s2v_core.model.checkpoint import save_checkpoint
 
     cfg = get_preset("tiny")
     clf = Sleep2VecClassifier(cfg, HeadConfig(), seed=0)

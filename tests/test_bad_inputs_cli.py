@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from s2v_core.cli import main
+from s2v_core.cli.main import main
 from tests.edf_bytes import Signal, contiguous_onsets, write_edf_bytes
 from tests.edf_factory import psg_channels, write_edf
 
@@ -294,7 +294,7 @@ CASES = [
 def _small_xml_limit(monkeypatch, request):
     """The huge-XML case lowers the size limit instead of writing 200 MB."""
     if "hyp_huge_xml" in request.node.name:
-        from s2v_core.io import hypno_formats
+        from s2v_core.io.hypnogram import formats as hypno_formats
 
         monkeypatch.setattr(hypno_formats, "MAX_XML_BYTES", 100)
 
@@ -389,8 +389,8 @@ def test_app_bad_checkpoint_is_a_message(defect, tmp_path):
 
     from streamlit.testing.v1 import AppTest
 
-    from s2v_core.checkpoint import save_checkpoint
     from s2v_core.model import HeadConfig, Sleep2VecClassifier, get_preset
+    from s2v_core.model.checkpoint import save_checkpoint
 
     cfg = get_preset("tiny")
     folder = save_checkpoint(tmp_path / "clf", Sleep2VecClassifier(cfg, HeadConfig(), seed=0), cfg)
@@ -415,7 +415,7 @@ def test_app_bad_checkpoint_is_a_message(defect, tmp_path):
 
 def markdown_table(tmp: Path) -> str:
     """The case table with the messages the CLI prints now (for bench/RELIABILITY.md)."""
-    from s2v_core.io import hypno_formats
+    from s2v_core.io.hypnogram import formats as hypno_formats
 
     rows = ["| input (issue 7) | CLI test | app test | `s2v info` says |", "|---|---|---|---|"]
     for case in CASES:

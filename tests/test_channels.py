@@ -1,7 +1,7 @@
 import pytest
 
-from s2v_core.channels import classify_label, map_channels, normalise_label
 from s2v_core.errors import ChannelMappingError
+from s2v_core.recording.channels import classify_label, map_channels, normalise_label
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from s2v_core import __version__
-from s2v_core.checkpoint import (
+from s2v_core.errors import S2VError
+from s2v_core.modalities import samples_per_epoch
+from s2v_core.model import HeadConfig, Sleep2Vec, Sleep2VecClassifier, get_preset
+from s2v_core.model.checkpoint import (
     CONFIG_FILE,
     WEIGHTS_FILE,
     WRITER,
@@ -21,9 +24,6 @@ from s2v_core.checkpoint import (
     save_checkpoint,
     unflatten_state,
 )
-from s2v_core.errors import S2VError
-from s2v_core.modalities import samples_per_epoch
-from s2v_core.model import HeadConfig, Sleep2Vec, Sleep2VecClassifier, get_preset
 
 TINY = get_preset("tiny", modalities=("eeg", "ibi", "spo2"))
 
@@ -124,7 +124,7 @@ def test_incompatible_format_says_what_to_do(tmp_path, version, message):
 
 
 def test_incompatible_checkpoint_is_one_line_in_the_cli(tmp_path, capsys):
-    from s2v_core.cli import main
+    from s2v_core.cli.main import main
 
     clf = Sleep2VecClassifier(TINY, HeadConfig(), seed=0)
     save_checkpoint(tmp_path / "clf", clf, TINY)

@@ -2,7 +2,7 @@ import json
 
 import pandas as pd
 
-from s2v_core.cli import main
+from s2v_core.cli.main import main
 
 
 def test_synth_then_info(tmp_path, capsys):

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from s2v_core.errors import InputFileError
 from s2v_core.io.edf import check_header, open_recording
-from s2v_core.loading import load_night
+from s2v_core.recording.loading import load_night
 from tests.conftest import shared_path
 from tests.edf_bytes import Signal, contiguous_onsets, write_edf_bytes
 from tests.edf_factory import write_edf

@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from s2v_core import embedding_map as em
-from s2v_core.checkpoint import save_checkpoint
 from s2v_core.errors import S2VError
-from s2v_core.inference import load_classifier, model_id, predict_night
-from s2v_core.loading import load_night
+from s2v_core.inference.predict import load_classifier, model_id, predict_night
 from s2v_core.model import HeadConfig, Sleep2Vec, Sleep2VecClassifier, get_preset
-from s2v_core.sample import shipped_night
+from s2v_core.model.checkpoint import save_checkpoint
+from s2v_core.recording.loading import load_night
+from s2v_core.shipped import shipped_night
+from s2v_core.views import embedding_map as em
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -271,7 +271,7 @@ def test_shipped_embeddings_are_reproducible(model_key):
     ckpt = ROOT / doc["models"][model_key]["checkpoint"]
     if not (store_dir / "manifest.csv").is_file() or not (ckpt / "model.safetensors").is_file():
         pytest.skip("recipe store or checkpoint not built here (bash scripts/train_shipped_model.sh)")
-    from s2v_core.store import CohortStore
+    from s2v_core.cohort.store import CohortStore
 
     store = CohortStore(store_dir)
     model = load_classifier(ckpt)[0] if model_key == "classifier" else em.load_backbone(ckpt)

@@ -11,13 +11,13 @@ import wfdb
 from conftest import shared_path, synthetic_store
 
 from s2v_core import cli
-from s2v_core import evaluate as ev
-from s2v_core.checkpoint import save_checkpoint
+from s2v_core.cohort.store import CohortStore
 from s2v_core.errors import S2VError
+from s2v_core.evaluation import cohort as ev
 from s2v_core.evaluation import staging_metrics
-from s2v_core.inference import load_classifier, predict_night
+from s2v_core.inference.predict import load_classifier, predict_night
 from s2v_core.model import HeadConfig, Sleep2VecClassifier, get_preset
-from s2v_core.store import CohortStore
+from s2v_core.model.checkpoint import save_checkpoint
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from s2v_core.cli import main
+from s2v_core.cli.main import main
 from s2v_core.errors import S2VError
-from s2v_core.experiments import (
+from s2v_core.experiments.core import (
     SCALING_ORDER,
     load_experiment,
     make_grid,

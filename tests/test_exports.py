@@ -4,8 +4,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s2v_core.exports import hypnogram_csv, hypnogram_edf_annotations, stage_runs
 from s2v_core.io.hypnogram import read_hypnogram
+from s2v_core.views.exports import hypnogram_csv, hypnogram_edf_annotations, stage_runs
 
 stage_arrays = st.lists(st.integers(min_value=-1, max_value=4), min_size=1, max_size=200).map(
     lambda v: np.array(v, dtype=np.int8))

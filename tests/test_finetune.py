@@ -12,11 +12,15 @@ import torch.nn.functional as F
 from conftest import synthetic_store
 from safetensors.torch import load_file
 
-from s2v_core import heads_cli
-from s2v_core.checkpoint import save_checkpoint
+from s2v_core.cli import heads as heads_cli
+from s2v_core.cohort.store import CohortStore, prepare_store
 from s2v_core.errors import S2VError
 from s2v_core.evaluation import staging_metrics
-from s2v_core.finetune import (
+from s2v_core.inference.predict import load_classifier, predict_night
+from s2v_core.model import HeadConfig, Sleep2Vec, Sleep2VecClassifier, get_preset
+from s2v_core.model.checkpoint import save_checkpoint
+from s2v_core.synth.cohort import generate_cohort
+from s2v_core.train.finetune import (
     FinetuneConfig,
     build_model,
     class_weights_from_counts,
@@ -28,11 +32,7 @@ from s2v_core.finetune import (
     staging_loss,
     train_step,
 )
-from s2v_core.inference import load_classifier, predict_night
-from s2v_core.model import HeadConfig, Sleep2Vec, Sleep2VecClassifier, get_preset
-from s2v_core.store import CohortStore, prepare_store
-from s2v_core.synth.cohort import generate_cohort
-from s2v_core.windows import WindowDataset
+from s2v_core.train.windows import WindowDataset
 
 QUICK = dict(preset="tiny", window_epochs=30, batch_size=4, lr=3e-3)
 

@@ -14,7 +14,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from s2v_core.errors import HypnogramError
-from s2v_core.io import hypno_formats
 from s2v_core.io.hypnogram import (
     FORMATS,
     Hypnogram,
@@ -24,6 +23,7 @@ from s2v_core.io.hypnogram import (
     regrid_stages,
     trim_to_sleep_period,
 )
+from s2v_core.io.hypnogram import formats as hypno_formats
 from tests.edf_bytes import Signal, contiguous_onsets, write_edf_bytes
 from tests.fuzz_corpus.targets import run_bounded
 

@@ -11,20 +11,20 @@ import pytest
 import torch
 from conftest import shared_path
 
-from s2v_core import heads_cli
-from s2v_core.checkpoint import save_checkpoint
+from s2v_core.cli import heads as heads_cli
 from s2v_core.errors import S2VError
 from s2v_core.evaluation import staging_metrics
-from s2v_core.inference import (
+from s2v_core.inference.predict import (
     embed_night,
     load_classifier,
     model_id,
     night_windows,
     predict_night,
 )
-from s2v_core.loading import load_night, load_wfdb_night
 from s2v_core.model import HeadConfig, Sleep2Vec, Sleep2VecClassifier, get_preset
-from s2v_core.sample import shipped_night
+from s2v_core.model.checkpoint import save_checkpoint
+from s2v_core.recording.loading import load_night, load_wfdb_night
+from s2v_core.shipped import shipped_night
 from s2v_core.stages import merge_stages
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -375,8 +375,8 @@ def test_concurrent_predictions_share_one_model_without_mixing(night, model):
 def test_embeddings_parquet_export_matches_the_prediction(night, model):
     import io
 
-    from s2v_core.exports import embeddings_parquet, figure_html
-    from s2v_core.plots import hypnodensity_figure
+    from s2v_core.views.exports import embeddings_parquet, figure_html
+    from s2v_core.views.plots import hypnodensity_figure
 
     subset = tuple(m for m in ("eeg", "ibi") if m in night.modalities)
     frame = pd.read_parquet(io.BytesIO(embeddings_parquet(model, night, subset)))

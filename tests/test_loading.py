@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from s2v_core.cli import main
+from s2v_core.cli.main import main
 from s2v_core.errors import ChannelMappingError, HypnogramError, InputFileError
-from s2v_core.loading import load_night, resolve_biopotential_unit
 from s2v_core.modalities import MODALITIES, samples_per_epoch
 from s2v_core.night import Night
+from s2v_core.recording.loading import load_night, resolve_biopotential_unit
 from tests.conftest import shared_path
 from tests.edf_factory import psg_channels, write_edf
 
@@ -187,7 +187,7 @@ def test_slpdb_night_has_ibi_age_sex_and_stages():
 
 def test_with_hypnogram_equals_loading_with_it(tmp_path):
     """The app reads an upload's signals once and re-scores them when a hypnogram arrives."""
-    from s2v_core.loading import with_hypnogram
+    from s2v_core.recording.loading import with_hypnogram
     from s2v_core.synth.cohort import generate_cohort
 
     frame = generate_cohort(1, tmp_path / "c", seed=5, hours=0.5, sites=["eu_clinic"])
@@ -203,7 +203,7 @@ def test_with_hypnogram_equals_loading_with_it(tmp_path):
 
 
 def test_threaded_channel_reading_equals_serial(tmp_path, monkeypatch):
-    from s2v_core import loading
+    from s2v_core.recording import loading
     from s2v_core.synth.cohort import generate_cohort
 
     frame = generate_cohort(1, tmp_path / "c", seed=9, hours=0.5, sites=["us_hospital"])

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 
-from s2v_core.losses import dash_infonce, dash_weights, info_nce
+from s2v_core.train.losses import dash_infonce, dash_weights, info_nce
 
 NAN = float("nan")
 

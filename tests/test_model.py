@@ -427,7 +427,7 @@ def test_small_preset_forward_time_full_night(capsys):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_bf16_forward_and_loss_are_finite():
-    from s2v_core.losses import dash_infonce
+    from s2v_core.train.losses import dash_infonce
 
     model = Sleep2Vec(TINY, seed=0).cuda()
     x = {m: v.cuda() for m, v in make_inputs(("eeg", "ibi"), B=4, T=12).items()}
@@ -480,7 +480,7 @@ def test_band_power_peaks_in_the_band_of_a_sine():
 
 
 def test_spectral_bands_config_checkpoint_and_defaults(tmp_path):
-    from s2v_core.checkpoint import load_checkpoint, save_checkpoint
+    from s2v_core.model.checkpoint import load_checkpoint, save_checkpoint
 
     assert get_preset("small").spectral_bands == 0  # the presets stay the paper's tokenizer
     with pytest.raises(ConfigError):

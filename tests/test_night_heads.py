@@ -8,11 +8,12 @@ import pandas as pd
 import pytest
 from conftest import shared_path
 
-from s2v_core.checkpoint import save_checkpoint
-from s2v_core.cli import main
+from s2v_core.cli.main import main
+from s2v_core.cohort.store import prepare_store
 from s2v_core.errors import S2VError
 from s2v_core.model import HeadConfig, Sleep2VecClassifier, get_preset
-from s2v_core.night_heads import (
+from s2v_core.model.checkpoint import save_checkpoint
+from s2v_core.night_heads.heads import (
     AHIResult,
     NightHead,
     NightHeadError,
@@ -27,7 +28,6 @@ from s2v_core.night_heads import (
     severity_class,
     task_targets,
 )
-from s2v_core.store import prepare_store
 from s2v_core.synth.cohort import generate_cohort
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from s2v_core.cli import main as s2v
+from s2v_core.cli.main import main as s2v
+from s2v_core.cohort.nsrr import discover_nsrr, is_nsrr_layout, normalise_id
+from s2v_core.cohort.store import CohortStore, discover_rows, prepare_store
 from s2v_core.errors import InputFileError
-from s2v_core.io.nsrr import discover_nsrr, is_nsrr_layout, normalise_id
-from s2v_core.store import CohortStore, discover_rows, prepare_store
 from tests.edf_factory import psg_channels, write_edf
 
 # NSRR XML stage concepts (REM is 5 in NSRR files)

@@ -2,7 +2,7 @@ from datetime import datetime
 
 import numpy as np
 
-from s2v_core.plots import (
+from s2v_core.views.plots import (
     STAGE_COLORS,
     confusion_figure,
     hypnodensity_figure,

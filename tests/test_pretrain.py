@@ -15,9 +15,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from s2v_core.checkpoint import load_checkpoint
+from s2v_core.cli import train as train_cli
 from s2v_core.errors import S2VError
 from s2v_core.model import Sleep2Vec, get_preset
+from s2v_core.model.checkpoint import load_checkpoint
 from s2v_core.model.config import ConfigError
 from s2v_core.synth.cohort import generate_cohort
 from s2v_core.train import (
@@ -27,7 +28,6 @@ from s2v_core.train import (
     lr_at,
     retrieval_accuracy,
 )
-from s2v_core.train import cli as train_cli
 from s2v_core.train.pretrain import (
     PairEncoder,
     make_loss_fn,
@@ -36,7 +36,7 @@ from s2v_core.train.pretrain import (
     train_step,
 )
 from s2v_core.train.schedule import warmup_steps
-from s2v_core.windows import PairFirstBatchSampler, WindowDataset, collate_pair
+from s2v_core.train.windows import PairFirstBatchSampler, WindowDataset, collate_pair
 
 # two val nights (one full PSG, one without cardiac channels), four wearable train nights
 SPLITS = ["train", "train", "val", "train", "train", "val"]
@@ -358,6 +358,6 @@ def test_cli_choices_match_library_and_import_is_light():
 
     assert train_cli.PRESET_CHOICES == tuple(PRESETS)
     assert train_cli.LOSS_CHOICES == LOSSES
-    code = "import sys, s2v_core.train.cli; print('torch' in sys.modules)"
+    code = "import sys, s2v_core.cli.train; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"  # hooking into `s2v` must not import torch

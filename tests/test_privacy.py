@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from s2v_core.cli import main
-from s2v_core.exports import hypnogram_csv, hypnogram_edf_annotations, prediction_json
-from s2v_core.inference import load_classifier, predict_night
-from s2v_core.loading import load_night
+from s2v_core.cli.main import main
+from s2v_core.inference.predict import load_classifier, predict_night
+from s2v_core.recording.loading import load_night
+from s2v_core.views.exports import hypnogram_csv, hypnogram_edf_annotations, prediction_json
 from tests.edf_bytes import Signal, contiguous_onsets, write_edf_bytes
 from tests.edf_factory import psg_channels, write_edf
 

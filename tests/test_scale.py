@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from s2v_core import scale
-from s2v_core import store as store_mod
-from s2v_core.cli import main as s2v
+from s2v_core.cli.main import main as s2v
+from s2v_core.cohort import cluster as scale
+from s2v_core.cohort import store as store_mod
+from s2v_core.cohort.cluster import ClusterSpec, embed_store, open_client, run_tasks
+from s2v_core.cohort.store import prepare_store
 from s2v_core.errors import S2VError
-from s2v_core.scale import ClusterSpec, embed_store, open_client, run_tasks
-from s2v_core.store import prepare_store
 
 distributed = pytest.importorskip("distributed")
 
@@ -50,8 +50,8 @@ def serial_store(cohort, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    from s2v_core.checkpoint import save_checkpoint
     from s2v_core.model import HeadConfig, Sleep2VecClassifier, get_preset
+    from s2v_core.model.checkpoint import save_checkpoint
 
     cfg = get_preset("tiny")
     d = tmp_path_factory.mktemp("model") / "classifier"

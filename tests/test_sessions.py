@@ -27,9 +27,9 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from s2v_core.evaluation import staging_metrics  # noqa: E402
-from s2v_core.exports import hypnogram_csv  # noqa: E402
-from s2v_core.inference import load_classifier, model_id, predict_night  # noqa: E402
-from s2v_core.loading import load_night  # noqa: E402
+from s2v_core.inference.predict import load_classifier, model_id, predict_night  # noqa: E402
+from s2v_core.recording.loading import load_night  # noqa: E402
+from s2v_core.views.exports import hypnogram_csv  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -91,8 +91,8 @@ def recordings(tmp_path_factory) -> dict[str, dict]:
 def tiny_model(tmp_path_factory) -> str:
     import torch
 
-    from s2v_core.checkpoint import save_checkpoint
     from s2v_core.model import HeadConfig, Sleep2VecClassifier, get_preset
+    from s2v_core.model.checkpoint import save_checkpoint
 
     cfg = get_preset("tiny")
     clf = Sleep2VecClassifier(cfg, HeadConfig(), seed=0)

@@ -10,11 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from s2v_core import store as store_mod
-from s2v_core.errors import InputFileError
-from s2v_core.modalities import MODALITIES, samples_per_epoch
-from s2v_core.night import Night, NightMeta
-from s2v_core.store import (
+from s2v_core.cohort import store as store_mod
+from s2v_core.cohort.store import (
     CohortStore,
     StoreEntry,
     discover_rows,
@@ -22,6 +19,9 @@ from s2v_core.store import (
     prepare_store,
     split_for_subject,
 )
+from s2v_core.errors import InputFileError
+from s2v_core.modalities import MODALITIES, samples_per_epoch
+from s2v_core.night import Night, NightMeta
 from tests.edf_factory import psg_channels, write_edf
 
 # --- helpers shared with test_windows ------------------------------------------------------------
@@ -378,7 +378,7 @@ def test_manifest_keeps_nights_of_earlier_runs(tmp_path, monkeypatch):
 
 def test_prepare_synthetic_cohort(tmp_path):
     cohort = pytest.importorskip("s2v_core.synth.cohort")
-    from s2v_core.windows import PairFirstBatchSampler, WindowDataset, make_loader
+    from s2v_core.train.windows import PairFirstBatchSampler, WindowDataset, make_loader
 
     src = tmp_path / "cohort"
     cohort.generate_cohort(3, src, seed=0, hours=0.3)

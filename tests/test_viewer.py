@@ -1,4 +1,4 @@
-"""Signal viewer, spectrogram and sensor-dropout simulation (s2v_core.viewer, plots_signals)."""
+"""Signal viewer, spectrogram and sensor-dropout simulation (s2v_core.views.viewer, plots_signals)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from s2v_core.errors import S2VError
 from s2v_core.modalities import samples_per_epoch
 from s2v_core.night import Night, NightMeta
-from s2v_core.plots_signals import dropout_hypnogram_figure, signal_figure, spectrogram_figure
-from s2v_core.viewer import (
+from s2v_core.views.plots_signals import dropout_hypnogram_figure, signal_figure, spectrogram_figure
+from s2v_core.views.viewer import (
     ViewerError,
     dropout_agreement,
     minmax_envelope,

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from s2v_core.cohort.store import CohortStore
 from s2v_core.modalities import MODALITIES
 from s2v_core.night import apply_scaling
-from s2v_core.store import CohortStore
-from s2v_core.windows import (
+from s2v_core.train.windows import (
     WINDOW_EPOCHS,
     PairFirstBatchSampler,
     PairIndex,
@@ -299,7 +299,7 @@ def test_pair_key_for_a_missing_modality_gives_invalid_zeros(train):
 def test_pair_weighting_options_change_pair_frequencies():
     import types
 
-    from s2v_core.windows import PairFirstBatchSampler
+    from s2v_core.train.windows import PairFirstBatchSampler
 
     class FakeDataset(types.SimpleNamespace):
         def __len__(self):

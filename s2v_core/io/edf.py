@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputFileError
+from s2v_core.errors import InputFileError
 
 log = logging.getLogger(__name__)
 

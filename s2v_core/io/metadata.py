@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import InputFileError
-from ..night import NightMeta
+from s2v_core.errors import InputFileError
+from s2v_core.night import NightMeta
 
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "night": ("night", "night_id", "record", "recording", "file", "nsrrid", "id", "pptid"),

@@ -6,7 +6,7 @@ import numpy as np
 from scipy import fft as sp_fft
 from scipy import signal as sps
 
-from ..modalities import EPOCH_SECONDS
+from s2v_core.modalities import EPOCH_SECONDS
 
 
 def band_noise(

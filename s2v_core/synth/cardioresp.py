@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..modalities import EPOCH_SECONDS
-from ..stages import N1, REM, W
-from ._signal import band_noise, epoch_envelope, lowpass_noise
+from s2v_core.modalities import EPOCH_SECONDS
+from s2v_core.stages import N1, REM, W
+from s2v_core.synth._signal import band_noise, epoch_envelope, lowpass_noise
 
 RESP_SFREQ = 32
 """Internal rate (Hz) of the breathing, heart-rate and SpO2 grid."""

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .physiology import NightSpec, draw_traits, generate_night
-from .sites import SITES, SiteSpec
-from .writers import write_edf, write_hypnogram
+from s2v_core.synth.physiology import NightSpec, draw_traits, generate_night
+from s2v_core.synth.sites import SITES, SiteSpec
+from s2v_core.synth.writers import write_edf, write_hypnogram
 
 logger = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from importlib import resources
 
 import numpy as np
 
-from ..modalities import EPOCH_SECONDS
-from ..stages import N1, N2, N3, REM, W
+from s2v_core.modalities import EPOCH_SECONDS
+from s2v_core.stages import N1, N2, N3, REM, W
 
 logger = logging.getLogger(__name__)
 

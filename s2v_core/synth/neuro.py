@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal as sps
 
-from ..modalities import EPOCH_SECONDS
-from ..stages import N1, REM, W
-from ._signal import (
+from s2v_core.modalities import EPOCH_SECONDS
+from s2v_core.stages import N1, REM, W
+from s2v_core.synth._signal import (
     band_noise,
     epoch_envelope,
     event_onsets,

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 from scipy import signal as sps
 
-from ..modalities import EPOCH_SECONDS
-from ._signal import apply_filters, event_onsets, resample_to
-from .cardioresp import (
+from s2v_core.modalities import EPOCH_SECONDS
+from s2v_core.synth._signal import apply_filters, event_onsets, resample_to
+from s2v_core.synth.cardioresp import (
     RESP_SFREQ,
     Breathing,
     breathing,
@@ -26,9 +26,9 @@ from .cardioresp import (
     respiratory_events,
     spo2,
 )
-from .hypnogram import sleep_hours, synth_hypnogram
-from .neuro import NEURAL_SFREQ, eeg_eog_sources, emg_chin
-from .sites import ChannelSpec, SiteSpec, get_site
+from s2v_core.synth.hypnogram import sleep_hours, synth_hypnogram
+from s2v_core.synth.neuro import NEURAL_SFREQ, eeg_eog_sources, emg_chin
+from s2v_core.synth.sites import ChannelSpec, SiteSpec, get_site
 
 logger = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import pyedflib
 
-from ..modalities import EPOCH_SECONDS
-from .cardioresp import RESP_SFREQ
-from .physiology import SynthNight
+from s2v_core.modalities import EPOCH_SECONDS
+from s2v_core.synth.cardioresp import RESP_SFREQ
+from s2v_core.synth.physiology import SynthNight
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Contrastive pretraining: config, loop (single process or DDP), schedule, EMA, validation.
 
-Names are imported lazily (PEP 562), so that ``s2v_core.train.cli`` can be hooked into the
+Names are imported lazily (PEP 562), so that ``s2v_core.cli.train`` can be hooked into the
 ``s2v`` command line without importing torch for every subcommand. The loop itself is
 ``from s2v_core.train.pretrain import pretrain`` (a lazy package attribute of that name would be
 shadowed by the submodule of the same name).

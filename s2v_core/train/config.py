@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from s2v_core.model.config import ConfigError, ModelConfig, get_preset
-from s2v_core.windows import WINDOW_EPOCHS
+from s2v_core.train.windows import WINDOW_EPOCHS
 
 LOSSES: tuple[str, ...] = ("dash", "infonce")
 """Allowed values of :attr:`TrainConfig.loss`."""

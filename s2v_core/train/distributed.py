@@ -8,7 +8,7 @@ own batch; only gradients are averaged.
 
 Single machine, two processes (CPU or two GPUs)::
 
-    torchrun --standalone --nproc-per-node 2 -m s2v_core.train.cli pretrain \
+    torchrun --standalone --nproc-per-node 2 -m s2v_core.cli.train pretrain \
         --data store/ --preset small --out runs/ddp
 
 Two machines with 8 GPUs each (run the same command on both; ``HOST`` is any reachable
@@ -16,7 +16,7 @@ address of the first machine, ``JOB`` any id shared by the two)::
 
     torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d \
         --rdzv-endpoint HOST:29500 --rdzv-id JOB \
-        -m s2v_core.train.cli pretrain --data /shared/store --preset dense --lr 5e-5 \
+        -m s2v_core.cli.train pretrain --data /shared/store --preset dense --lr 5e-5 \
         --out /shared/runs/dense
 
 The store and the output folder must be visible to every node (rank 0 writes the checkpoints).

@@ -38,17 +38,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from s2v_core.checkpoint import (
+from s2v_core.cohort.store import CohortStore
+from s2v_core.errors import S2VError
+from s2v_core.model.checkpoint import (
     load_checkpoint,
     load_optimizer_state,
     read_checkpoint_config,
 )
-from s2v_core.errors import S2VError
-from s2v_core.losses import dash_infonce
 from s2v_core.model.sleep2vec import Sleep2Vec
-from s2v_core.store import CohortStore
 from s2v_core.train import distributed as ddp
 from s2v_core.train.config import TrainConfig
+from s2v_core.train.losses import dash_infonce
 from s2v_core.train.retrieval import pairwise_retrieval
 from s2v_core.train.runfiles import (
     EpochInfo,
@@ -61,7 +61,7 @@ from s2v_core.train.runfiles import (
     save_run_checkpoint,
 )
 from s2v_core.train.schedule import EMA, lr_at
-from s2v_core.windows import PairFirstBatchSampler, WindowDataset, make_loader
+from s2v_core.train.windows import PairFirstBatchSampler, WindowDataset, make_loader
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def train_step(
     device: torch.device,
     bf16: bool,
 ) -> tuple[float, float]:
-    """One optimiser step on a :func:`~s2v_core.windows.collate_pair` batch.
+    """One optimiser step on a :func:`~s2v_core.train.windows.collate_pair` batch.
 
     Returns
     -------
@@ -178,7 +178,7 @@ def pretrain(
     Parameters
     ----------
     store_path : path
-        A store prepared by :func:`s2v_core.store.prepare_store`; its ``train`` split is
+        A store prepared by :func:`s2v_core.cohort.store.prepare_store`; its ``train`` split is
         trained on, its ``val`` split scored after every epoch.
     out_dir : path
         Run folder (see the module docstring); created if needed.

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from s2v_core.model.sleep2vec import Sleep2Vec
-from s2v_core.windows import WindowDataset
+from s2v_core.train.windows import WindowDataset
 
 logger = logging.getLogger(__name__)
 

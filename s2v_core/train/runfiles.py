@@ -16,12 +16,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from s2v_core.checkpoint import save_checkpoint
+from s2v_core.cohort.store import SPLITS, CohortStore
 from s2v_core.errors import S2VError
 from s2v_core.modalities import MODALITIES
+from s2v_core.model.checkpoint import save_checkpoint
 from s2v_core.model.config import ModelConfig
 from s2v_core.model.sleep2vec import Sleep2Vec
-from s2v_core.store import SPLITS, CohortStore
 
 HISTORY_COLUMNS = [
     "epoch", "step", "lr", "train_loss", "val_loss", "val_retrieval_mean", "val_chance_mean",

@@ -1,0 +1,308 @@
+"""``s2v night-heads``: train and apply night-level heads (age, sex, AHI, binary outcomes).
+
+Subcommands:
+
+``s2v night-heads train --data STORE --task age|sex|ahi|outcome:COL [--model DIR] --out DIR``
+    Embeds every night of the store with the frozen model, cross-validates a linear head by
+    subject, prints the metrics next to the baselines, and saves the head fitted on all nights.
+``s2v night-heads predict --head DIR STORE_OR_FILE --out CSV``
+    Applies a saved head to a store, a recording, or a night-embedding table.
+``s2v night-heads ahi FILE_OR_COHORT... --out CSV``
+    AHI from scored events (WFDB ``.st`` notes, NSRR/Profusion XML, EDF+ annotations, or a
+    cohort folder with ``metadata.csv``); the CSV can be given to ``train --metadata``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from s2v_core.cli.heads import _load_model, add_threads_option, apply_threads, default_model_dir
+from s2v_core.errors import S2VError
+from s2v_core.night_heads.heads import (
+    POOLINGS,
+    NightHead,
+    NightHeadError,
+    ahi_from_files,
+    cohort_ahi,
+    embedding_columns,
+    join_metadata,
+    parse_task,
+    predictions_frame,
+    recording_embedding,
+    store_embeddings,
+    train_night_head,
+)
+
+_UNITS = {"age": "years", "ahi": "events/h"}
+
+
+def _model_folder(arg: str | None) -> Path:
+    return (Path(arg) if arg else default_model_dir()).resolve()
+
+
+def _embeddings(args: argparse.Namespace, model_folder: Path) -> pd.DataFrame:
+    """Night embeddings of ``args.data``: from the cache file when it fits, else computed."""
+    from s2v_core.inference.predict import model_id
+    from s2v_core.modalities import parse_modality_list
+
+    mid = model_id(model_folder)
+    cache = Path(args.embeddings) if args.embeddings else None
+    subset = parse_modality_list(args.modalities)
+    if cache is not None and cache.is_file():
+        frame = pd.read_parquet(cache)
+        ids = set(frame.get("model_id", pd.Series(dtype=str)).dropna())
+        pool = set(frame.get("pooling", pd.Series(dtype=str)).dropna())
+        from s2v_core.cohort.store import CohortStore
+
+        same_nights = set(frame["night"].astype(str)) == set(CohortStore(args.data).nights(args.split))
+        same_subset = subset is None or set(frame["modalities"]) == {",".join(subset)}
+        if ids == {mid} and pool == {args.pooling} and same_nights and same_subset:
+            if not args.quiet:
+                print(f"reusing {len(frame)} night embeddings from {cache}")
+            return frame
+        if not args.quiet:
+            print(f"{cache} holds other nights, model, pooling or modalities: recomputing")
+    model, _, _ = _load_model(str(model_folder), args.device)
+
+    def progress(i: int, n: int, night: str) -> None:
+        if not args.quiet and (i == n or i % 10 == 0):
+            print(f"embedded {i}/{n} nights", flush=True)
+
+    frame = store_embeddings(
+        args.data,
+        model,
+        model_name=mid,
+        modalities=subset,
+        split=args.split,
+        pooling=args.pooling,
+        device=args.device,
+        on_night=progress,
+    )
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(cache, index=False)
+    return frame
+
+
+def _fmt(summary: dict, key: str = "mean") -> str:
+    v = summary.get(key)
+    if v is None:
+        return "-"
+    ci = summary.get("ci95") if key == "mean" else None
+    return f"{v:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def format_report(report: dict) -> str:
+    """Plain-text table of a :meth:`CVReport.to_dict` (fold mean [95% CI]; pooled)."""
+    arms = [a for a in ("head", "baseline", "site_only") if a in next(iter(report["metrics"].values()))]
+    titles = {"head": "head", "baseline": "trivial baseline", "site_only": "site only"}
+    lines = [
+        f"task {report['task']}: {report['n_nights']} nights, {report['n_subjects']} subjects, "
+        f"{report['n_folds']} subject-level folds ({report['splitter']})",
+        f"{'metric':<20}" + "".join(f"{titles[a]:<28}" for a in arms),
+    ]
+    for name, by_arm in report["metrics"].items():
+        unit = _UNITS.get(report["task"], "") if name == "mae" else ""
+        label = f"{name} ({unit})" if unit else name
+        lines.append(f"{label:<20}" + "".join(f"{_fmt(by_arm[a]):<28}" for a in arms))
+        lines.append(f"{'  pooled':<20}" + "".join(f"{_fmt(by_arm[a], 'pooled'):<28}" for a in arms))
+    lines.append("fold mean [95% CI over folds]; pooled = on all out-of-fold predictions")
+    return "\n".join(lines)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Cross-validate and save a night-level head."""
+    from s2v_core.inference.predict import model_id
+
+    apply_threads(args)
+    task = parse_task(args.task)
+    if args.folds < 2:
+        raise S2VError(f"--folds must be >= 2, got {args.folds}")
+    if not (Path(args.data) / "manifest.csv").is_file():
+        raise S2VError(f"{args.data}: not a cohort store (no manifest.csv); build one with s2v prepare")
+    folder = _model_folder(args.model)
+    frame = _embeddings(args, folder)
+    if args.metadata:
+        frame = join_metadata(frame, args.metadata)
+    backbone = {"path": str(folder), "model_id": model_id(folder), "modalities": args.modalities}
+    head, report = train_night_head(
+        frame,
+        task,
+        args.out,
+        n_splits=args.folds,
+        seed=args.seed,
+        backbone=backbone,
+        data=str(Path(args.data).resolve()),
+    )
+    doc = report.to_dict()
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(format_report(doc))
+    print(
+        f"saved the head fitted on all {head.info['training']['n_nights']} nights "
+        f"(alpha {head.alpha:g}) to {args.out}; out-of-fold predictions in "
+        f"{Path(args.out) / 'cv_predictions.csv'}"
+    )
+    return 0
+
+
+def _prediction_input(args: argparse.Namespace, head: NightHead) -> pd.DataFrame:
+    from s2v_core.inference.predict import model_id
+    from s2v_core.modalities import parse_modality_list
+
+    source = Path(args.source)
+    if source.is_file() and source.suffix.lower() == ".parquet":
+        frame = pd.read_parquet(source)
+        if not embedding_columns(frame):
+            raise S2VError(f"{source}: no emb_* columns (write one with s2v embed or train)")
+        return frame
+    backbone = head.info.get("backbone", {})
+    folder = Path(args.model) if args.model else Path(backbone.get("path") or default_model_dir())
+    if not (folder / "config.json").is_file():
+        raise S2VError(
+            f"the head's backbone {folder} is not there; pass --model with the model it was "
+            "trained on"
+        )
+    mid = model_id(folder)
+    if backbone.get("model_id") and backbone["model_id"] != mid:
+        raise S2VError(
+            f"this head was trained on embeddings of {backbone['model_id']}, but {folder} is "
+            f"{mid}: its embeddings differ; use the matching model or retrain the head"
+        )
+    model, _, _ = _load_model(str(folder), args.device)
+    pooling = head.info.get("pooling", "mean")
+    subset = parse_modality_list(args.modalities or backbone.get("modalities"))
+    if (source / "manifest.csv").is_file():
+        return store_embeddings(
+            source, model, model_name=mid, modalities=subset, split=args.split, pooling=pooling,
+            device=args.device,
+        )
+    if args.split:
+        raise S2VError(f"--split needs a cohort store; {source} is a recording")
+    return recording_embedding(
+        source, model, model_name=mid, modalities=subset, pooling=pooling, device=args.device,
+        hypnogram=args.hypnogram,
+    )
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Apply a saved head; write one row per night."""
+    apply_threads(args)
+    head = NightHead.load(args.head)
+    frame = _prediction_input(args, head)
+    out_frame = predictions_frame(head, frame)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out_frame.to_csv(out, index=False)
+    cv = head.info.get("cv", {}).get("metrics", {})
+    main_metric = next(iter(cv), None)
+    note = ""
+    if main_metric:
+        mean = cv[main_metric]["head"].get("mean")
+        if mean is not None:
+            note = f" (cross-validated {main_metric} {mean:.3f})"
+    print(f"{len(out_frame)} night(s), task {head.task.name}{note}: wrote {out}")
+    if len(out_frame) <= 20 and not args.quiet:
+        print(out_frame.drop(columns=[c for c in ("modalities",) if c in out_frame]).to_string(index=False))
+    return 0
+
+
+def cmd_ahi(args: argparse.Namespace) -> int:
+    """AHI from scored events of files or cohort folders."""
+    if args.events and len(args.files) > 1:
+        raise S2VError("--events goes with a single hypnogram file")
+    parts = []
+    for item in args.files:
+        p = Path(item)
+        if p.is_dir():
+            parts.append(cohort_ahi(p))
+            continue
+        try:
+            res = ahi_from_files(p, args.events).to_dict()
+            res["error"] = ""
+        except S2VError as exc:
+            if len(args.files) == 1:
+                raise
+            res = {"ahi": math.nan, "error": str(exc)}
+        stem = p.stem[: -len("-Hypnogram")] if p.stem.endswith("-Hypnogram") else p.stem
+        parts.append(pd.DataFrame([{"night": stem, **res}]))
+    table = pd.concat(parts, ignore_index=True)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out, index=False)
+    if args.json:
+        print(table.to_json(orient="records", indent=2))
+    else:
+        cols = [c for c in ("night", "ahi", "severity", "n_apneas", "n_hypopneas",
+                            "n_outside_sleep", "sleep_hours", "ahi_table", "error") if c in table]
+        print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+        if args.out:
+            print(f"wrote {args.out}")
+    return 0
+
+
+def add_night_heads_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``s2v night-heads`` (train, predict, ahi) to ``sub``."""
+    p = sub.add_parser(
+        "night-heads",
+        help="night-level heads on frozen embeddings: age, sex, AHI, binary outcomes",
+        description="Linear heads on mean-pooled night embeddings of a frozen model, evaluated "
+        "by subject-level cross-validation against trivial and site-only baselines.",
+    )
+    nsub = p.add_subparsers(dest="action", required=True)
+
+    t = nsub.add_parser("train", help="cross-validate by subject and save a head")
+    t.add_argument("--data", required=True, help="cohort store folder (s2v prepare)")
+    t.add_argument("--task", required=True, help="age, sex, ahi or outcome:COLUMN")
+    t.add_argument("--model", help="classifier folder (default: the shipped model)")
+    t.add_argument("--out", required=True, help="head folder: head.json, head.safetensors")
+    t.add_argument("--metadata", help="CSV of extra night columns (by night id, else subject)")
+    t.add_argument("--modalities", help="comma-separated subset (default: all of each night)")
+    t.add_argument("--split", choices=("train", "val", "test"), help="only this split")
+    t.add_argument("--pooling", choices=POOLINGS, default="mean", help="night pooling")
+    t.add_argument("--folds", type=int, default=5, help="subject-level folds (default 5)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument(
+        "--embeddings", help="Parquet cache of night embeddings (reused when model and pooling match)"
+    )
+    t.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    t.add_argument("--json", action="store_true", help="print the CV report as JSON")
+    t.add_argument("--quiet", action="store_true")
+    add_threads_option(t)
+    t.set_defaults(func=cmd_train)
+
+    q = nsub.add_parser("predict", help="apply a saved head to a store, a recording or embeddings")
+    q.add_argument("source", help="store folder, EDF/BDF or WFDB recording, or embeddings Parquet")
+    q.add_argument("--head", required=True, help="head folder (s2v night-heads train --out)")
+    q.add_argument("--out", required=True, help="CSV, one row per night")
+    q.add_argument("--model", help="backbone folder (default: the one the head was trained on)")
+    q.add_argument("--modalities", help="comma-separated subset (default: as in training)")
+    q.add_argument("--hypnogram", help="hypnogram of a single recording (not needed)")
+    q.add_argument("--split", choices=("train", "val", "test"), help="only this split of a store")
+    q.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    q.add_argument("--quiet", action="store_true")
+    add_threads_option(q)
+    q.set_defaults(func=cmd_predict)
+
+    a = nsub.add_parser("ahi", help="AHI from scored apnea/hypopnea events")
+    a.add_argument(
+        "files",
+        nargs="+",
+        help="hypnogram files with events (WFDB .st, NSRR/Profusion XML, EDF+) or cohort "
+        "folders with metadata.csv",
+    )
+    a.add_argument("--events", help="EDF+ file holding the events of a single hypnogram file")
+    a.add_argument("--out", help="CSV (night, ahi, severity, counts, sleep hours)")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_ahi)
+    return p
+
+
+__all__ = ["add_night_heads_parser", "format_report", "NightHeadError"]

@@ -1,0 +1,294 @@
+"""``s2v prepare`` and ``s2v pretrain``: argparse builders and handlers.
+
+:func:`add_prepare_parser` and :func:`add_pretrain_parser` add the subcommands to the main
+``s2v`` parser (each sets ``func=``). The module also runs on its own, which is how ``torchrun``
+starts one process per GPU or CPU share::
+
+    torchrun --standalone --nproc-per-node 2 -m s2v_core.cli.train pretrain \
+        --data store/ --preset small --out runs/ddp
+
+(see :mod:`s2v_core.train.distributed` for a multi-node command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from s2v_core.errors import S2VError
+
+if TYPE_CHECKING:  # torch-free at import time: `s2v info` must not pay for importing torch
+    from s2v_core.train.config import TrainConfig
+    from s2v_core.train.runfiles import EpochInfo, StepInfo
+
+logger = logging.getLogger(__name__)
+
+PRESET_CHOICES = ("tiny", "small", "dense", "large")
+"""``--preset`` choices (the keys of ``s2v_core.model.PRESETS``; a test keeps them equal)."""
+
+LOSS_CHOICES = ("dash", "infonce")
+"""``--loss`` choices (``s2v_core.train.config.LOSSES``; a test keeps them equal)."""
+
+# CLI flag -> TrainConfig field; flags left out keep the config default (or the checkpoint's)
+_FLAG_FIELDS = {
+    "preset": "preset",
+    "loss": "loss",
+    "epochs": "epochs",
+    "batch_size": "batch_size",
+    "lr": "lr",
+    "device": "device",
+    "seed": "seed",
+    "batches_per_epoch": "batches_per_epoch",
+    "num_workers": "num_workers",
+    "window_epochs": "window_epochs",
+    "pair_weighting": "pair_weighting",
+    "val_batches": "val_batches",
+    "ema_decay": "ema_decay",
+}
+
+
+def add_prepare_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``prepare SOURCE --out STORE [--metadata CSV] [--seed N]``."""
+    p = subparsers.add_parser(
+        "prepare",
+        help="turn a folder of recordings (or a synthetic cohort) into a cohort store",
+        description="Load every night of SOURCE (metadata.csv with psg_file, EDF/BDF files "
+        "with hypnograms next to them, or an NSRR download), resample, scale and write a "
+        "memory-mapped store with a subject-level train/val/test split. Finished nights are "
+        "skipped when run again; a night that fails is listed in STORE/failures.csv. With "
+        "--workers/--scheduler/--slurm the nights are prepared on a Dask cluster.",
+    )
+    p.add_argument("source", help="folder with metadata.csv or EDF/BDF recordings")
+    p.add_argument("--out", required=True, help="store folder (created if needed)")
+    p.add_argument("--metadata", help="metadata CSV to use instead of SOURCE/metadata.csv")
+    p.add_argument("--seed", type=int, default=0, help="seed of the subject split (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="redo nights already prepared")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--layout",
+        choices=("auto", "flat", "nsrr"),
+        default="auto",
+        help="source layout: flat (metadata.csv or EDFs in one folder), nsrr (SHHS/MESA/MrOS/"
+        "CFS/WSC downloads: polysomnography/ + datasets/), auto (default: nsrr when SOURCE "
+        "has polysomnography/ and no metadata.csv)",
+    )
+    from s2v_core.cohort.cluster import add_cluster_options
+
+    add_cluster_options(p)
+    p.set_defaults(func=cmd_prepare)
+    return p
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    """Handler of ``s2v prepare``; prints the split counts and any failed nights."""
+    from s2v_core.cohort.cluster import cluster_from_args
+    from s2v_core.cohort.store import CohortStore, discover_rows, prepare_store
+
+    cluster = cluster_from_args(args)
+    layout = getattr(args, "layout", "auto")
+    if not discover_rows(args.source, args.metadata, layout=layout):
+        raise S2VError(
+            f"{args.source}: no recordings found (expected metadata.csv with a psg_file column, "
+            "EDF/BDF files, or an NSRR download with polysomnography/)"
+        )
+    run = prepare_store(
+        args.source,
+        args.out,
+        metadata_csv=args.metadata,
+        seed=args.seed,
+        progress=not args.quiet,
+        overwrite=args.overwrite,
+        layout=layout,
+        cluster=cluster,
+    )
+    failed = run[run["status"] == "failed"]
+    for _, row in failed.head(10).iterrows():
+        print(f"failed: {row['night']}: {row['error']}")
+    if len(failed) > 10:
+        print(f"... and {len(failed) - 10} more (see {Path(args.out) / 'failures.csv'})")
+    if len(failed) == len(run):
+        raise S2VError(f"{args.source}: no night could be prepared")
+    store = CohortStore(args.out)
+    counts = store.manifest["split"].value_counts()
+    print("store:", ", ".join(f"{counts.get(s, 0)} {s}" for s in ("train", "val", "test")))
+    return 0
+
+
+def add_pretrain_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``pretrain --data STORE --preset P --loss dash|infonce --out DIR [...]``."""
+    p = subparsers.add_parser(
+        "pretrain",
+        help="contrastive pretraining (DASH-InfoNCE) on a cohort store; DDP under torchrun",
+        description="Pretrain a sleep2vec backbone. Writes DIR/best/ and DIR/last/ checkpoints, "
+        "history.csv, steps.csv and retrieval.csv. Defaults come from TrainConfig; with "
+        "--resume they come from the checkpoint and only the flags given change them.",
+    )
+    p.add_argument("--data", required=True, help="cohort store (from s2v prepare)")
+    p.add_argument("--out", help="run folder (default: the --resume folder)")
+    p.add_argument("--preset", choices=PRESET_CHOICES, help="model size (default small)")
+    p.add_argument("--loss", choices=LOSS_CHOICES, help="dash (default) or infonce")
+    p.add_argument("--modalities", help="comma-separated modalities of the model (default all 9)")
+    p.add_argument("--spectral-bands", type=int,
+                   help="add a log band-power branch with this many bands to every tokenizer "
+                        "(default 0: the paper's raw tokenizer; the shipped model uses 48)")
+    p.add_argument("--epochs", type=int, help="epochs (default 10)")
+    p.add_argument("--batch-size", type=int, help="windows per batch and process (default 16)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 3e-4; paper 5e-5)")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    p.add_argument("--seed", type=int, help="seed (default 0)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from DIR/last/")
+    p.add_argument("--batches-per-epoch", type=int, help="steps per epoch (default: one pass)")
+    p.add_argument("--num-workers", type=int, help="DataLoader workers (default 0)")
+    p.add_argument("--window-epochs", type=int, help="tokens per window (default 120 = 1 h)")
+    p.add_argument("--pair-weighting", choices=("balanced", "sqrt", "windows"),
+                   help="how often each modality pair is trained (default windows: in proportion to its windows)")
+    p.add_argument("--val-batches", type=int, help="validation windows per pair / batch size")
+    p.add_argument("--ema-decay", type=float, help="EMA decay (default 0.999)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_pretrain)
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The run's :class:`TrainConfig`: defaults (or the resumed checkpoint's) plus the flags."""
+    from s2v_core.train.config import TrainConfig
+
+    base = TrainConfig()
+    if args.resume:
+        from s2v_core.model.checkpoint import read_checkpoint_config
+        from s2v_core.train.runfiles import resolve_resume
+
+        ckpt, _ = resolve_resume(args.resume)
+        base = TrainConfig.from_dict(read_checkpoint_config(ckpt)["extra"]["train_config"])
+    changes = {
+        field: getattr(args, flag)
+        for flag, field in _FLAG_FIELDS.items()
+        if getattr(args, flag) is not None
+    }
+    if args.modalities:
+        names = [m.strip() for m in args.modalities.split(",") if m.strip()]
+        changes["model_overrides"] = {**base.model_overrides, "modalities": names}
+    if getattr(args, "spectral_bands", None) is not None:
+        overrides = changes.get("model_overrides", base.model_overrides)
+        changes["model_overrides"] = {**overrides, "spectral_bands": args.spectral_bands}
+    return base.replace(**changes)
+
+
+class ProgressBar:
+    """A tqdm bar over all steps of the run, with the running loss (a ``TrainCallback``)."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled, self.bar = enabled, None
+
+    def on_step(self, info: StepInfo) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=info.total_steps, initial=info.step - 1, unit="step")
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{info.loss:.3f}", pair="-".join(info.pair), refresh=False)
+
+    def on_epoch_end(self, info: EpochInfo) -> None:
+        return None
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class EpochPrinter:
+    """One line per epoch: losses, mean validation retrieval vs chance (a ``TrainCallback``)."""
+
+    def on_step(self, info: StepInfo) -> None:
+        return None
+
+    def on_epoch_end(self, info: EpochInfo) -> None:
+        m = info.metrics
+        line = (
+            f"epoch {info.epoch + 1}/{info.epochs}  step {m['step']}  "
+            f"train_loss {m['train_loss']:.4f}  val_loss {_num(m['val_loss'])}  "
+            f"val_retrieval {_num(m['val_retrieval_mean'])} (chance {_num(m['val_chance_mean'])})"
+            f"  {m['windows_per_s']:.1f} windows/s" + ("  *best*" if info.is_best else "")
+        )
+        from tqdm import tqdm
+
+        tqdm.write(line)
+
+
+def _num(value: float) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.4f}"
+
+
+def format_retrieval_table(table) -> str:
+    """The per-pair retrieval table as aligned text, best pair first."""
+    if table is None or not len(table):
+        return "no validation pair had enough windows (is the val split empty?)"
+    lines = [f"{'pair':<16} {'accuracy':>8} {'chance':>8} {'x chance':>8} {'n':>7}"]
+    for _, r in table.sort_values("accuracy", ascending=False).iterrows():
+        ratio = r["accuracy"] / r["chance"] if r["chance"] else math.nan
+        lines.append(
+            f"{r['pair']:<16} {r['accuracy']:>8.3f} {r['chance']:>8.3f} {ratio:>8.1f} {r['n']:>7d}"
+        )
+    return "\n".join(lines)
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    """Handler of ``s2v pretrain``; prints one line per epoch and the final retrieval table."""
+    from s2v_core.train.pretrain import pretrain
+    from s2v_core.train.runfiles import resolve_resume
+
+    cfg = config_from_args(args)
+    if args.out is None and args.resume is None:
+        raise S2VError("pretrain needs --out DIR (or --resume DIR to continue a run)")
+    out = Path(args.out) if args.out else resolve_resume(args.resume)[1]
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    bar = ProgressBar(enabled=is_main and not args.quiet)
+    try:
+        result = pretrain(args.data, out, cfg, callbacks=[bar, EpochPrinter()],
+                          resume_from=args.resume)  # fmt: skip
+    finally:
+        bar.close()
+    if is_main:
+        best = result.best_metrics
+        epoch = int(best["epoch"]) + 1 if best else "?"
+        print(f"best epoch {epoch}: per-pair validation retrieval (EMA weights, top-1)")
+        print(format_retrieval_table(result.retrieval))
+        print(f"checkpoints: {result.paths['best']} and {result.paths['last']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """A parser with just ``prepare`` and ``pretrain`` (for ``python -m s2v_core.cli.train``)."""
+    parser = argparse.ArgumentParser(prog="s2v", description="sleep2vec pretraining")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_prepare_parser(sub)
+    add_pretrain_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m s2v_core.cli.train`` (and of torchrun)."""
+    args = build_parser().parse_args(argv)
+    level = logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (S2VError, OSError, ValueError) as exc:
+        if args.debug:
+            raise
+        print(f"s2v {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

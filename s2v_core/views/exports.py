@@ -1,0 +1,95 @@
+"""Exports other tools open: hypnogram CSV (EDFbrowser), EDF+ annotations, JSON summaries.
+
+Every export round-trips through :func:`s2v_core.io.hypnogram.read_hypnogram` (tested), and none
+contains identifying header fields.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from s2v_core.stages import STAGE_NAMES, UNSCORED
+
+EDF_LABELS = {0: "Sleep stage W", 1: "Sleep stage N1", 2: "Sleep stage N2", 3: "Sleep stage N3",
+              4: "Sleep stage R", UNSCORED: "Sleep stage ?"}
+
+
+def stage_runs(stages: np.ndarray, epoch_seconds: float = 30.0) -> list[tuple[float, float, int]]:
+    """Consecutive identical stages merged into (onset_s, duration_s, stage) runs."""
+    s = np.asarray(stages)
+    if s.size == 0:
+        return []
+    change = np.flatnonzero(np.diff(s)) + 1
+    starts = np.concatenate([[0], change])
+    ends = np.concatenate([change, [s.size]])
+    return [(float(a * epoch_seconds), float((b - a) * epoch_seconds), int(s[a])) for a, b in zip(starts, ends, strict=True)]
+
+
+def hypnogram_csv(stages: np.ndarray, epoch_seconds: float = 30.0) -> str:
+    """CSV with header ``onset,duration,label`` (seconds; labels W N1 N2 N3 REM, ? for unscored)."""
+    lines = ["onset,duration,label"]
+    for onset, dur, st in stage_runs(stages, epoch_seconds):
+        lines.append(f"{onset:g},{dur:g},{STAGE_NAMES[st] if st >= 0 else '?'}")
+    return "\n".join(lines) + "\n"
+
+
+def hypnogram_edf_annotations(stages: np.ndarray, start: datetime | None = None,
+                              epoch_seconds: float = 30.0) -> bytes:
+    """An annotation-only EDF+ file (like Sleep-EDF hypnograms) holding the stage runs."""
+    import pyedflib
+
+    fd, name = tempfile.mkstemp(suffix=".edf")
+    os.close(fd)
+    try:
+        writer = pyedflib.EdfWriter(name, 0, file_type=pyedflib.FILETYPE_EDFPLUS)
+        try:
+            writer.setStartdatetime(start or datetime(2000, 1, 1))
+            for onset, dur, st in stage_runs(stages, epoch_seconds):
+                writer.writeAnnotation(onset, dur, EDF_LABELS[st])
+        finally:
+            writer.close()
+        return Path(name).read_bytes()
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
+def prediction_json(pred, night) -> dict:
+    """A JSON-ready summary of one prediction (no identifying fields)."""
+    return {
+        "night_id": night.meta.night_id,
+        "start_time": night.start_time.isoformat() if night.start_time else None,
+        "epoch_seconds": 30,
+        "model": pred.model_id,
+        "modalities": list(pred.modalities),
+        "global_gates": pred.global_gates,
+        "stages": [int(s) for s in pred.stages],
+        "labels": [STAGE_NAMES[s] for s in pred.stages],
+        "stage_codes": {"W": 0, "N1": 1, "N2": 2, "N3": 3, "REM": 4, "unscored": -1},
+    }
+
+
+def embeddings_parquet(model, night, subset: tuple[str, ...] | None = None) -> bytes:
+    """Per-epoch fused embeddings of one night with its metadata, as Parquet bytes.
+
+    The same columns as ``s2v embed`` writes (night, epoch, onset_s, stage, predicted, subject,
+    site, age, sex, split, modalities, emb_0 .. emb_{H-1}).
+    """
+    import io
+
+    from s2v_core.cli.heads import embed_one, night_info
+
+    m = night.meta
+    epochs, _ = embed_one(model, night, night_info(m.night_id, m.subject, m.site, m.age, m.sex, None), subset)
+    buf = io.BytesIO()
+    epochs.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def figure_html(fig) -> str:
+    """A plotly figure as one self-contained HTML file (plotly.js inlined: opens offline)."""
+    return fig.to_html(include_plotlyjs=True, full_html=True)

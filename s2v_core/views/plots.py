@@ -1,0 +1,149 @@
+"""Plotly figures shared by the app and exports, with one stage palette everywhere.
+
+Conventions (UX.md): hypnogram y order top to bottom W, REM, N1, N2, N3; REM drawn thicker and in
+the warm colour; W light, N1 -> N3 light to dark blue; clock time on the x axis when the recording
+start is known, else hours since the start.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import numpy as np
+import plotly.graph_objects as go
+
+from s2v_core.modalities import MODALITIES
+from s2v_core.stages import N1, N2, N3, REM, STAGE_NAMES, UNSCORED, W
+
+# Colour-blind-safe stage palette: wake light grey-yellow, NREM light -> dark blue, REM vermilion.
+STAGE_COLORS: dict[str, str] = {
+    "W": "#E8D88E",
+    "N1": "#9ECAE1",
+    "N2": "#4292C6",
+    "N3": "#08306B",
+    "REM": "#D55E00",
+    "?": "#BDBDBD",
+}
+# Okabe-Ito derived palette for modalities (distinguishable with common colour-vision deficiencies).
+MODALITY_COLORS: dict[str, str] = dict(
+    zip(
+        MODALITIES,
+        ("#0072B2", "#56B4E9", "#009E73", "#CC79A7", "#E69F00", "#F0E442", "#D55E00", "#999999", "#000000"),
+        strict=True,
+    )
+)
+# Plot level of each stage: W on top, then REM, N1, N2, N3.
+_LEVEL = {W: 4, REM: 3, N1: 2, N2: 1, N3: 0}
+_LEVEL_TICKS = ([4, 3, 2, 1, 0], ["W", "REM", "N1", "N2", "N3"])
+
+
+def time_axis(n_epochs: int, start: datetime | None, epoch_seconds: float = 30.0) -> tuple[list, str]:
+    """Epoch start times: clock datetimes when ``start`` is known, else hours since the start."""
+    if start is not None:
+        return [start + timedelta(seconds=i * epoch_seconds) for i in range(n_epochs)], "clock time"
+    return list(np.arange(n_epochs) * epoch_seconds / 3600.0), "hours since start"
+
+
+def _steps(stages: np.ndarray) -> np.ndarray:
+    y = np.array([_LEVEL.get(int(s), np.nan) for s in stages], dtype=float)
+    return y
+
+
+def hypnogram_figure(
+    tracks: dict[str, np.ndarray],
+    *,
+    start: datetime | None = None,
+    epoch_seconds: float = 30.0,
+    highlight: int | None = None,
+    height: int = 320,
+) -> go.Figure:
+    """Stacked hypnograms (e.g. ``{"expert": ref, "predicted": pred}``) on one time axis.
+
+    Unscored epochs leave gaps. REM segments are overdrawn thicker in the REM colour. A
+    disagreement strip is added under the tracks when exactly two are given.
+    """
+    names = list(tracks)
+    n = max(len(v) for v in tracks.values())
+    x, xlabel = time_axis(n, start, epoch_seconds)
+    fig = go.Figure()
+    offset = 0.0
+    gap = 6.0
+    for k, name in enumerate(names):
+        st = np.asarray(tracks[name])
+        y = _steps(st) + offset
+        colour = "#333333" if k == 0 else "#0072B2"
+        fig.add_trace(go.Scatter(x=x[: len(st)], y=y, mode="lines", line={"shape": "hv", "width": 1.4, "color": colour},
+                                 name=name, customdata=[STAGE_NAMES[s] if s >= 0 else "?" for s in st],
+                                 hovertemplate=f"{name}: %{{customdata}}<extra></extra>"))
+        rem = np.where(st == REM, y, np.nan)
+        fig.add_trace(go.Scatter(x=x[: len(st)], y=rem, mode="lines", showlegend=False, hoverinfo="skip",
+                                 line={"shape": "hv", "width": 5, "color": STAGE_COLORS["REM"]}))
+        fig.add_annotation(x=0, xref="paper", y=offset + 4.6, text=f"<b>{name}</b>", showarrow=False, xanchor="left")
+        offset -= gap
+    if len(names) == 2:
+        a, b = (np.asarray(tracks[k]) for k in names)
+        m = min(len(a), len(b))
+        differ = (a[:m] != b[:m]) & (a[:m] != UNSCORED) & (b[:m] != UNSCORED)
+        yd = np.where(differ, offset + 4.2, np.nan)
+        fig.add_trace(go.Scatter(x=x[:m], y=yd, mode="markers", marker={"symbol": "line-ns-open", "size": 9,
+                                 "color": "#CC79A7"}, name="disagreement", hoverinfo="skip"))
+        offset -= 1.5
+    ticks_y, ticks_t = [], []
+    for k in range(len(names)):
+        ticks_y += [v - gap * k for v in _LEVEL_TICKS[0]]
+        ticks_t += _LEVEL_TICKS[1]
+    fig.update_yaxes(tickvals=ticks_y, ticktext=ticks_t, range=[offset + 3, 5.2], fixedrange=True, showgrid=False)
+    fig.update_xaxes(title=xlabel)
+    if highlight is not None and 0 <= highlight < n:
+        fig.add_vline(x=x[highlight], line={"color": "#CC79A7", "width": 2, "dash": "dot"})
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 10, "b": 40}, hovermode="x unified",
+                      legend={"orientation": "h", "y": 1.08}, showlegend=len(names) > 1)
+    return fig
+
+
+def hypnodensity_figure(probabilities: np.ndarray, *, start: datetime | None = None,
+                        epoch_seconds: float = 30.0, height: int = 220) -> go.Figure:
+    """Stacked stage probabilities per epoch (W on top, N3 at the bottom)."""
+    p = np.asarray(probabilities, dtype=float)
+    x, xlabel = time_axis(len(p), start, epoch_seconds)
+    fig = go.Figure()
+    for code in (N3, N2, N1, REM, W):
+        name = STAGE_NAMES[code]
+        fig.add_trace(go.Scatter(x=x, y=p[:, code], stackgroup="p", mode="lines", name=name,
+                                 line={"width": 0, "shape": "hv"}, fillcolor=STAGE_COLORS[name],
+                                 hovertemplate=f"{name} %{{y:.2f}}<extra></extra>"))
+    fig.update_yaxes(range=[0, 1], title="probability", fixedrange=True)
+    fig.update_xaxes(title=xlabel)
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 10, "b": 40}, legend={"orientation": "h", "y": 1.15})
+    return fig
+
+
+def confusion_figure(confusion: np.ndarray, class_names: tuple[str, ...], *, normalise: bool = True) -> go.Figure:
+    """Confusion matrix, rows = expert, columns = predicted; cells show row % and counts."""
+    cm = np.asarray(confusion, dtype=float)
+    rows = cm.sum(axis=1, keepdims=True)
+    pct = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0) * 100
+    z = pct if normalise else cm
+    text = [[f"{pct[i, j]:.0f}%<br>{int(cm[i, j])}" for j in range(cm.shape[1])] for i in range(cm.shape[0])]
+    fig = go.Figure(go.Heatmap(z=z, x=list(class_names), y=list(class_names), text=text, texttemplate="%{text}",
+                               colorscale="Blues", showscale=False, hoverinfo="skip"))
+    fig.update_yaxes(autorange="reversed", title="expert")
+    fig.update_xaxes(title="predicted", side="top")
+    fig.update_layout(height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
+def gates_area_figure(epoch_gates: np.ndarray, modalities: tuple[str, ...], *, start: datetime | None = None,
+                      epoch_seconds: float = 30.0, height: int = 220) -> go.Figure:
+    """Per-epoch gate weights as a stacked area (sums to 1 per epoch)."""
+    g = np.asarray(epoch_gates, dtype=float)
+    x, xlabel = time_axis(len(g), start, epoch_seconds)
+    fig = go.Figure()
+    for j, m in enumerate(modalities):
+        fig.add_trace(go.Scatter(x=x, y=g[:, j], stackgroup="g", mode="lines", name=m,
+                                 line={"width": 0}, fillcolor=MODALITY_COLORS.get(m, "#777777"),
+                                 hovertemplate=f"{m} %{{y:.2f}}<extra></extra>"))
+    fig.update_yaxes(range=[0, 1], title="gate weight", fixedrange=True)
+    fig.update_xaxes(title=xlabel)
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 10, "b": 40}, legend={"orientation": "h", "y": 1.15})
+    return fig
