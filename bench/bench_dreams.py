@@ -5,7 +5,7 @@
 
 Data: the DREAMS Sleep Spindles excerpts (30 min each; not in this repository, skipped when
 absent). ``excerptN.txt`` holds one EEG channel (1: C3-A1 100 Hz, 2 and 4: CZ-A1 200 Hz,
-3: C3-A1 50 Hz), read with :func:`s2v_core.io.dreams.load_dreams_night`; the sampling rate
+3: C3-A1 50 Hz), read with :func:`s2v_core.recording.dreams.load_dreams_night`; the sampling rate
 comes from the hypnogram's span. ``excerpt3.edf`` is the full 50-Hz PSG of excerpt 3.
 
 Reference: ``Hypnogram_excerptN.txt``, one code per 5 s (5 W, 4 REM, 3 S1, 2 S2, 1 S3, 0 S4,
@@ -106,7 +106,8 @@ def main() -> int:
 
     from s2v_core.evaluation.robustness import modality_importance, subset_metrics
     from s2v_core.inference.predict import load_classifier, predict_night
-    from s2v_core.io.dreams import load_dreams_night, read_dreams_signal
+    from s2v_core.io.dreams import read_dreams_signal
+    from s2v_core.recording.dreams import load_dreams_night
     from s2v_core.recording.loading import load_night
 
     torch.set_num_threads(args.threads)

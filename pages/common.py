@@ -16,7 +16,7 @@ import numpy as np
 import streamlit as st
 
 from s2v_core.errors import S2VError
-from s2v_core.io.edf import check_header
+from s2v_core.io.edf_header import check_header
 from s2v_core.modalities import MODALITIES
 from s2v_core.night import Night
 from s2v_core.recording.loading import load_night, with_hypnogram

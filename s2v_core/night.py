@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from s2v_core.modalities import EPOCH_SECONDS, MODALITIES, SFREQ, UNITS, samples_per_epoch
+from s2v_core.signals import robust_scale
 from s2v_core.stages import STAGE_NAMES, UNSCORED
 
 FORMAT_VERSION = 1
@@ -119,7 +120,6 @@ class Night:
 
     def scaling_stats(self) -> dict[str, tuple[float, float]]:
         """Per-modality ``(median, IQR)`` over valid samples: the robust per-night scaling."""
-        from s2v_core.signals import robust_scale
 
         stats = {}
         for m, x in self.signals.items():

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from s2v_core.errors import ChannelMappingError, HypnogramError, InputFileError
-from s2v_core.io.dreams import infer_sfreq, load_dreams_night, read_dreams_signal
+from s2v_core.io.dreams import infer_sfreq, read_dreams_signal
+from s2v_core.recording.dreams import load_dreams_night
 from s2v_core.recording.loading import load_night
 from tests.conftest import shared_path
 

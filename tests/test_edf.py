@@ -9,7 +9,8 @@ import pyedflib
 import pytest
 
 from s2v_core.errors import InputFileError
-from s2v_core.io.edf import check_header, open_recording
+from s2v_core.io.edf import open_recording
+from s2v_core.io.edf_header import check_header
 from tests.conftest import shared_path
 from tests.edf_factory import psg_channels, write_edf
 

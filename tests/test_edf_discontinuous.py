@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s2v_core.errors import InputFileError
-from s2v_core.io.edf import check_header, open_recording
+from s2v_core.io.edf import open_recording
+from s2v_core.io.edf_header import check_header
 from s2v_core.recording.loading import load_night
 from tests.conftest import shared_path
 from tests.edf_bytes import Signal, contiguous_onsets, write_edf_bytes

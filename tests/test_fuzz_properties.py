@@ -23,7 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s2v_core.errors import HypnogramError, InputFileError
-from s2v_core.io.edf import check_header, open_recording
+from s2v_core.io.edf import open_recording
+from s2v_core.io.edf_header import check_header
 from s2v_core.io.hypnogram import detect_format, read_hypnogram
 from s2v_core.io.metadata import read_metadata_csv
 from tests.fuzz_corpus.make_seeds import HEADER_FIELDS, set_field, signal_field_span, write_seeds

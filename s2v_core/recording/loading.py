@@ -11,17 +11,20 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from s2v_core import signals as sig
 from s2v_core.errors import ChannelMappingError, InputFileError
+from s2v_core.io import hypnogram as hyp_io
 from s2v_core.io.edf import EdfRecording, open_recording
+from s2v_core.io.wfdb_beats import beats_to_ibi, read_wfdb_beats
 from s2v_core.modalities import MODALITIES, SFREQ
 from s2v_core.night import Night, NightMeta, Provenance, n_epochs_for
 from s2v_core.recording.channels import ChannelMapping, map_channels
-from s2v_core.stages import UNSCORED
+from s2v_core.stages import UNSCORED, label_to_stage
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +187,6 @@ def with_hypnogram(
         The file cannot be read, or its length differs from the signal's beyond the tolerance
         (unless ``allow_mismatch``).
     """
-    from s2v_core.io import hypnogram as hyp_io
 
     hyp = hyp_io.read_hypnogram(hypnogram, hypnogram_format, recording_start=night.start_time)
     hyp = hyp.aligned(night.n_epochs, allow_mismatch=allow_mismatch)
@@ -265,7 +267,6 @@ def _read_mapped(
     # and scipy release the GIL); results are applied in modality order, so nothing depends on timing.
     if READ_THREADS > 1 and len(jobs) > 1 and rec.reader != "mne":  # MNE's raw object is not known to be thread-safe;
         # the native and pyedflib readers are (memory-mapped records; pyedflib reads under a lock)
-        from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="s2v-read") as pool:
             results = list(pool.map(lambda job: read_one(*job), jobs))
@@ -324,7 +325,6 @@ def _stages_for(
     warnings: list[str],
     fmt: str,
 ) -> tuple[np.ndarray, str]:
-    from s2v_core.io import hypnogram as hyp_io
 
     if hypnogram is not None:
         hyp = hyp_io.read_hypnogram(hypnogram, fmt, recording_start=rec.header.start_time)
@@ -352,7 +352,6 @@ def _stages_for(
 
 
 def _is_stage_label(text: str) -> bool:
-    from s2v_core.stages import label_to_stage
 
     try:
         return label_to_stage(text) >= 0
@@ -365,8 +364,6 @@ def load_wfdb_night(path: str | Path, *, meta: NightMeta | None = None) -> Night
 
     Age and sex come from the ``.hea`` header comment when present.
     """
-    from s2v_core.io import hypnogram as hyp_io
-    from s2v_core.io.wfdb_beats import beats_to_ibi, read_wfdb_beats
 
     p = Path(path)
     base = p.with_suffix("") if p.suffix.lower() in (".ecg", ".hea", ".st") else p

@@ -95,7 +95,7 @@ def read_everything(path: Path) -> int:
 
 def run_edf(data: bytes, scratch: Path) -> None:
     """``check_header``, then ``open_recording`` and read every channel and the annotations."""
-    from s2v_core.io.edf import check_header
+    from s2v_core.io.edf_header import check_header
 
     path = scratch / ("fuzz.bdf" if data[:1] == b"\xff" else "fuzz.edf")
     path.write_bytes(data)

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from s2v_core.errors import HypnogramError
+from s2v_core.errors import HypnogramError, InputFileError
+from s2v_core.io.edf import open_recording
 from s2v_core.io.hypnogram.core import (
     NO_START,
     Hypnogram,
@@ -159,8 +160,6 @@ def _mne_annotation_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 def _recording_annotation_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """EDF+ annotations through :func:`s2v_core.io.edf.open_recording` (EDF+D with signals)."""
-    from s2v_core.errors import InputFileError
-    from s2v_core.io.edf import open_recording
 
     try:
         with open_recording(path) as rec:
