@@ -73,7 +73,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def _identifying_fields(path: str) -> dict[str, str]:
     """The EDF header's patient and recording identification fields (only on request)."""
     from s2v_core.io.edf import open_recording
-from s2v_core.io.edf_header import check_header
+    from s2v_core.io.edf_header import check_header
 
     try:
         check_header(path)
