@@ -17,7 +17,7 @@ def main() -> None:
         st.Page("pages/model.py", title="Model", icon=":material/memory:"),
     ]
     page = st.navigation(pages)
-    from pages.common import warm_up_model  # after st.navigation: see pages/common.py
+    from app_state import warm_up_model  # after st.navigation: see app_state.py
 
     warm_up_model()
     page.run()

@@ -147,7 +147,7 @@ def main() -> int:
         return 2
     from screenshots import make_driver
 
-    from s2v_core.shipped import full_sample_night
+    from s2v_core.synth.cohort import full_sample_night
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     work = Path(tempfile.mkdtemp(prefix="s2v-bench-app-"))

@@ -18,7 +18,7 @@ import torch
 
 from s2v_core.inference.predict import load_classifier, predict_night
 from s2v_core.recording.loading import load_night
-from s2v_core.shipped import full_sample_night
+from s2v_core.synth.cohort import full_sample_night
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "sleep2vec-small" / "classifier"
 

@@ -48,7 +48,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hours", type=float, default=24.0)
     args = ap.parse_args()
-    from s2v_core.shipped import full_sample_night
+    from s2v_core.synth.cohort import full_sample_night
 
     t = time.perf_counter()
     psg, _ = full_sample_night(hours=args.hours)

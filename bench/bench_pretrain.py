@@ -21,8 +21,8 @@ import time
 import torch
 
 from s2v_core.model import Sleep2Vec, count_parameters, get_preset
+from s2v_core.model.device import resolve_device
 from s2v_core.train.config import TrainConfig
-from s2v_core.train.distributed import resolve_device
 from s2v_core.train.pretrain import PairEncoder, make_loss_fn, make_optimizer, train_step
 
 PAIRS = (("eeg", "eog"), ("ibi", "spo2"))

@@ -30,9 +30,10 @@ import distributed
 import pandas as pd
 import torch
 
-from s2v_core.cli.heads import embedding_frames
-from s2v_core.cohort.cluster import ClusterSpec, embed_store
-from s2v_core.cohort.store import prepare_store
+from s2v_core.cohort.cluster import ClusterSpec
+from s2v_core.cohort.embed import embed_sources, embed_store
+from s2v_core.cohort.prepare import prepare_store
+from s2v_core.cohort.sources import store_sources
 from s2v_core.inference.predict import load_classifier
 from s2v_core.synth.cohort import generate_cohort
 
@@ -48,6 +49,7 @@ def timed(fn, *args, **kwargs):
 def _warm_up() -> None:
     """Import what the tasks import, on a worker."""
     import s2v_core.cli.heads
+
     import s2v_core.cohort.store  # noqa: F401
 
 
@@ -75,10 +77,7 @@ def main() -> None:
 
         def serial_embed():
             model = load_classifier(args.model)[0]
-            ns = argparse.Namespace(source=str(work / "serial"), split=None, modalities=None,
-                                    device="cpu", map=None, hypnogram=None,
-                                    allow_mismatch=False)  # fmt: skip
-            return embedding_frames(ns, model)
+            return embed_sources(store_sources(work / "serial"), model)
 
         (ep_s, ni_s), t_es = timed(serial_embed)
         cold, t_ec = timed(embed_store, work / "serial", work / "cold.parquet",

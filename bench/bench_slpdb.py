@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from s2v_core.cohort.store import prepare_store
+from s2v_core.cohort.prepare import prepare_store
 from s2v_core.evaluation import bootstrap_ci, staging_metrics
 from s2v_core.inference.predict import load_classifier, predict_night
 from s2v_core.night import Night

@@ -206,7 +206,7 @@ def main() -> None:
 
     from s2v_core.evaluation import staging_metrics
     from s2v_core.io.hypnogram import read_hypnogram
-    from s2v_core.shipped import full_sample_night
+    from s2v_core.synth.cohort import full_sample_night
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="s2v-bench-yasa-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -9,9 +9,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages import common as C
+import app_state as C
+import s2v_core.experiments as ex
 from s2v_core.errors import S2VError
-from s2v_core.experiments import core as ex
+from s2v_core.inference import embed as inference_embed
+from s2v_core.shipped import embeddings_dir, experiments_dir
 from s2v_core.stages import STAGE_NAMES
 from s2v_core.views import embedding_map as em
 from s2v_core.views.plots import STAGE_COLORS
@@ -27,7 +29,7 @@ SPLIT_COLORS = {"train": "#999999", "val": "#E69F00", "test": "#009E73"}
 
 # --- cached data ------------------------------------------------------------------------------
 def _stamp(level: str) -> str:
-    path = em.SHIPPED_DIR / f"{level}.parquet"
+    path = embeddings_dir() / f"{level}.parquet"
     return str(path.stat().st_mtime_ns) if path.exists() else ""
 
 
@@ -42,12 +44,12 @@ def _overlay_model(model: str, path: str, _stamp: str):
         from s2v_core.inference.predict import load_classifier
 
         return load_classifier(path)[0]
-    return em.load_backbone(path)
+    return inference_embed.load_backbone(path)
 
 
 @st.cache_data(show_spinner="Embedding the loaded night...", max_entries=16)
 def _night_embeddings(night_key: str, model: str, subset: tuple[str, ...], _night, _model_obj):
-    emb, cov, _ = em.epoch_embeddings(_model_obj, _night, subset)
+    emb, cov, _ = inference_embed.epoch_embeddings(_model_obj, _night, subset)
     return emb, cov
 
 
@@ -160,7 +162,7 @@ def _overlay_for(model: str, doc: dict, level: str, loaded, subset) -> tuple[np.
     emb, cov = _night_embeddings(loaded.key, model, tuple(subset), loaded.night, obj)
     night = loaded.night
     if level == "nights":
-        return em.night_vector(emb, cov)[None, :], [f"loaded night ({', '.join(subset)})"], np.array([-1])
+        return inference_embed.pool_epochs(emb, cov)[None, :], [f"loaded night ({', '.join(subset)})"], np.array([-1])
     ok = np.flatnonzero((cov > 0) & np.isfinite(emb).all(axis=1))
     if len(ok) > MAX_OVERLAY_EPOCHS:
         ok = ok[np.linspace(0, len(ok) - 1, MAX_OVERLAY_EPOCHS).round().astype(int)]
@@ -272,7 +274,6 @@ def render() -> None:
     _experiments()
 
 
-EXPERIMENTS_DIR = em.SHIPPED_DIR.parent / "experiments"
 EXPERIMENT_TEXT = {
     "losses": "DASH vs InfoNCE",
     "sweep": "DASH sensitivity",
@@ -290,7 +291,7 @@ EXPERIMENT_HELP = {
 @st.cache_data(show_spinner=False)
 def _load_experiment(kind: str) -> dict | None:
     try:
-        return ex.load_experiment(EXPERIMENTS_DIR / kind)
+        return ex.load_experiment(experiments_dir() / kind)
     except S2VError:
         return None
 

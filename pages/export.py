@@ -7,7 +7,7 @@ import json
 
 import streamlit as st
 
-from pages import common as C
+import app_state as C
 from s2v_core.evaluation import staging_metrics
 from s2v_core.views.exports import (
     figure_html,

@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages import common as C
+import app_state as C
 from s2v_core.stages import STAGE_NAMES
 from s2v_core.views.plots import MODALITY_COLORS, gates_area_figure, hypnogram_figure
 

@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages import common as C
+import app_state as C
 from s2v_core.errors import S2VError
 from s2v_core.evaluation import STAT_DEFINITIONS, compare_sleep_statistics, staging_metrics
 from s2v_core.modalities import EPOCH_SECONDS

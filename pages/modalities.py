@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages import common as C
+import app_state as C
 from s2v_core.errors import S2VError
 from s2v_core.evaluation import all_subsets, modality_importance, staging_metrics, subset_metrics
 from s2v_core.modalities import EPOCH_SECONDS, NAMED_SUBSETS

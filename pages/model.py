@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages import common as C
+import app_state as C
 from s2v_core.errors import S2VError
 
 

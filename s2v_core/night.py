@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from s2v_core.modalities import EPOCH_SECONDS, MODALITIES, SFREQ, UNITS, samples_per_epoch
-from s2v_core.signals import robust_scale
+from s2v_core.signals.resampling import robust_scale
 from s2v_core.stages import STAGE_NAMES, UNSCORED
 
 FORMAT_VERSION = 1

@@ -1,19 +1,77 @@
-"""Sample nights: a short one shipped in ``sample_data/``, a full night generated on first use.
+"""What ships with the project: the sample nights, the shipped model's folders, the version.
 
-Generated nights are deterministic (fixed seed) and cached under ``$S2V_CACHE`` or
-``~/.cache/sleep2vec-studio``, so only the first use pays for the generation (a few seconds).
+The short sample night is committed in ``sample_data/``; the full 8-h sample night is generated
+on first use by :func:`s2v_core.synth.cohort.full_sample_night` and cached in :func:`cache_dir`.
+The shipped model lives in ``models/sleep2vec-small/`` (classifier, cohort embeddings, experiment
+results, model card). Standard library only: the command line imports this module at start-up.
 """
 
 from __future__ import annotations
 
+import csv
 import os
-import shutil
+from importlib import metadata
 from pathlib import Path
 
-import pandas as pd
+from s2v_core.errors import S2VError
 
-SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
+__all__ = [
+    "FULL_NIGHT_SEED",
+    "MODEL_DIR",
+    "REPO_ROOT",
+    "SAMPLE_DIR",
+    "cache_dir",
+    "default_model_dir",
+    "embeddings_dir",
+    "experiments_dir",
+    "package_version",
+    "sample_paths",
+    "shipped_night",
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_DIR = REPO_ROOT / "sample_data"
+MODEL_DIR = REPO_ROOT / "models" / "sleep2vec-small"
+"""The shipped model: ``classifier/``, ``embeddings/``, ``experiments/``, ``MODEL_CARD.md``."""
+CLASSIFIER_DIRS: tuple[Path, ...] = (MODEL_DIR / "classifier", SAMPLE_DIR / "model")
+"""Where the shipped staging classifier is looked for, first found wins."""
 FULL_NIGHT_SEED = 20260214
+
+
+def package_version() -> str:
+    """The installed version of sleep2vec studio (``0+unknown`` when run from an uninstalled tree)."""
+    try:
+        return metadata.version("sleep2vec-studio")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def default_model_dir() -> Path:
+    """The shipped classifier folder.
+
+    Raises
+    ------
+    S2VError
+        None of :data:`CLASSIFIER_DIRS` holds a checkpoint.
+    """
+    for d in CLASSIFIER_DIRS:
+        if (d / "config.json").is_file():
+            return d
+    tried = " or ".join(str(d) for d in CLASSIFIER_DIRS)
+    raise S2VError(
+        f"no shipped model found ({tried}): pass --model DIR (a classifier folder written by "
+        "s2v finetune, e.g. RUN/best) or build it with scripts/train_shipped_model.sh"
+    )
+
+
+def embeddings_dir() -> Path:
+    """The shipped cohort embeddings (``scripts/export_cohort_embeddings.py`` writes them)."""
+    return MODEL_DIR / "embeddings"
+
+
+def experiments_dir() -> Path:
+    """The shipped ``s2v experiment`` results."""
+    return MODEL_DIR / "experiments"
 
 
 def cache_dir() -> Path:
@@ -21,29 +79,14 @@ def cache_dir() -> Path:
     return Path(os.environ.get("S2V_CACHE") or Path.home() / ".cache" / "sleep2vec-studio")
 
 
-def _paths(folder: Path, row: pd.Series) -> tuple[Path, Path | None]:
-    hyp = row.get("hypnogram_file")
-    return folder / row["psg_file"], (folder / hyp) if isinstance(hyp, str) and hyp else None
+def sample_paths(folder: Path) -> tuple[Path, Path | None]:
+    """The recording and hypnogram of the first night listed in ``folder/metadata.csv``."""
+    with open(folder / "metadata.csv", newline="") as fh:
+        row = next(csv.DictReader(fh))
+    hyp = (row.get("hypnogram_file") or "").strip()
+    return folder / row["psg_file"], (folder / hyp) if hyp else None
 
 
 def shipped_night() -> tuple[Path, Path | None]:
     """The 1-h synthetic PSG excerpt committed in ``sample_data/`` (EDF+ and its hypnogram)."""
-    meta = pd.read_csv(SAMPLE_DIR / "metadata.csv")
-    return _paths(SAMPLE_DIR, meta.iloc[0])
-
-
-def full_sample_night(hours: float = 8.0, site: str = "us_hospital") -> tuple[Path, Path | None]:
-    """An 8-h, nine-modality synthetic hospital PSG night, generated once and cached."""
-    from s2v_core.synth.cohort import generate_cohort
-
-    out = cache_dir() / f"sample-{site}-{hours:g}h-s{FULL_NIGHT_SEED}"
-    meta = out / "metadata.csv"
-    if not meta.exists():
-        tmp = out.with_name(out.name + f".partial-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        generate_cohort(1, tmp, seed=FULL_NIGHT_SEED, hours=hours, sites=[site])
-        try:
-            tmp.rename(out)
-        except OSError:  # another process finished first
-            shutil.rmtree(tmp, ignore_errors=True)
-    return _paths(out, pd.read_csv(meta).iloc[0])
+    return sample_paths(SAMPLE_DIR)

@@ -37,7 +37,9 @@ import pandas as pd
 import torch
 
 from s2v_core.cohort.store import CohortStore
-from s2v_core.experiments.core import common_modalities
+from s2v_core.evaluation import shortcut
+from s2v_core.experiments import common_modalities
+from s2v_core.inference import embed as inference_embed
 from s2v_core.inference.predict import load_classifier, model_id
 from s2v_core.views import embedding_map as em
 
@@ -89,22 +91,22 @@ def embed_cohort(store: CohortStore, models: dict, common: tuple[str, ...], per_
     for i, night_id in enumerate(store.nights()):
         e = store.entry(night_id)
         night = store.night(night_id)
-        per_model = {k: em.epoch_embeddings(m, night) for k, m in models.items()}
+        per_model = {k: inference_embed.epoch_embeddings(m, night) for k, m in models.items()}
         eligible = np.ones(night.n_epochs, dtype=bool)
         for emb, cov, _ in per_model.values():
             eligible &= (cov > 0) & np.isfinite(emb).all(axis=1)
-        picked = em.sample_epochs(night.stages, eligible, per_night, seed=seed + i)
+        picked = inference_embed.sample_epochs(night.stages, eligible, per_night, seed=seed + i)
         meta = {"night": night_id, "subject": e.subject, "site": e.site,
                 "age": np.nan if e.age is None else float(e.age), "sex": e.sex, "split": e.split}  # fmt: skip
         for key, (emb, cov, used) in per_model.items():
             night_rows.append({"model": key, **meta, "n_epochs": night.n_epochs,
-                               "modalities": ",".join(used), "vector": em.night_vector(emb, cov)})  # fmt: skip
+                               "modalities": ",".join(used), "vector": inference_embed.pool_epochs(emb, cov)})  # fmt: skip
             for j in picked:
                 epoch_rows.append({"model": key, **meta, "epoch": int(j),
                                    "stage": int(night.stages[j]), "modalities": ",".join(used),
                                    "vector": emb[j]})  # fmt: skip
-            c_emb, c_cov, _ = em.epoch_embeddings(models[key], night, common)
-            common_emb[key]["nights"].append(em.night_vector(c_emb, c_cov))
+            c_emb, c_cov, _ = inference_embed.epoch_embeddings(models[key], night, common)
+            common_emb[key]["nights"].append(inference_embed.pool_epochs(c_emb, c_cov))
             ok = picked[(c_cov[picked] > 0) & np.isfinite(c_emb[picked]).all(axis=1)]
             common_emb[key]["epochs"].append((ok, c_emb[ok]))
         log.info("%d/%d %s: %d epochs sampled", i + 1, len(store), night_id, len(picked))
@@ -136,9 +138,9 @@ def _scores(nights: pd.DataFrame, epochs: pd.DataFrame, common_emb: dict, seeds)
         n = nights[nights["model"] == key]
         ep = epochs[epochs["model"] == key]
         res = {
-            "nights": em.site_score(np.stack(n["vector"]), n["site"], groups=n["subject"],
+            "nights": shortcut.site_score(np.stack(n["vector"]), n["site"], groups=n["subject"],
                                     seeds=seeds),
-            "epochs": em.site_score(np.stack(ep["vector"]), ep["site"], groups=ep["subject"],
+            "epochs": shortcut.site_score(np.stack(ep["vector"]), ep["site"], groups=ep["subject"],
                                     seeds=seeds),
         }  # fmt: skip
         c_n = np.stack(common_emb[key]["nights"])
@@ -148,8 +150,8 @@ def _scores(nights: pd.DataFrame, epochs: pd.DataFrame, common_emb: dict, seeds)
         meta = n.set_index("night")
         sites = np.concatenate([[meta.loc[night, "site"]] * len(ok) for night, ok in c_idx])
         subjects = np.concatenate([[meta.loc[night, "subject"]] * len(ok) for night, ok in c_idx])
-        res["common_nights"] = em.site_score(c_n, n["site"], groups=n["subject"], seeds=seeds)
-        res["common_epochs"] = em.site_score(c_ep, sites, groups=subjects, seeds=seeds)
+        res["common_nights"] = shortcut.site_score(c_n, n["site"], groups=n["subject"], seeds=seeds)
+        res["common_epochs"] = shortcut.site_score(c_ep, sites, groups=subjects, seeds=seeds)
         out[key] = res
     return out
 
@@ -175,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         "infonce": Path(args.infonce or work / "pretrain_infonce" / "best"),
         "classifier": Path(args.classifier),
     }
-    models = {k: em.load_backbone(folders[k]) for k in ("dash", "infonce")}
+    models = {k: inference_embed.load_backbone(folders[k]) for k in ("dash", "infonce")}
     models["classifier"] = load_classifier(folders["classifier"])[0]
     common = common_modalities(store)
     if not common:
@@ -208,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         "not training runs",
         "scores": scores,
         "dash_minus_infonce": {
-            level: em.paired_difference(scores["dash"][level], scores["infonce"][level])
+            level: shortcut.paired_difference(scores["dash"][level], scores["infonce"][level])
             for level in scores["dash"]
         },
         "levels": {

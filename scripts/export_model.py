@@ -119,7 +119,7 @@ def _scaling_verdict(summ: pd.DataFrame) -> str:
 def experiments_section(folder: Path) -> list[str]:
     """Card lines summarising the shipped `s2v experiment` results in ``folder`` (none: no lines)."""
     from s2v_core.errors import S2VError
-    from s2v_core.experiments.core import load_experiment
+    from s2v_core.experiments import load_experiment
 
     found = {}
     for kind in ("losses", "sweep", "scaling"):

@@ -40,7 +40,7 @@ def torch_one_thread():
 def synthetic_store(root: Path, n_nights: int, *, seed: int = 0, hours: float = 0.5,
                     split_seed: int = 0) -> tuple[Path, Path]:
     """A synthetic cohort as EDF files under ``root/cohort`` and the same nights as a store."""
-    from s2v_core.cohort.store import prepare_store
+    from s2v_core.cohort.prepare import prepare_store
     from s2v_core.synth.cohort import generate_cohort
 
     generate_cohort(n_nights, root / "cohort", seed=seed, hours=hours)

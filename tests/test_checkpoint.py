@@ -8,7 +8,6 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from s2v_core import __version__
 from s2v_core.errors import S2VError
 from s2v_core.modalities import samples_per_epoch
 from s2v_core.model import HeadConfig, Sleep2Vec, Sleep2VecClassifier, get_preset
@@ -24,6 +23,7 @@ from s2v_core.model.checkpoint import (
     save_checkpoint,
     unflatten_state,
 )
+from s2v_core.shipped import package_version
 
 TINY = get_preset("tiny", modalities=("eeg", "ibi", "spo2"))
 
@@ -98,7 +98,7 @@ def test_pickled_files_are_refused_without_reading_them(tmp_path, monkeypatch, n
 def test_checkpoints_record_the_software_that_wrote_them(tmp_path):
     save_checkpoint(tmp_path, Sleep2Vec(TINY, seed=0), TINY)
     meta = json.loads((tmp_path / CONFIG_FILE).read_text())
-    assert meta["written_by"] == WRITER == f"sleep2vec-studio {__version__}"
+    assert meta["written_by"] == WRITER == f"sleep2vec-studio {package_version()}"
     del meta["written_by"]  # optional: checkpoints written before it was recorded still load
     (tmp_path / CONFIG_FILE).write_text(json.dumps(meta))
     load_checkpoint(tmp_path)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from s2v_core.cohort.store import prepare_store
+from s2v_core.cohort.prepare import prepare_store
 from s2v_core.model import Sleep2Vec, get_preset
 from s2v_core.model.checkpoint import load_checkpoint
 from s2v_core.synth.cohort import generate_cohort
@@ -46,7 +46,7 @@ def test_two_gloo_ranks_end_identical(store, tmp_path):
     }
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-        "-m", "s2v_core.cli.train", "pretrain", "--data", str(store), "--out", str(out),
+        "-m", "s2v_core.cli", "pretrain", "--data", str(store), "--out", str(out),
         "--preset", "tiny", "--epochs", "1", "--batches-per-epoch", "3", "--batch-size", "3",
         "--window-epochs", "20", "--val-batches", "1", "--lr", "1e-3", "--device", "cpu",
         "--quiet",

@@ -10,11 +10,13 @@ import pandas as pd
 import pytest
 
 from s2v_core.errors import S2VError
+from s2v_core.evaluation import shortcut
+from s2v_core.inference import embed as inference_embed
 from s2v_core.inference.predict import load_classifier, model_id, predict_night
 from s2v_core.model import HeadConfig, Sleep2Vec, Sleep2VecClassifier, get_preset
 from s2v_core.model.checkpoint import save_checkpoint
 from s2v_core.recording.loading import load_night
-from s2v_core.shipped import shipped_night
+from s2v_core.shipped import embeddings_dir, shipped_night
 from s2v_core.views import embedding_map as em
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,13 +42,13 @@ def backbone_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def backbone(backbone_dir):
-    return em.load_backbone(backbone_dir)
+    return inference_embed.load_backbone(backbone_dir)
 
 
 # --- per-epoch embeddings -----------------------------------------------------------------------
 def _hidden_per_epoch(model, night, m):
     """The encoder states of one modality for every epoch, computed directly (reference)."""
-    emb, cov, used = em.backbone_epoch_embeddings(model, night, (m,))
+    emb, cov, used = inference_embed.backbone_epoch_embeddings(model, night, (m,))
     assert used == (m,)
     return emb, cov
 
@@ -57,7 +59,7 @@ def test_backbone_embedding_is_the_mean_over_valid_modalities(night, backbone):
     changed = dataclasses.replace(night, epoch_valid={**night.epoch_valid, "eeg": valid_eeg})
     e_eeg, cov_eeg = _hidden_per_epoch(backbone, changed, "eeg")
     e_ibi, _ = _hidden_per_epoch(backbone, changed, "ibi")
-    both, cov, used = em.backbone_epoch_embeddings(backbone, changed, ("ibi", "eeg"))
+    both, cov, used = inference_embed.backbone_epoch_embeddings(backbone, changed, ("ibi", "eeg"))
     assert used == ("eeg", "ibi") and both.shape == (night.n_epochs, backbone.config.hidden)
     assert np.isnan(e_eeg[10:30]).all() and (cov_eeg[10:30] == 0).all()  # no valid modality: NaN
     assert (cov[10:30] == 1).all() and (cov[:10] == 2).all()
@@ -67,33 +69,33 @@ def test_backbone_embedding_is_the_mean_over_valid_modalities(night, backbone):
 
 
 def test_backbone_embedding_does_not_depend_on_batching(night, backbone):
-    a, _, _ = em.backbone_epoch_embeddings(backbone, night, window_epochs=40, max_windows=1)
-    b, _, _ = em.backbone_epoch_embeddings(backbone, night, window_epochs=40, max_windows=24)
+    a, _, _ = inference_embed.backbone_epoch_embeddings(backbone, night, window_epochs=40, max_windows=1)
+    b, _, _ = inference_embed.backbone_epoch_embeddings(backbone, night, window_epochs=40, max_windows=24)
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
 def test_epoch_embeddings_of_a_classifier_are_the_fused_states(night):
     clf = Sleep2VecClassifier(get_preset("tiny"), HeadConfig(), seed=0).eval()
-    emb, cov, used = em.epoch_embeddings(clf, night, ("ibi", "spo2"))
+    emb, cov, used = inference_embed.epoch_embeddings(clf, night, ("ibi", "spo2"))
     pred = predict_night(clf, night, ("ibi", "spo2"), with_embeddings=True)
     np.testing.assert_array_equal(emb, pred.embeddings)
     assert used == ("ibi", "spo2") and (cov == pred.coverage).all()
-    vec = em.night_vector(emb, cov)
+    vec = inference_embed.pool_epochs(emb, cov)
     np.testing.assert_allclose(vec, emb[cov > 0].mean(axis=0), rtol=1e-5)
 
 
 def test_load_backbone_refuses_classifiers_and_missing_folders(tmp_path):
     with pytest.raises(S2VError, match="no such folder"):
-        em.load_backbone(tmp_path / "nowhere")
+        inference_embed.load_backbone(tmp_path / "nowhere")
     with pytest.raises(S2VError, match="not a pretrained backbone"):
-        em.load_backbone(ROOT / "models" / "sleep2vec-small" / "classifier")
+        inference_embed.load_backbone(ROOT / "models" / "sleep2vec-small" / "classifier")
 
 
 def test_backbone_rejects_modalities_the_night_lacks(night, backbone):
     no_eeg = dataclasses.replace(night, signals={k: v for k, v in night.signals.items() if k != "eeg"},
                                  epoch_valid={k: v for k, v in night.epoch_valid.items() if k != "eeg"})
     with pytest.raises(S2VError, match="cannot use eeg"):
-        em.backbone_epoch_embeddings(backbone, no_eeg, ("eeg",))
+        inference_embed.backbone_epoch_embeddings(backbone, no_eeg, ("eeg",))
 
 
 # --- epoch sampling ---------------------------------------------------------------------------
@@ -103,25 +105,25 @@ def test_sample_epochs_is_stratified_bounded_and_skips_unscored():
     stages[:3] = 1  # a rare stage is still there
     eligible = np.ones(360, dtype=bool)
     eligible[100:150] = False
-    idx = em.sample_epochs(stages, eligible, 60, seed=0)
+    idx = inference_embed.sample_epochs(stages, eligible, 60, seed=0)
     assert len(idx) == 60 and len(set(idx)) == 60 and np.all(np.diff(idx) > 0)
     assert (stages[idx] >= 0).all() and eligible[idx].all()
     ok = eligible & (stages >= 0)
     for code in range(5):
         expected = 60 * (stages[ok] == code).mean()
         assert abs((stages[idx] == code).sum() - expected) <= 1.5
-    np.testing.assert_array_equal(idx, em.sample_epochs(stages, eligible, 60, seed=0))
-    assert not np.array_equal(idx, em.sample_epochs(stages, eligible, 60, seed=1))
+    np.testing.assert_array_equal(idx, inference_embed.sample_epochs(stages, eligible, 60, seed=0))
+    assert not np.array_equal(idx, inference_embed.sample_epochs(stages, eligible, 60, seed=1))
 
 
 def test_sample_epochs_keeps_every_stage_and_short_nights_whole():
     stages = np.array([2] * 500 + [4])  # one REM epoch among 500 N2
-    idx = em.sample_epochs(stages, np.ones(501, bool), 10)
+    idx = inference_embed.sample_epochs(stages, np.ones(501, bool), 10)
     assert len(idx) == 10 and 500 in idx
     short = np.array([0, 1, -1, 2])
-    np.testing.assert_array_equal(em.sample_epochs(short, np.ones(4, bool), 10), [0, 1, 3])
+    np.testing.assert_array_equal(inference_embed.sample_epochs(short, np.ones(4, bool), 10), [0, 1, 3])
     with pytest.raises(ValueError):
-        em.sample_epochs(short, np.ones(4, bool), 0)
+        inference_embed.sample_epochs(short, np.ones(4, bool), 0)
 
 
 # --- projection -------------------------------------------------------------------------------
@@ -180,9 +182,9 @@ def test_site_score_separable_vs_random():
     x = _blobs(n=30)
     sites = np.repeat(["a", "b"], 30)
     subjects = np.arange(60)
-    high = em.site_score(x, sites, groups=subjects, seeds=(0, 1))
+    high = shortcut.site_score(x, sites, groups=subjects, seeds=(0, 1))
     assert high["balanced_accuracy"] > 0.95 and high["shortcut_score"] > 0.9
-    rnd = em.site_score(np.random.default_rng(3).normal(size=(60, 12)), sites, groups=subjects,
+    rnd = shortcut.site_score(np.random.default_rng(3).normal(size=(60, 12)), sites, groups=subjects,
                         seeds=(0, 1, 2))
     assert rnd["balanced_accuracy"] < 0.75 and rnd["chance"] == 0.5
     lo, hi = rnd["ci_folds"]
@@ -196,21 +198,21 @@ def test_paired_difference_compares_fold_by_fold():
     subjects = np.arange(60)
     informative = rng.normal(size=(60, 6)) + 3 * (sites[:, None] == np.array(["a", "b", "c"]))[:, :1]
     noise = rng.normal(size=(60, 6))
-    s_info = em.site_score(informative, sites, groups=subjects, seeds=(0, 1))
-    s_noise = em.site_score(noise, sites, groups=subjects, seeds=(0, 1))
-    d = em.paired_difference(s_noise, s_info)
+    s_info = shortcut.site_score(informative, sites, groups=subjects, seeds=(0, 1))
+    s_noise = shortcut.site_score(noise, sites, groups=subjects, seeds=(0, 1))
+    d = shortcut.paired_difference(s_noise, s_info)
     assert d["difference"] < 0 and d["folds_lower"] > 0.5 and d["n_folds"] == 10
     assert d["ci_folds"][0] <= d["difference"] <= d["ci_folds"][1]
-    same = em.paired_difference(s_info, s_info)
+    same = shortcut.paired_difference(s_info, s_info)
     assert same["difference"] == 0 and same["folds_lower"] == 0 and same["folds_tied"] == 1
-    other = em.site_score(noise, sites, groups=subjects, seeds=(5, 6))
+    other = shortcut.site_score(noise, sites, groups=subjects, seeds=(5, 6))
     with pytest.raises(S2VError, match="different rows or folds"):
-        em.paired_difference(s_noise, other)
+        shortcut.paired_difference(s_noise, other)
 
 
 def test_site_score_needs_two_sites():
     with pytest.raises(S2VError, match="at least 2 sites"):
-        em.site_score(np.zeros((10, 3)), ["a"] * 10)
+        shortcut.site_score(np.zeros((10, 3)), ["a"] * 10)
 
 
 # --- shipped cohort embeddings ------------------------------------------------------------------
@@ -239,9 +241,9 @@ def test_shipped_tables_have_the_expected_columns_and_rows():
 def test_shipped_files_are_small_and_stored_as_float16():
     import pyarrow.parquet as pq
 
-    total = sum(f.stat().st_size for f in em.SHIPPED_DIR.iterdir())
+    total = sum(f.stat().st_size for f in embeddings_dir().iterdir())
     assert total < 3_000_000
-    schema = pq.read_schema(em.SHIPPED_DIR / "epochs.parquet")
+    schema = pq.read_schema(embeddings_dir() / "epochs.parquet")
     assert str(schema.field("emb_0").type) == "halffloat"
 
 
@@ -259,7 +261,7 @@ def test_shipped_site_scores_are_complete_and_match_the_shipped_classifier():
     assert model_id(clf) == doc["models"]["classifier"]["model_id"], "re-run export_cohort_embeddings.py"
     assert doc["common_modalities"] and doc["commands"]
     for level, d in doc["dash_minus_infonce"].items():  # recomputable from the stored folds
-        again = em.paired_difference(doc["scores"]["dash"][level], doc["scores"]["infonce"][level])
+        again = shortcut.paired_difference(doc["scores"]["dash"][level], doc["scores"]["infonce"][level])
         assert again["difference"] == pytest.approx(d["difference"])
 
 
@@ -274,15 +276,15 @@ def test_shipped_embeddings_are_reproducible(model_key):
     from s2v_core.cohort.store import CohortStore
 
     store = CohortStore(store_dir)
-    model = load_classifier(ckpt)[0] if model_key == "classifier" else em.load_backbone(ckpt)
+    model = load_classifier(ckpt)[0] if model_key == "classifier" else inference_embed.load_backbone(ckpt)
     epochs = em.load_shipped("epochs", model_key)
     nights = em.load_shipped("nights", model_key)
     night_id = "sub-001_night1"
-    emb, cov, used = em.epoch_embeddings(model, store.night(night_id))
+    emb, cov, used = inference_embed.epoch_embeddings(model, store.night(night_id))
     rows = epochs[epochs["night"] == night_id]
     np.testing.assert_allclose(em.embedding_matrix(rows), emb[rows["epoch"].to_numpy()], atol=2e-2, rtol=1e-2)
     shipped_vec = em.embedding_matrix(nights[nights["night"] == night_id])[0]
-    np.testing.assert_allclose(shipped_vec, em.night_vector(emb, cov), atol=2e-2, rtol=1e-2)
+    np.testing.assert_allclose(shipped_vec, inference_embed.pool_epochs(emb, cov), atol=2e-2, rtol=1e-2)
     assert rows["modalities"].iloc[0] == ",".join(used)
 
 
@@ -327,7 +329,7 @@ def test_embedding_map_page_renders_and_switches_views(_cache):
     at = _run(_page())
     assert at.title[0].value == "Embedding map"
     shipped = [k for k in ("losses", "sweep", "scaling")
-               if (em.SHIPPED_DIR.parent / "experiments" / k / "summary.csv").is_file()]  # fmt: skip
+               if (embeddings_dir().parent / "experiments" / k / "summary.csv").is_file()]  # fmt: skip
     assert shipped, "the shipped s2v experiment summaries are missing"
     assert any(h.value == "Over training seeds" for h in at.subheader)
     # DASH vs InfoNCE side by side by default, then one figure per shipped experiment

@@ -249,7 +249,7 @@ def test_cli_json_and_all_subsets(cohort, model_dir, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["evaluate", "{tmp}/missing", "--out", "{tmp}/o"], "no such store or folder"),
+        (["evaluate", "{tmp}/missing", "--out", "{tmp}/o"], "no such store, folder or recording"),
         (["evaluate", "{tmp}/file.edf", "--out", "{tmp}/o"], "use s2v predict"),
         (["evaluate", "{tmp}/empty", "--out", "{tmp}/o"], "no recording found"),
         (["evaluate", "{tmp}", "--out", "{tmp}/o"], "file.edf: not an EDF/BDF file"),

@@ -12,7 +12,7 @@ import pytest
 
 from s2v_core.cli.main import main
 from s2v_core.errors import S2VError
-from s2v_core.experiments.core import (
+from s2v_core.experiments import (
     SCALING_ORDER,
     load_experiment,
     make_grid,

@@ -1,6 +1,5 @@
 """Fine-tuning with modality dropout, ``s2v finetune``, and ``s2v embed`` over a store."""
 
-import argparse
 import json
 import math
 
@@ -12,8 +11,9 @@ import torch.nn.functional as F
 from conftest import synthetic_store
 from safetensors.torch import load_file
 
-from s2v_core.cli import heads as heads_cli
-from s2v_core.cohort.store import CohortStore, prepare_store
+from s2v_core.cli.main import main
+from s2v_core.cohort.prepare import prepare_store
+from s2v_core.cohort.store import CohortStore
 from s2v_core.errors import S2VError
 from s2v_core.evaluation import staging_metrics
 from s2v_core.inference.predict import load_classifier, predict_night
@@ -59,12 +59,8 @@ def run(store, tmp_path_factory):
 
 
 def cli(argv):
-    parser = argparse.ArgumentParser(prog="s2v")
-    sub = parser.add_subparsers(dest="command", required=True)
-    heads_cli.add_finetune_parser(sub)
-    heads_cli.add_embed_parser(sub)
-    args = parser.parse_args([str(a) for a in argv])
-    return args.func(args)
+    """Run an ``s2v`` command as the console script does, but let errors raise."""
+    return main(["--debug", *map(str, argv)])
 
 
 # --- modality dropout ----------------------------------------------------------------------

@@ -1,6 +1,5 @@
 """Whole-night inference (any modality subset), embeddings, and ``s2v predict`` / ``s2v embed``."""
 
-import argparse
 import dataclasses
 import json
 from datetime import timedelta
@@ -11,16 +10,12 @@ import pytest
 import torch
 from conftest import shared_path
 
-from s2v_core.cli import heads as heads_cli
+from s2v_core import shipped
+from s2v_core.cli.main import main
 from s2v_core.errors import S2VError
 from s2v_core.evaluation import staging_metrics
-from s2v_core.inference.predict import (
-    embed_night,
-    load_classifier,
-    model_id,
-    night_windows,
-    predict_night,
-)
+from s2v_core.inference.embed import embed_night
+from s2v_core.inference.predict import load_classifier, model_id, night_windows, predict_night
 from s2v_core.model import HeadConfig, Sleep2Vec, Sleep2VecClassifier, get_preset
 from s2v_core.model.checkpoint import save_checkpoint
 from s2v_core.recording.loading import load_night, load_wfdb_night
@@ -57,12 +52,8 @@ def model(model_dir):
 
 
 def run_cli(argv):
-    parser = argparse.ArgumentParser(prog="s2v")
-    sub = parser.add_subparsers(dest="command", required=True)
-    heads_cli.add_predict_parser(sub)
-    heads_cli.add_embed_parser(sub)
-    args = parser.parse_args([str(a) for a in argv])
-    return args.func(args)
+    """Run an ``s2v`` command as the console script does, but let errors raise."""
+    return main(["--debug", *map(str, argv)])
 
 
 # --- predict_night -------------------------------------------------------------------------
@@ -292,7 +283,7 @@ def test_predict_cli_subset_without_labels(model_dir, tmp_path, capsys):
 
 
 def test_predict_cli_without_a_model_says_what_to_do(tmp_path, monkeypatch):
-    monkeypatch.setattr(heads_cli, "DEFAULT_MODEL_DIRS", (tmp_path / "a", tmp_path / "b"))
+    monkeypatch.setattr(shipped, "CLASSIFIER_DIRS", (tmp_path / "a", tmp_path / "b"))
     psg, _ = shipped_night()
     with pytest.raises(S2VError, match="pass --model DIR"):
         run_cli(["predict", psg, "--out", tmp_path / "x.csv"])

@@ -9,11 +9,11 @@ import pytest
 from conftest import shared_path
 
 from s2v_core.cli.main import main
-from s2v_core.cohort.store import prepare_store
+from s2v_core.cohort.prepare import prepare_store
 from s2v_core.errors import S2VError
 from s2v_core.model import HeadConfig, Sleep2VecClassifier, get_preset
 from s2v_core.model.checkpoint import save_checkpoint
-from s2v_core.night_heads.heads import (
+from s2v_core.night_heads import (
     AHIResult,
     NightHead,
     NightHeadError,

@@ -12,7 +12,9 @@ import pytest
 
 from s2v_core.cli.main import main as s2v
 from s2v_core.cohort.nsrr import discover_nsrr, is_nsrr_layout, normalise_id
-from s2v_core.cohort.store import CohortStore, discover_rows, prepare_store
+from s2v_core.cohort.prepare import prepare_store
+from s2v_core.cohort.sources import discover_rows
+from s2v_core.cohort.store import CohortStore
 from s2v_core.errors import InputFileError
 from tests.edf_factory import psg_channels, write_edf
 

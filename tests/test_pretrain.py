@@ -15,19 +15,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from s2v_core.cli import train as train_cli
+from s2v_core.cli import pretrain as train_cli
+from s2v_core.cli.main import main
 from s2v_core.errors import S2VError
 from s2v_core.model import Sleep2Vec, get_preset
 from s2v_core.model.checkpoint import load_checkpoint
 from s2v_core.model.config import ConfigError
 from s2v_core.synth.cohort import generate_cohort
-from s2v_core.train import (
-    EMA,
-    TrainCallback,
-    TrainConfig,
-    lr_at,
-    retrieval_accuracy,
-)
+from s2v_core.train.config import TrainConfig
 from s2v_core.train.pretrain import (
     PairEncoder,
     make_loss_fn,
@@ -35,7 +30,9 @@ from s2v_core.train.pretrain import (
     pretrain,
     train_step,
 )
-from s2v_core.train.schedule import warmup_steps
+from s2v_core.train.retrieval import retrieval_accuracy
+from s2v_core.train.runfiles import TrainCallback
+from s2v_core.train.schedule import EMA, lr_at, warmup_steps
 from s2v_core.train.windows import PairFirstBatchSampler, WindowDataset, collate_pair
 
 # two val nights (one full PSG, one without cardiac channels), four wearable train nights
@@ -44,17 +41,8 @@ WINDOW = 20  # tokens per window: 3 windows per half-hour night
 
 
 def run_cli(argv: list[str]) -> int:
-    """The real ``s2v`` entry point once it has the subcommand, else this module's own."""
-    import argparse
-
-    from s2v_core import cli as top
-
-    commands = set()
-    for action in top.build_parser()._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            commands |= set(action.choices)
-    entry = top.main if argv[0] in commands else train_cli.main
-    return entry(argv)
+    """The real ``s2v`` entry point."""
+    return main(argv)
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -354,10 +342,10 @@ def test_cli_choices_match_library_and_import_is_light():
     import sys
 
     from s2v_core.model import PRESETS
-    from s2v_core.train import LOSSES
+    from s2v_core.train.config import LOSSES
 
     assert train_cli.PRESET_CHOICES == tuple(PRESETS)
     assert train_cli.LOSS_CHOICES == LOSSES
-    code = "import sys, s2v_core.cli.train; print('torch' in sys.modules)"
+    code = "import sys, s2v_core.cli.main; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"  # hooking into `s2v` must not import torch

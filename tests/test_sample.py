@@ -1,6 +1,7 @@
 from s2v_core.modalities import MODALITIES
 from s2v_core.recording.loading import load_night
-from s2v_core.shipped import SAMPLE_DIR, full_sample_night, shipped_night
+from s2v_core.shipped import SAMPLE_DIR, shipped_night
+from s2v_core.synth.cohort import full_sample_night
 
 
 def test_shipped_sample_is_small_and_complete():

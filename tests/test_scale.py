@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from s2v_core.cli import options as cli_options
 from s2v_core.cli.main import main as s2v
-from s2v_core.cohort import cluster as scale
-from s2v_core.cohort import store as store_mod
-from s2v_core.cohort.cluster import ClusterSpec, embed_store, open_client, run_tasks
-from s2v_core.cohort.store import prepare_store
+from s2v_core.cohort import prepare as prepare_mod
+from s2v_core.cohort.cluster import ClusterSpec, open_client, run_tasks
+from s2v_core.cohort.embed import embed_store
+from s2v_core.cohort.prepare import prepare_store
 from s2v_core.errors import S2VError
 
 distributed = pytest.importorskip("distributed")
@@ -96,13 +97,13 @@ def test_cluster_prepare_equals_serial_skips_bad_night_and_resumes(
     assert_same_store(serial_store, out)
 
     shipped: list[str] = []
-    real_run_tasks = scale.run_tasks
+    real_run_tasks = prepare_mod.run_tasks
 
     def recording(client, fn, calls, *, names, **kw):
         shipped.extend(names)
         yield from real_run_tasks(client, fn, calls, names=names, **kw)
 
-    monkeypatch.setattr(scale, "run_tasks", recording)
+    monkeypatch.setattr(prepare_mod, "run_tasks", recording)
     again = prepare_store(cohort, out, progress=False, cluster=THREADS2)
     assert again.attrs["summary"] == {"done": 0, "skipped": 4, "failed": 1}
     assert shipped == ["broken"]  # finished nights are not sent again; the failure is retried
@@ -110,14 +111,14 @@ def test_cluster_prepare_equals_serial_skips_bad_night_and_resumes(
 
 
 def test_a_task_that_raises_is_a_failed_night_not_a_crash(cohort, tmp_path, monkeypatch):
-    real = store_mod.prepare_one
+    real = prepare_mod.prepare_one
 
     def flaky(row, *args, **kwargs):
         if row["night"] == "sub-002_night1":
             raise RuntimeError("worker blew up")
         return real(row, *args, **kwargs)
 
-    monkeypatch.setattr(store_mod, "prepare_one", flaky)
+    monkeypatch.setattr(prepare_mod, "prepare_one", flaky)
     run = prepare_store(cohort, tmp_path / "store", progress=False, cluster=THREADS2)
     by = run.set_index("night")
     assert by.loc["sub-002_night1", "status"] == "failed"
@@ -237,12 +238,12 @@ def test_slurm_options_reach_slurmcluster(cohort, serial_store, tmp_path, monkey
     monkeypatch.setitem(sys.modules, "dask_jobqueue",
                         types.SimpleNamespace(SLURMCluster=FakeSLURMCluster))  # fmt: skip
     p = argparse.ArgumentParser()
-    scale.add_cluster_options(p)
+    cli_options.add_cluster_options(p)
     args = p.parse_args(["--slurm", "--slurm-queue", "short", "--slurm-cores", "2",
                          "--slurm-memory", "8GB", "--slurm-walltime", "00:30:00",
                          "--slurm-jobs", "2", "--slurm-account", "lab",
                          "--slurm-prologue", "source env/bin/activate"])  # fmt: skip
-    spec = scale.cluster_from_args(args)
+    spec = cli_options.cluster_from_args(args)
     run = prepare_store(cohort, tmp_path / "store", progress=False, cluster=spec)
     assert run.attrs["summary"]["done"] == 4
     assert seen["init"] == {"cores": 2, "processes": 2, "memory": "8GB", "walltime": "00:30:00",

@@ -134,7 +134,7 @@ def _night_view(at: AppTest) -> tuple[dict, dict]:
 
 
 def test_interleaved_apptest_sessions_are_isolated_and_the_model_is_untouched(recordings, tiny_model):
-    from pages import common as C
+    import app_state as C
 
     stamp = str((Path(tiny_model) / "model.safetensors").stat().st_mtime_ns)
     model, _, _ = C._model(tiny_model, stamp)  # the object every session gets from st.cache_resource

@@ -10,15 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from s2v_core.cohort import store as store_mod
-from s2v_core.cohort.store import (
-    CohortStore,
-    StoreEntry,
-    discover_rows,
-    prepare_one,
-    prepare_store,
-    split_for_subject,
-)
+from s2v_core.cohort import prepare as prepare_mod
+from s2v_core.cohort.prepare import prepare_one, prepare_store
+from s2v_core.cohort.sources import discover_rows
+from s2v_core.cohort.store import CohortStore, StoreEntry, split_for_subject
 from s2v_core.errors import InputFileError
 from s2v_core.modalities import MODALITIES, samples_per_epoch
 from s2v_core.night import Night, NightMeta
@@ -72,7 +67,7 @@ def build_store(
         night.meta = meta
         return night
 
-    monkeypatch.setattr(store_mod, "load_night", fake_load)
+    monkeypatch.setattr(prepare_mod, "load_night", fake_load)
     prepare_store(source, store, seed=seed, progress=False)
     return store
 
@@ -271,7 +266,7 @@ def test_prepare_one_reports_failures_and_never_raises(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("decoder exploded")
 
-    monkeypatch.setattr(store_mod, "load_night", boom)
+    monkeypatch.setattr(prepare_mod, "load_night", boom)
     out = prepare_one({"night": "a", "psg_file": "a.edf"}, tmp_path, tmp_path / "s")
     assert out == {
         "night": "a",
@@ -284,7 +279,7 @@ def test_prepare_one_reports_failures_and_never_raises(tmp_path, monkeypatch):
 
 def test_prepare_one_is_atomic_when_interrupted(tmp_path, monkeypatch):
     night = random_night("a", 6)
-    monkeypatch.setattr(store_mod, "load_night", lambda *a, **k: night)
+    monkeypatch.setattr(prepare_mod, "load_night", lambda *a, **k: night)
 
     def interrupted(self):
         raise KeyboardInterrupt
@@ -295,7 +290,7 @@ def test_prepare_one_is_atomic_when_interrupted(tmp_path, monkeypatch):
     nights = tmp_path / "s" / "nights"
     assert not (nights / "a").exists() and not list(nights.iterdir())
     monkeypatch.undo()
-    monkeypatch.setattr(store_mod, "load_night", lambda *a, **k: night)
+    monkeypatch.setattr(prepare_mod, "load_night", lambda *a, **k: night)
     out = prepare_one(
         {"night": "a", "psg_file": "a.edf", "split": "test"}, tmp_path, tmp_path / "s"
     )

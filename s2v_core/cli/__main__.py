@@ -2,6 +2,6 @@
 
 import sys
 
-from s2v_core.cli import main
+from s2v_core.cli.main import main
 
 sys.exit(main())

@@ -1,11 +1,14 @@
-"""``s2v experiment losses|sweep|scaling``: the pretraining experiments of :mod:`s2v_core.experiments.core`."""
+"""``s2v experiment losses|sweep|scaling``: the pretraining experiments of :mod:`s2v_core.experiments`."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 
+from s2v_core.cli.options import add_device_option
 from s2v_core.errors import S2VError
+
+__all__ = ["add_parser", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +24,7 @@ def _names(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
-def add_experiment_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "experiment",
         help="pretraining experiments: DASH vs InfoNCE over seeds, DASH sensitivity sweep, scaling law",
@@ -59,15 +62,17 @@ def add_experiment_parser(subparsers) -> argparse.ArgumentParser:
                    help="scaling: order modalities are added; the first is scored alone "
                    "(default eeg,eog,emg,ecg,resp,spo2,airflow,effort,ibi)")
     p.add_argument("--per-night", type=int, default=60, help="epochs sampled per night for the probes (default 60)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default cpu)")
+    add_device_option(p, help="cpu, cuda, cuda:1 or auto (default cpu)")
     p.add_argument("--no-train", action="store_true",
                    help="only summarise the runs already finished in OUT (e.g. while others still train)")
-    p.set_defaults(func=cmd_experiment)
+    p.set_defaults(func=run)
     return p
 
 
-def cmd_experiment(args: argparse.Namespace) -> int:
-    from s2v_core.experiments.core import SCALING_ORDER, make_grid, parse_sweep, run_experiment
+def run(args: argparse.Namespace) -> int:
+    from s2v_core.experiments.grid import SCALING_ORDER, make_grid, parse_sweep
+    from s2v_core.experiments.report import summarise
+    from s2v_core.experiments.run import run_experiment
     from s2v_core.train.config import TrainConfig
 
     if args.epochs < 1 or args.per_night < 2 or args.batch_size < 2:
@@ -105,8 +110,6 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         anchor=order[0] if args.kind == "scaling" else None, progress=lambda line: print(line, flush=True),
         train=not args.no_train,
     )  # fmt: skip
-    from s2v_core.experiments.core import summarise
-
     cols = ["group", "n_seeds", "kappa_all", "kappa_all_low", "kappa_all_high", "site_shortcut",
             "site_shortcut_low", "site_shortcut_high", "retrieval_lift"]  # fmt: skip
     print(summarise(results)[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))

@@ -18,74 +18,42 @@ import argparse
 import json
 import math
 from pathlib import Path
+from typing import Any
 
-import pandas as pd
-
-from s2v_core.cli.heads import _load_model, add_threads_option, apply_threads, default_model_dir
-from s2v_core.errors import S2VError
-from s2v_core.night_heads.heads import (
-    POOLINGS,
-    NightHead,
-    NightHeadError,
-    ahi_from_files,
-    cohort_ahi,
-    embedding_columns,
-    join_metadata,
-    parse_task,
-    predictions_frame,
-    recording_embedding,
-    store_embeddings,
-    train_night_head,
+from s2v_core.cli.options import (
+    add_device_option,
+    add_quiet_option,
+    add_seed_option,
+    add_threads_option,
+    apply_threads,
+    load_model,
+    modalities_from,
+    model_folder,
 )
+from s2v_core.errors import S2VError
+
+__all__ = ["POOLING_CHOICES", "add_parser", "format_report"]
+
+POOLING_CHOICES = ("mean", "mean+std")
+"""``--pooling`` choices (``s2v_core.inference.embed.POOLINGS``; a test keeps them equal)."""
 
 _UNITS = {"age": "years", "ahi": "events/h"}
 
 
-def _model_folder(arg: str | None) -> Path:
-    return (Path(arg) if arg else default_model_dir()).resolve()
-
-
-def _embeddings(args: argparse.Namespace, model_folder: Path) -> pd.DataFrame:
-    """Night embeddings of ``args.data``: from the cache file when it fits, else computed."""
-    from s2v_core.inference.predict import model_id
-    from s2v_core.modalities import parse_modality_list
-
-    mid = model_id(model_folder)
-    cache = Path(args.embeddings) if args.embeddings else None
-    subset = parse_modality_list(args.modalities)
-    if cache is not None and cache.is_file():
-        frame = pd.read_parquet(cache)
-        ids = set(frame.get("model_id", pd.Series(dtype=str)).dropna())
-        pool = set(frame.get("pooling", pd.Series(dtype=str)).dropna())
-        from s2v_core.cohort.store import CohortStore
-
-        same_nights = set(frame["night"].astype(str)) == set(CohortStore(args.data).nights(args.split))
-        same_subset = subset is None or set(frame["modalities"]) == {",".join(subset)}
-        if ids == {mid} and pool == {args.pooling} and same_nights and same_subset:
-            if not args.quiet:
-                print(f"reusing {len(frame)} night embeddings from {cache}")
-            return frame
-        if not args.quiet:
-            print(f"{cache} holds other nights, model, pooling or modalities: recomputing")
-    model, _, _ = _load_model(str(model_folder), args.device)
+def _embeddings(args: argparse.Namespace, folder: Path) -> Any:
+    """Night embeddings of ``args.data``: from the ``--embeddings`` cache when it fits, else computed."""
+    from s2v_core.night_heads.embeddings import cached_store_embeddings
 
     def progress(i: int, n: int, night: str) -> None:
         if not args.quiet and (i == n or i % 10 == 0):
             print(f"embedded {i}/{n} nights", flush=True)
 
-    frame = store_embeddings(
-        args.data,
-        model,
-        model_name=mid,
-        modalities=subset,
-        split=args.split,
-        pooling=args.pooling,
-        device=args.device,
-        on_night=progress,
+    frame, note = cached_store_embeddings(
+        args.data, folder, args.embeddings, modalities=modalities_from(args.modalities),
+        split=args.split, pooling=args.pooling, device=args.device, on_night=progress,
     )
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_parquet(cache, index=False)
+    if note and not args.quiet:
+        print(note)
     return frame
 
 
@@ -118,14 +86,16 @@ def format_report(report: dict) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     """Cross-validate and save a night-level head."""
     from s2v_core.inference.predict import model_id
+    from s2v_core.night_heads.cv import train_night_head
+    from s2v_core.night_heads.tasks import join_metadata, parse_task
 
-    apply_threads(args)
+    apply_threads(args.threads)
     task = parse_task(args.task)
     if args.folds < 2:
         raise S2VError(f"--folds must be >= 2, got {args.folds}")
     if not (Path(args.data) / "manifest.csv").is_file():
         raise S2VError(f"{args.data}: not a cohort store (no manifest.csv); build one with s2v prepare")
-    folder = _model_folder(args.model)
+    folder = model_folder(args.model).resolve()
     frame = _embeddings(args, folder)
     if args.metadata:
         frame = join_metadata(frame, args.metadata)
@@ -152,9 +122,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prediction_input(args: argparse.Namespace, head: NightHead) -> pd.DataFrame:
+def _prediction_input(args: argparse.Namespace, head: Any) -> Any:
+    import pandas as pd
+
+    from s2v_core.inference.embed import embedding_columns
     from s2v_core.inference.predict import model_id
-    from s2v_core.modalities import parse_modality_list
+    from s2v_core.night_heads.embeddings import recording_embedding, store_embeddings
 
     source = Path(args.source)
     if source.is_file() and source.suffix.lower() == ".parquet":
@@ -163,7 +136,7 @@ def _prediction_input(args: argparse.Namespace, head: NightHead) -> pd.DataFrame
             raise S2VError(f"{source}: no emb_* columns (write one with s2v embed or train)")
         return frame
     backbone = head.info.get("backbone", {})
-    folder = Path(args.model) if args.model else Path(backbone.get("path") or default_model_dir())
+    folder = Path(args.model) if args.model else Path(backbone.get("path") or model_folder(None))
     if not (folder / "config.json").is_file():
         raise S2VError(
             f"the head's backbone {folder} is not there; pass --model with the model it was "
@@ -175,9 +148,9 @@ def _prediction_input(args: argparse.Namespace, head: NightHead) -> pd.DataFrame
             f"this head was trained on embeddings of {backbone['model_id']}, but {folder} is "
             f"{mid}: its embeddings differ; use the matching model or retrain the head"
         )
-    model, _, _ = _load_model(str(folder), args.device)
+    model, _, _ = load_model(str(folder), args.device)
     pooling = head.info.get("pooling", "mean")
-    subset = parse_modality_list(args.modalities or backbone.get("modalities"))
+    subset = modalities_from(args.modalities or backbone.get("modalities"))
     if (source / "manifest.csv").is_file():
         return store_embeddings(
             source, model, model_name=mid, modalities=subset, split=args.split, pooling=pooling,
@@ -193,7 +166,10 @@ def _prediction_input(args: argparse.Namespace, head: NightHead) -> pd.DataFrame
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Apply a saved head; write one row per night."""
-    apply_threads(args)
+    from s2v_core.night_heads.cv import predictions_frame
+    from s2v_core.night_heads.linear import NightHead
+
+    apply_threads(args.threads)
     head = NightHead.load(args.head)
     frame = _prediction_input(args, head)
     out_frame = predictions_frame(head, frame)
@@ -215,6 +191,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_ahi(args: argparse.Namespace) -> int:
     """AHI from scored events of files or cohort folders."""
+    import pandas as pd
+
+    from s2v_core.night_heads.ahi import ahi_from_files, cohort_ahi
+
     if args.events and len(args.files) > 1:
         raise S2VError("--events goes with a single hypnogram file")
     parts = []
@@ -248,7 +228,7 @@ def cmd_ahi(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_night_heads_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``s2v night-heads`` (train, predict, ahi) to ``sub``."""
     p = sub.add_parser(
         "night-heads",
@@ -266,15 +246,15 @@ def add_night_heads_parser(sub: argparse._SubParsersAction) -> argparse.Argument
     t.add_argument("--metadata", help="CSV of extra night columns (by night id, else subject)")
     t.add_argument("--modalities", help="comma-separated subset (default: all of each night)")
     t.add_argument("--split", choices=("train", "val", "test"), help="only this split")
-    t.add_argument("--pooling", choices=POOLINGS, default="mean", help="night pooling")
+    t.add_argument("--pooling", choices=POOLING_CHOICES, default="mean", help="night pooling")
     t.add_argument("--folds", type=int, default=5, help="subject-level folds (default 5)")
-    t.add_argument("--seed", type=int, default=0)
+    add_seed_option(t)
     t.add_argument(
         "--embeddings", help="Parquet cache of night embeddings (reused when model and pooling match)"
     )
-    t.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    add_device_option(t)
     t.add_argument("--json", action="store_true", help="print the CV report as JSON")
-    t.add_argument("--quiet", action="store_true")
+    add_quiet_option(t, help=None)
     add_threads_option(t)
     t.set_defaults(func=cmd_train)
 
@@ -286,8 +266,8 @@ def add_night_heads_parser(sub: argparse._SubParsersAction) -> argparse.Argument
     q.add_argument("--modalities", help="comma-separated subset (default: as in training)")
     q.add_argument("--hypnogram", help="hypnogram of a single recording (not needed)")
     q.add_argument("--split", choices=("train", "val", "test"), help="only this split of a store")
-    q.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    q.add_argument("--quiet", action="store_true")
+    add_device_option(q)
+    add_quiet_option(q, help=None)
     add_threads_option(q)
     q.set_defaults(func=cmd_predict)
 
@@ -305,4 +285,3 @@ def add_night_heads_parser(sub: argparse._SubParsersAction) -> argparse.Argument
     return p
 
 
-__all__ = ["add_night_heads_parser", "format_report", "NightHeadError"]

@@ -25,7 +25,6 @@ Examples
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -38,18 +37,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from s2v_core.cohort.sources import NightSource, night_sources
 from s2v_core.errors import S2VError
-from s2v_core.evaluation import (
-    all_subsets,
-    bootstrap_ci,
-    compare_sleep_statistics,
-    modality_importance,
-    staging_metrics,
-    subset_label,
+from s2v_core.evaluation.robustness import all_subsets, modality_importance, subset_label
+from s2v_core.evaluation.sleep_stats import compare_sleep_statistics
+from s2v_core.evaluation.staging import bootstrap_ci, staging_metrics
+from s2v_core.inference.predict import (
+    REPRESENTATIVE_STAGE,
+    Prediction,
+    load_classifier,
+    model_id,
+    model_modalities,
+    predict_night,
 )
-from s2v_core.inference.predict import REPRESENTATIVE_STAGE, Prediction, predict_night
 from s2v_core.modalities import EPOCH_SECONDS
-from s2v_core.night import Night, NightMeta
+from s2v_core.shipped import default_model_dir
 from s2v_core.stages import UNSCORED, class_names, merge_stages
 
 log = logging.getLogger(__name__)
@@ -177,147 +179,6 @@ class CohortEvaluation:
         return paths
 
 
-# --- the cohort --------------------------------------------------------------------------------
-@dataclass
-class _Item:
-    night_id: str
-    subject: str | None
-    site: str | None
-    load: Callable[[], Night]
-
-
-def _is_store(path: Path) -> bool:
-    return (path / "manifest.csv").is_file()
-
-
-def cohort_items(source: str | Path, split: str | None = None) -> list[_Item]:
-    """The nights of a store (optionally one split) or of a folder of recordings.
-
-    Nights are loaded lazily (one at a time) by :func:`evaluate_cohort`.
-
-    Raises
-    ------
-    S2VError
-        ``source`` is missing, a file, a folder with no recording, or ``split`` is given for a
-        folder that is not a store.
-    """
-    from s2v_core.cohort.store import CohortStore, discover_rows
-
-    src = Path(source)
-    if not src.exists():
-        raise S2VError(f"{src}: no such store or folder")
-    if src.is_file():
-        raise S2VError(
-            f"{src.name}: s2v evaluate needs a cohort store or a folder of recordings with "
-            "hypnograms; for one recording use s2v predict FILE --hypnogram HYP"
-        )
-    if _is_store(src):
-        store = CohortStore(src)
-        ids = store.nights(split)
-        if not ids:
-            raise S2VError(f"{src}: the store has no nights in split {split!r}")
-        items = []
-        for n in ids:
-            e = store.entry(n)
-            items.append(_Item(n, e.subject, e.site, lambda n=n: store.night(n)))
-        return items
-    if split is not None:
-        raise S2VError(f"--split needs a cohort store; {src} is a folder of recordings")
-    rows = discover_rows(src)
-    items = [_row_item(src, r) for r in rows]
-    if not _table_lists_files(src / "metadata.csv"):  # else the table names every night
-        items += _wfdb_items(src)
-    if not items:
-        raise S2VError(
-            f"{src}: no recording found (EDF/BDF files with hypnograms, a metadata.csv with "
-            "psg_file, or WFDB .ecg beat files with .st stages)"
-        )
-    return items
-
-
-def _table_lists_files(table: Path) -> bool:
-    """True when ``table`` exists and has a ``psg_file`` column (it then lists every night)."""
-    if not table.is_file():
-        return False
-    try:
-        columns = pd.read_csv(table, sep=None, engine="python", nrows=0).columns
-    except (OSError, ValueError):
-        return False  # discover_rows has already reported an unreadable table
-    return "psg_file" in {str(c).strip().lower() for c in columns}
-
-
-def _row_item(src: Path, row: dict) -> _Item:
-    from s2v_core.recording.loading import load_night
-
-    night_id = str(row["night"])
-    meta = NightMeta(
-        night_id=night_id,
-        subject=_text(row.get("subject")) or night_id,
-        site=_text(row.get("site")),
-        age=_number(row.get("age")),
-        sex=row.get("sex") if row.get("sex") in ("M", "F") else None,
-    )
-    psg = _path_in(src, row.get("psg_file"))
-    hyp = _path_in(src, row.get("hypnogram_file"))
-
-    def load() -> Night:
-        if psg is None:
-            raise S2VError("no psg_file given for this night")
-        return load_night(psg, hyp, meta=meta)
-
-    return _Item(night_id, meta.subject, meta.site, load)
-
-
-def _wfdb_items(src: Path) -> list[_Item]:
-    """WFDB records of a folder: ``<record>.ecg`` beats (stages from ``<record>.st``)."""
-    from s2v_core.recording.loading import load_wfdb_night
-
-    demo = None
-    if (src / "metadata.csv").is_file():
-        from s2v_core.io.metadata import read_metadata_csv
-
-        demo, _ = read_metadata_csv(src / "metadata.csv")
-    items = []
-    for p in sorted(src.glob("*.ecg")):
-        meta = None
-        if demo is not None and p.stem in demo.index:
-            from s2v_core.io.metadata import meta_for
-
-            meta = meta_for(demo, p.stem)
-        items.append(
-            _Item(
-                p.stem,
-                meta.subject if meta else None,
-                meta.site if meta else None,
-                lambda p=p, meta=meta: load_wfdb_night(p, meta=meta),
-            )
-        )
-    return items
-
-
-def _text(value: Any) -> str | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    text = str(value).strip()
-    return text if text and text.lower() != "nan" else None
-
-
-def _number(value: Any) -> float | None:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(x) else x
-
-
-def _path_in(src: Path, name: Any) -> Path | None:
-    text = _text(name)
-    if text is None:
-        return None
-    p = Path(text)
-    return p if p.is_absolute() else src / p
-
-
 # --- evaluation --------------------------------------------------------------------------------
 def _subsets_for(
     night_mods: tuple[str, ...], modalities: tuple[str, ...] | None, every_subset: bool
@@ -408,8 +269,6 @@ def evaluate_cohort(
         Bad arguments, an unreadable source, or no night that could be scored (the message
         gives the first reasons).
     """
-    from s2v_core.inference.predict import load_classifier, model_id, model_modalities
-
     t0 = time.perf_counter()
     if n_classes not in (5, 4, 3):
         raise S2VError(f"classes must be 5, 4 or 3, got {n_classes!r}")
@@ -419,7 +278,6 @@ def evaluate_cohort(
         raise S2VError(f"max_subsets must be >= 1, got {max_subsets}")
     info: dict = {}
     if model is None or isinstance(model, str | Path):
-        from s2v_core.cli.heads import default_model_dir
 
         folder = Path(model) if model is not None else default_model_dir()
         clf, _, extra = load_classifier(folder, device=device)
@@ -441,7 +299,13 @@ def evaluate_cohort(
         modalities = tuple(m for m in known if m in modalities)
         if not modalities:
             raise S2VError("modalities is empty: give at least one")
-    items = cohort_items(source, split)
+    src = Path(source)
+    if src.is_file():
+        raise S2VError(
+            f"{src.name}: s2v evaluate needs a cohort store or a folder of recordings with "
+            "hypnograms; for one recording use s2v predict FILE --hypnogram HYP"
+        )
+    items = night_sources(src, split)
     names = class_names(n_classes)
     main_label = subset_label(modalities) if modalities is not None else MAIN
     rows, pairs, stats, preds, skipped = [], {}, [], [], []
@@ -511,7 +375,7 @@ class _Skip(Exception):
 
 
 def _evaluate_night(
-    item: _Item,
+    item: NightSource,
     clf: Any,
     modalities: tuple[str, ...] | None,
     every_subset: bool,
@@ -526,8 +390,6 @@ def _evaluate_night(
     notes: list[dict],
 ) -> None:
     """Predict one night's subsets (each once) and append its rows to the accumulators."""
-    from s2v_core.inference.predict import model_modalities
-
     night = item.load()
     ref = np.asarray(night.stages, dtype=np.int8)
     if not (ref >= 0).any():
@@ -672,7 +534,6 @@ def _json_safe(d: dict) -> dict:
     return out
 
 
-# --- command line ------------------------------------------------------------------------------
 def format_table(res: CohortEvaluation, max_rows: int = 15) -> str:
     """The compact pooled table ``s2v evaluate`` prints (main subset, then best subsets)."""
     names = res.info["class_names"]
@@ -701,132 +562,3 @@ def format_table(res: CohortEvaluation, max_rows: int = 15) -> str:
     if len(res.pooled) > max_rows:
         lines.append(f"({len(res.pooled) - 1} subsets; the {max_rows - 1} best by kappa shown)")
     return "\n".join(lines)
-
-
-def _signed(value: float) -> str:
-    return f"{value:+.1f}" if math.isfinite(value) else "n/a"
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    """``s2v evaluate``: evaluate, write the tables, print the pooled table (or JSON)."""
-    from tqdm.auto import tqdm
-
-    from s2v_core.cli.heads import apply_threads
-    from s2v_core.modalities import parse_modality_list
-
-    apply_threads(args)
-    try:
-        mods = parse_modality_list(args.modalities)
-    except ValueError as exc:
-        raise S2VError(str(exc)) from None
-    if args.modalities is not None and not mods:
-        raise S2VError("--modalities is empty; give e.g. --modalities eeg,eog")
-    bars: list = []  # made at the first night, so an early error prints one clean line
-
-    def progress(done: int, total: int, _night: str) -> None:
-        if not bars:
-            bars.append(
-                tqdm(total=total, desc="evaluating", unit="night", disable=args.quiet or args.json)
-            )
-        bars[0].update(1)
-
-    try:
-        res = evaluate_cohort(
-            args.source,
-            args.model,
-            split=args.split,
-            modalities=mods,
-            every_subset=args.all_subsets,
-            max_subsets=args.max_subsets,
-            n_classes=args.classes,
-            n_boot=args.n_boot,
-            seed=args.seed,
-            device=args.device,
-            progress=progress,
-        )
-    finally:
-        for bar in bars:
-            bar.close()
-    paths = res.write(args.out)
-    if args.json:
-        print(json.dumps(res.summary(), indent=1, allow_nan=False))
-        return 0
-    info = res.info
-    print(
-        f"{info['model']} on {info['n_nights']} night(s) of {info['source']}"
-        + (f" (split {info['split']})" if info["split"] else "")
-        + f", {info['n_classes']}-class; 95% CI: bootstrap over nights ({info['bootstrap']['n_boot']})"
-    )
-    print(format_table(res))
-    stats = res.sleep_stats_summary()
-    keep = [
-        s
-        for s in ("TST_min", "SE_pct", "SOL_min", "WASO_min", "REM_latency_min")
-        if s in stats.index
-    ]
-    if keep:
-        print(
-            "sleep statistics, predicted - expert (mean over nights): "
-            + ", ".join(f"{s} {_signed(stats.loc[s, 'bias'])}" for s in keep)
-        )
-    if res.importance is not None:
-        top = res.importance["delta"].head(3)
-        print(
-            "modality importance (kappa with - without): "
-            + ", ".join(f"{m} {d:+.3f}" for m, d in top.items())
-        )
-    if "warning" in info:
-        print("warning:", info["warning"])
-    for s in res.skipped[:5]:
-        print(f"skipped {s['night']}: {s['reason']}")
-    if len(res.skipped) > 5:
-        print(f"... and {len(res.skipped) - 5} more skipped (summary.json lists them)")
-    print(f"wrote {', '.join(p.name for p in paths.values())} to {args.out}")
-    return 0
-
-
-def add_evaluate_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``s2v evaluate`` to ``sub`` (the subparsers of the ``s2v`` parser)."""
-    from s2v_core.cli.heads import add_threads_option
-
-    p = sub.add_parser(
-        "evaluate",
-        help="evaluate staging against expert hypnograms over a store or a folder of recordings",
-        description="Per-night and pooled accuracy, kappa, macro-F1, per-stage F1 and confusion; "
-        "bootstrap intervals over nights; sleep statistics predicted vs expert; optionally every "
-        "modality subset. Writes per_night.csv, pooled.csv, confusion.csv, sleep_stats.csv, "
-        "predictions.csv and summary.json to OUT.",
-    )
-    p.add_argument(
-        "source",
-        help="cohort store (s2v prepare), or a folder of recordings + hypnograms (EDF, WFDB .ecg/.st)",
-    )
-    p.add_argument("--model", help="classifier folder (default: the shipped model)")
-    p.add_argument("--split", choices=("train", "val", "test"), help="only this split of a store")
-    p.add_argument(
-        "--modalities", help="comma-separated main subset, e.g. ibi (default: all each night has)"
-    )
-    p.add_argument(
-        "--all-subsets",
-        action="store_true",
-        help="also every non-empty subset of the night's modalities (of --modalities when given)",
-    )
-    p.add_argument(
-        "--max-subsets", type=int, help="with --all-subsets: only the N smallest subsets"
-    )
-    p.add_argument(
-        "--classes",
-        type=int,
-        choices=(5, 4, 3),
-        default=5,
-        help="5 stages, 4 (N1+N2) or 3 (W/NREM/REM)",
-    )
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples over nights")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    p.add_argument("--json", action="store_true", help="print summary.json instead of the table")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_threads_option(p)
-    p.set_defaults(func=cmd_evaluate)
-    return p

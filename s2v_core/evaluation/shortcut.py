@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import warnings
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from s2v_core.errors import S2VError
 from s2v_core.evaluation.staging import cohort_metrics
 
 logger = logging.getLogger(__name__)
@@ -290,3 +292,120 @@ def summarise_over_seeds(
     frame = pd.DataFrame.from_dict(rows, orient="index", columns=["n_seeds", "mean", "low", "high"])
     frame.index.name = "method"
     return frame
+
+
+def _t_interval(values: list[float], level: float) -> tuple[float, float]:
+    _, lo, hi = mean_ci_over_seeds(values, level)
+    return lo, hi
+
+
+def site_score(
+    embeddings: Any,
+    sites: Any,
+    *,
+    groups: Any = None,
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4),
+    n_splits: int = 5,
+    method: str = "logistic",
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """Site-probe balanced accuracy over repeated cross-validation, with confidence intervals.
+
+    The probe (:func:`s2v_core.evaluation.shortcut.site_probe`: standardised features, then
+    logistic regression, subject-grouped stratified folds when ``groups`` is given) runs once
+    per seed of the fold shuffling. Lower is better: a site-invariant embedding scores at
+    chance. Two embeddings scored on the same rows (same ``sites``, ``groups`` and seeds) get
+    the same folds, so :func:`paired_difference` can compare them fold by fold.
+
+    Returns
+    -------
+    dict
+        ``balanced_accuracy``: mean over folds, averaged over the repeats;
+        ``ci_folds``: Student-t interval over one repeat's folds (how much the score moves
+        between held-out subjects), bounds averaged over the repeats and clipped to [0, 1];
+        ``ci_repeats``: t-interval over the repeats' means (split-to-split variation only);
+        ``pooled_balanced_accuracy``: all out-of-fold predictions scored together (mean over
+        repeats; lower than the fold mean when a fold misses a rare site);
+        ``chance`` (1 / n_sites); ``shortcut_score`` = (balanced_accuracy - chance) /
+        (1 - chance) and ``shortcut_ci_folds``; ``fold_scores`` (per repeat, per fold);
+        ``folds_id`` (identifies the folds); ``n_samples``, ``n_sites``, ``n_splits``,
+        ``n_repeats``, ``method``, ``level``.
+    """
+    try:
+        runs = [
+            site_probe(embeddings, sites, groups=groups, method=method, n_splits=n_splits, seed=s)
+            for s in seeds
+        ]
+    except ValueError as exc:
+        raise S2VError(f"site score: {exc}") from None
+    if not runs:
+        raise S2VError("site score needs at least one seed")
+    folds = [list(map(float, r["fold_balanced_accuracy"])) for r in runs]
+    means = [float(np.mean(f)) for f in folds]
+    cis = [_t_interval(f, level) for f in folds]
+    lo = float(np.clip(np.mean([c[0] for c in cis]), 0.0, 1.0))
+    hi = float(np.clip(np.mean([c[1] for c in cis]), 0.0, 1.0))
+    mean = float(np.mean(means))
+    chance = runs[0]["chance"]
+    ident = hashlib.sha256(
+        repr((np.asarray(sites).tolist(), None if groups is None else np.asarray(groups).tolist(),
+              tuple(seeds), n_splits)).encode()  # fmt: skip
+    ).hexdigest()[:16]
+
+    def norm(v: float) -> float:
+        return (v - chance) / (1.0 - chance)
+
+    return {
+        "balanced_accuracy": mean,
+        "ci_folds": [lo, hi],
+        "ci_repeats": list(_t_interval(means, level)) if len(means) > 1 else [mean, mean],
+        "pooled_balanced_accuracy": float(np.mean([r["balanced_accuracy"] for r in runs])),
+        "chance": chance,
+        "shortcut_score": norm(mean),
+        "shortcut_ci_folds": [norm(lo), norm(hi)],
+        "fold_scores": folds,
+        "folds_id": ident,
+        "n_samples": runs[0]["n_samples"],
+        "n_sites": runs[0]["n_sites"],
+        "n_splits": runs[0]["n_splits"],
+        "n_repeats": len(runs),
+        "method": runs[0]["method"],
+        "level": level,
+    }
+
+
+def paired_difference(score_a: dict[str, Any], score_b: dict[str, Any]) -> dict[str, Any]:
+    """Balanced accuracy of ``a`` minus ``b``, fold by fold (both from :func:`site_score`).
+
+    Returns
+    -------
+    dict
+        ``difference`` (mean over folds and repeats; negative: ``a`` is less site-decodable),
+        ``ci_folds`` (t-interval over one repeat's fold differences, bounds averaged over the
+        repeats), ``folds_lower`` / ``folds_tied`` (share of folds where ``a`` scored lower /
+        the same), ``n_folds``.
+
+    Raises
+    ------
+    S2VError
+        The two scores were not computed on the same folds.
+    """
+    if score_a.get("folds_id") != score_b.get("folds_id"):
+        raise S2VError("the two site scores were computed on different rows or folds; "
+                       "score both embeddings on the same samples with the same seeds")  # fmt: skip
+    level = float(score_a.get("level", 0.95))
+    diffs = [np.subtract(a, b) for a, b in zip(score_a["fold_scores"], score_b["fold_scores"],
+                                               strict=True)]  # fmt: skip
+    cis = [_t_interval(list(d), level) for d in diffs]
+    flat = np.concatenate(diffs)
+    return {
+        "difference": float(flat.mean()),
+        "ci_folds": [float(np.mean([c[0] for c in cis])), float(np.mean([c[1] for c in cis]))],
+        "folds_lower": float(np.mean(flat < 0)),
+        "folds_tied": float(np.mean(flat == 0)),
+        "n_folds": int(flat.size),
+        "level": level,
+    }
+
+
+# --- shipped cohort embeddings ----------------------------------------------------------------

@@ -388,3 +388,25 @@ def cohort_metrics(
         "mean_ci": {k: [_nan_to_none(v) for v in ci] for k, ci in mean_ci.items()},
         "per_night": per_night_rows,
     }
+
+
+def agreement_by_classes(reference: np.ndarray, pred: Any) -> dict[str, dict]:
+    """Agreement of a night's prediction with the expert, as 5-, 4- and 3-class problems.
+
+    ``pred`` is a :class:`~s2v_core.inference.predict.Prediction`; its 4- and 3-class stages sum
+    the probabilities of merged stages (``Prediction.merged_as_five``).
+
+    Returns
+    -------
+    dict
+        Keys ``"5-class"``, ``"4-class"``, ``"3-class"``: :meth:`StagingMetrics.to_dict`, or
+        ``{"error": ...}`` when no epoch is scored on both sides.
+    """
+    out = {}
+    for k in (5, 4, 3):
+        try:
+            metrics = staging_metrics(reference, pred.merged_as_five(k), n_classes=k).to_dict()
+        except ValueError as exc:
+            metrics = {"error": str(exc)}
+        out[f"{k}-class"] = metrics
+    return out

@@ -30,6 +30,8 @@ import torch
 
 from s2v_core.errors import S2VError
 from s2v_core.modalities import EPOCH_SECONDS, MODALITIES
+from s2v_core.model.checkpoint import load_checkpoint
+from s2v_core.model.device import resolve_device
 from s2v_core.night import Night
 from s2v_core.stages import STAGE_NAMES
 
@@ -167,13 +169,6 @@ def model_id(path: str | Path) -> str:
     return f"{p.name}-{h.hexdigest()[:8]}"
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else as given."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def load_classifier(path: str | Path, *, device: str = "cpu") -> tuple[Any, Any, dict]:
     """Load a fine-tuned classifier checkpoint, in eval mode.
 
@@ -196,8 +191,6 @@ def load_classifier(path: str | Path, *, device: str = "cpu") -> tuple[Any, Any,
     S2VError
         Missing folder, unreadable checkpoint, or a pretrained encoder without a staging head.
     """
-    from s2v_core.model.checkpoint import load_checkpoint
-
     folder = Path(path)
     if not folder.is_dir():
         raise S2VError(f"{folder}: no such model folder (a classifier checkpoint folder is needed)")
@@ -380,40 +373,3 @@ def predict_night(
         embeddings=None if emb is None else emb.astype(np.float32),
         coverage=coverage,
     )
-
-
-def night_embedding(epoch_embeddings: np.ndarray, coverage: np.ndarray | None = None) -> np.ndarray:
-    """Mean of the per-epoch embeddings ``(n_epochs, H)`` over covered epochs -> ``(H,)``.
-
-    Epochs where no used modality is valid (``coverage == 0``) are left out unless every epoch
-    is uncovered.
-    """
-    emb = np.asarray(epoch_embeddings, dtype=np.float32)
-    if coverage is not None and np.any(coverage > 0):
-        emb = emb[np.asarray(coverage) > 0]
-    if len(emb) == 0:
-        raise S2VError("cannot embed a night without epochs")
-    return emb.mean(axis=0).astype(np.float32)
-
-
-def embed_night(
-    model: Any,
-    night: Night,
-    modalities: tuple[str, ...] | None = None,
-    *,
-    window_epochs: int = WINDOW_EPOCHS,
-    device: str = "cpu",
-) -> tuple[np.ndarray, np.ndarray]:
-    """Fused embeddings of a night (the staging head's input).
-
-    Returns
-    -------
-    epoch_embeddings : np.ndarray, shape (n_epochs, H), float32
-        Gated fusion of the used modalities' encoder states, one row per 30-s epoch.
-    night_embedding : np.ndarray, shape (H,), float32
-        Mean over the epochs with at least one valid used modality (:func:`night_embedding`).
-    """
-    pred = predict_night(
-        model, night, modalities, window_epochs=window_epochs, device=device, with_embeddings=True
-    )
-    return pred.embeddings, night_embedding(pred.embeddings, pred.coverage)

@@ -31,6 +31,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import pyedflib
 
 from s2v_core.errors import InputFileError
 from s2v_core.io.edf_header import (
@@ -167,8 +168,6 @@ def open_recording(path: str | Path) -> EdfRecording:
     needs_lenient = any("truncated" in w or "-1" in w or "more data records" in w for w in warnings)
     if not needs_lenient:
         try:
-            import pyedflib
-
             handle = pyedflib.EdfReader(os.fspath(path))
             try:
                 records = data_records(path, header.header_bytes, header.record_bytes, header.n_records)

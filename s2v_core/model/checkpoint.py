@@ -24,11 +24,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from s2v_core import __version__
 from s2v_core.errors import S2VError
 from s2v_core.model.config import FORMAT_VERSION, ConfigError, HeadConfig, ModelConfig
 from s2v_core.model.fusion import Sleep2VecClassifier
 from s2v_core.model.sleep2vec import Sleep2Vec
+from s2v_core.shipped import package_version
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ OPTIMIZER_STATE_FILE = "optimizer.json"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle")
 KINDS = ("pretrain", "classifier")
 _TOP_KEYS = ("format_version", "kind", "model", "head", "step", "extra", "written_by")
-WRITER = f"sleep2vec-studio {__version__}"
+WRITER = f"sleep2vec-studio {package_version()}"
 """Recorded as ``written_by`` in every checkpoint, and named in version-mismatch messages."""
 _MAX_LISTED = 5
 

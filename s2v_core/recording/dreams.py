@@ -16,8 +16,8 @@ import numpy as np
 
 from s2v_core import signals as sig
 from s2v_core.errors import ChannelMappingError, InputFileError
-from s2v_core.io import hypnogram as hyp_io
 from s2v_core.io.dreams import infer_sfreq, read_dreams_signal
+from s2v_core.io.hypnogram.reader import read_hypnogram
 from s2v_core.modalities import MODALITIES, SFREQ
 from s2v_core.night import Night, NightMeta, Provenance, n_epochs_for
 from s2v_core.recording.channels import map_channels
@@ -95,7 +95,7 @@ def load_dreams_night(
         )
     hyp = None
     if hypnogram is not None:
-        hyp = hyp_io.read_hypnogram(hypnogram)
+        hyp = read_hypnogram(hypnogram)
     if sfreq is None:
         if hyp is None:
             raise InputFileError(

@@ -18,8 +18,9 @@ import numpy as np
 
 from s2v_core import signals as sig
 from s2v_core.errors import ChannelMappingError, InputFileError
-from s2v_core.io import hypnogram as hyp_io
 from s2v_core.io.edf import EdfRecording, open_recording
+from s2v_core.io.hypnogram.core import hypnogram_from_annotations
+from s2v_core.io.hypnogram.reader import read_hypnogram
 from s2v_core.io.wfdb_beats import beats_to_ibi, read_wfdb_beats
 from s2v_core.modalities import MODALITIES, SFREQ
 from s2v_core.night import Night, NightMeta, Provenance, n_epochs_for
@@ -29,7 +30,8 @@ from s2v_core.stages import UNSCORED, label_to_stage
 log = logging.getLogger(__name__)
 
 BIOPOTENTIALS = ("eeg", "eog", "emg", "ecg")
-READ_THREADS = 2  # channels read and preprocessed at once (1: one after the other)
+READ_THREADS = 2
+"""Channels read and preprocessed at once (1: one after the other); see :func:`set_read_threads`."""
 # Below these rates a channel cannot carry what the modality needs (sleep spindles and alpha for
 # EEG, muscle tone for EMG, R peaks for ECG, breaths for the belts and flow); a lower declared
 # rate usually means a wrong record duration or a mis-mapped channel. Reading goes on, with a warning.
@@ -40,6 +42,20 @@ MIN_PLAUSIBLE_SFREQ = {"eeg": 32.0, "eog": 32.0, "emg": 32.0, "ecg": 32.0, "ibi"
 # the 99.5th percentile of the absolute deviation (about the R-wave height) for ECG. Used only to
 # catch unit mistakes (V vs µV, mV vs µV), not to judge signal quality.
 _PLAUSIBLE_UV = {"eeg": (1.0, 300.0), "eog": (1.0, 1000.0), "emg": (0.2, 500.0), "ecg": (50.0, 10000.0)}
+
+
+def set_read_threads(n: int) -> None:
+    """Read and preprocess up to ``n`` channels of a recording at once (for this process).
+
+    Raises
+    ------
+    ValueError
+        ``n`` is below 1.
+    """
+    global READ_THREADS
+    if n < 1:
+        raise ValueError(f"reading threads must be >= 1, got {n}")
+    READ_THREADS = int(n)
 
 
 def _amplitude(x: np.ndarray, modality: str) -> float:
@@ -188,7 +204,7 @@ def with_hypnogram(
         (unless ``allow_mismatch``).
     """
 
-    hyp = hyp_io.read_hypnogram(hypnogram, hypnogram_format, recording_start=night.start_time)
+    hyp = read_hypnogram(hypnogram, hypnogram_format, recording_start=night.start_time)
     hyp = hyp.aligned(night.n_epochs, allow_mismatch=allow_mismatch)
     warnings = [w for w in night.warnings if not w.startswith("hypnogram: ")]
     warnings += [f"hypnogram: {w}" for w in hyp.warnings]
@@ -327,7 +343,7 @@ def _stages_for(
 ) -> tuple[np.ndarray, str]:
 
     if hypnogram is not None:
-        hyp = hyp_io.read_hypnogram(hypnogram, fmt, recording_start=rec.header.start_time)
+        hyp = read_hypnogram(hypnogram, fmt, recording_start=rec.header.start_time)
         hyp = hyp.aligned(n_epochs, allow_mismatch=allow_mismatch)
         warnings.extend(f"hypnogram: {w}" for w in hyp.warnings)
         return hyp.stages.astype(np.int8), Path(hypnogram).name
@@ -340,7 +356,7 @@ def _stages_for(
         stage_like = [t for t in texts if _is_stage_label(t)]
         if stage_like:  # annotations that are only events (apneas, lights) are not a hypnogram
             try:
-                hyp = hyp_io.hypnogram_from_annotations(onsets, durations, texts, source=str(path))
+                hyp = hypnogram_from_annotations(onsets, durations, texts, source=str(path))
             except Exception as exc:
                 warnings.append(f"EDF+ stage annotations could not be used ({exc})")
                 return np.full(n_epochs, UNSCORED, np.int8), ""
@@ -373,7 +389,7 @@ def load_wfdb_night(path: str | Path, *, meta: NightMeta | None = None) -> Night
     warnings: list[str] = []
     st = base.with_suffix(".st")
     if st.exists():
-        hyp = hyp_io.read_hypnogram(st, "wfdb").aligned(n_epochs, allow_mismatch=True)
+        hyp = read_hypnogram(st, "wfdb").aligned(n_epochs, allow_mismatch=True)
         stages, hyp_src = hyp.stages.astype(np.int8), st.name
         warnings.extend(f"hypnogram: {w}" for w in hyp.warnings)
     else:

@@ -10,6 +10,8 @@ subject-level splits matter.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
+from s2v_core.shipped import FULL_NIGHT_SEED, cache_dir, sample_paths
 from s2v_core.synth.physiology import NightSpec, draw_traits, generate_night
 from s2v_core.synth.sites import SITES, SiteSpec
 from s2v_core.synth.writers import write_edf, write_hypnogram
@@ -145,8 +149,6 @@ def generate_cohort(
     plan = plan_cohort(n_nights, seed=seed, hours=hours, sites=sites)
     iterator = plan
     if progress:
-        from tqdm import tqdm
-
         iterator = tqdm(plan, desc="synthetic nights", unit="night")
     rows = []
     for item in iterator:
@@ -173,3 +175,21 @@ def generate_cohort(
     meta = pd.DataFrame(rows, columns=list(METADATA_COLUMNS))
     meta.to_csv(out / "metadata.csv", index=False)
     return meta
+
+
+def full_sample_night(hours: float = 8.0, site: str = "us_hospital") -> tuple[Path, Path | None]:
+    """An 8-h, nine-modality synthetic hospital PSG night, generated once and cached.
+
+    Deterministic (seed :data:`~s2v_core.shipped.FULL_NIGHT_SEED`) and cached in
+    :func:`~s2v_core.shipped.cache_dir`, so only the first use pays for the generation.
+    """
+    out = cache_dir() / f"sample-{site}-{hours:g}h-s{FULL_NIGHT_SEED}"
+    if not (out / "metadata.csv").exists():
+        tmp = out.with_name(out.name + f".partial-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        generate_cohort(1, tmp, seed=FULL_NIGHT_SEED, hours=hours, sites=[site])
+        try:
+            tmp.rename(out)
+        except OSError:  # another process finished first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return sample_paths(out)

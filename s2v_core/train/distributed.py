@@ -39,6 +39,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from s2v_core.model.device import resolve_device
+
 logger = logging.getLogger(__name__)
 
 
@@ -61,19 +63,6 @@ class DistContext:
     def distributed(self) -> bool:
         """True when more than one process takes part."""
         return self.world_size > 1
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; other values are checked and returned."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but CUDA is not available here")
-    return dev
 
 
 def init_distributed(device: str | torch.device = "auto") -> DistContext:

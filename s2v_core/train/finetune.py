@@ -35,11 +35,13 @@ import torch.nn.functional as F
 
 from s2v_core.cohort.store import CohortStore
 from s2v_core.errors import S2VError
-from s2v_core.evaluation import staging_metrics
-from s2v_core.inference.predict import MERGE_GROUPS, REPRESENTATIVE_STAGE, resolve_device
+from s2v_core.evaluation.staging import staging_metrics
+from s2v_core.inference.predict import MERGE_GROUPS, REPRESENTATIVE_STAGE
 from s2v_core.modalities import MODALITIES
-from s2v_core.model import PRESETS, HeadConfig, Sleep2VecClassifier, get_preset
 from s2v_core.model.checkpoint import load_checkpoint, save_checkpoint
+from s2v_core.model.config import PRESETS, HeadConfig, get_preset
+from s2v_core.model.device import resolve_device
+from s2v_core.model.fusion import Sleep2VecClassifier
 from s2v_core.stages import STAGE_NAMES
 from s2v_core.train.schedule import lr_at
 from s2v_core.train.windows import WindowDataset

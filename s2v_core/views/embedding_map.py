@@ -14,7 +14,7 @@ Three kinds of embedding feed the app's Embedding map page:
 
 :func:`project` maps embeddings to 2-D with UMAP, t-SNE or PCA; UMAP and PCA place new points
 into an existing map (``transform``), t-SNE has no out-of-sample map, so new points are
-placed by a joint re-fit. :func:`site_score` measures how well the recording site can be
+placed by a joint re-fit. :func:`~s2v_core.evaluation.shortcut.site_score` measures how well the recording site can be
 decoded from embeddings (lower is better), with confidence intervals over folds and repeated
 splits. The shipped cohort embeddings (``models/sleep2vec-small/embeddings``, written by
 ``scripts/export_cohort_embeddings.py``) are read with :func:`load_shipped`.
@@ -32,22 +32,11 @@ import numpy as np
 import pandas as pd
 
 from s2v_core.errors import S2VError
-from s2v_core.evaluation.shortcut import mean_ci_over_seeds, site_probe
-from s2v_core.inference.predict import (
-    MAX_WINDOWS_PER_PASS,
-    WINDOW_EPOCHS,
-    night_embedding,
-    night_windows,
-    predict_night,
-    resolve_subset,
-)
-from s2v_core.night import Night
+from s2v_core.inference.embed import embedding_columns
+from s2v_core.shipped import embeddings_dir
+from s2v_core.stages import STAGE_NAMES
 
 logger = logging.getLogger(__name__)
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHIPPED_DIR = REPO_ROOT / "models" / "sleep2vec-small" / "embeddings"
-"""Where the shipped cohort embeddings live."""
 
 MODEL_KEYS: tuple[str, ...] = ("dash", "infonce", "classifier")
 """Models of the shipped embeddings: the two pretrained backbones and the shipped classifier."""
@@ -70,166 +59,6 @@ META_COLUMNS: dict[str, tuple[str, ...]] = {
                "modalities"),
 }  # fmt: skip
 """Metadata columns each shipped table must have (besides ``emb_*`` and ``<method>_x/_y``)."""
-
-EMB_PREFIX = "emb_"
-
-
-# --- embeddings of one night ------------------------------------------------------------------
-def load_backbone(path: str | Path, *, device: str = "cpu") -> Any:
-    """Load a pretrained sleep2vec backbone (``s2v pretrain`` output, e.g. ``RUN/best``).
-
-    Raises
-    ------
-    S2VError
-        Missing folder, unreadable checkpoint, or a classifier checkpoint instead of a
-        pretrained encoder.
-    """
-    from s2v_core.model.checkpoint import load_checkpoint
-
-    folder = Path(path)
-    if not folder.is_dir():
-        raise S2VError(f"{folder}: no such folder (a pretrained checkpoint folder is needed)")
-    model, _, _ = load_checkpoint(folder, device=device)
-    if hasattr(model, "fusion"):
-        raise S2VError(
-            f"{folder.name}: this is a fine-tuned classifier, not a pretrained backbone; "
-            "use its fused embeddings (epoch_embeddings works with both)"
-        )
-    return model.eval()
-
-
-def backbone_epoch_embeddings(
-    model: Any,
-    night: Night,
-    modalities: tuple[str, ...] | None = None,
-    *,
-    window_epochs: int = WINDOW_EPOCHS,
-    max_windows: int = MAX_WINDOWS_PER_PASS,
-) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """Per-epoch backbone embeddings: encoder states averaged over the valid modalities.
-
-    Parameters
-    ----------
-    model : Sleep2Vec
-        A pretrained backbone (:func:`load_backbone`), on the CPU.
-    night : Night
-    modalities : tuple of str, optional
-        Modalities to pool (default: all the night and the model share).
-    window_epochs : int
-        Tokens per encoder window (120, the pretraining length).
-    max_windows : int
-        Windows per forward pass.
-
-    Returns
-    -------
-    embeddings : np.ndarray, shape (n_epochs, H), float32
-        NaN rows where no used modality is valid.
-    coverage : np.ndarray, shape (n_epochs,), int8
-        Number of used modalities valid at each epoch.
-    used : tuple of str
-        The modalities used, canonical order.
-    """
-    import torch
-
-    subset = resolve_subset(model, night, modalities)
-    inputs, pad_valid, present, valid = night_windows(night, subset, window_epochs)
-    n = night.n_epochs
-    hidden_size = int(model.config.hidden)
-    total = np.zeros((n, hidden_size), dtype=np.float64)
-    count = np.zeros(n, dtype=np.int64)
-    with torch.inference_mode():
-        for s in range(0, len(pad_valid), max(1, max_windows)):
-            sl = slice(s, s + max(1, max_windows))
-            x = {m: torch.from_numpy(v[sl]) for m, v in inputs.items()}
-            p = {m: torch.from_numpy(v[sl]) for m, v in present.items()}
-            hidden = model.encode(x, torch.from_numpy(pad_valid[sl]), p)  # {m: (w, T, H)}
-            first = s * window_epochs
-            for m in subset:
-                h = hidden[m].float().numpy().reshape(-1, hidden_size)  # (w * T, H)
-                rows = slice(first, min(n, first + len(h)))
-                ok = valid[m][rows]
-                total[rows][ok] += h[: rows.stop - rows.start][ok]
-                count[rows] += ok
-    emb = np.full((n, hidden_size), np.nan, dtype=np.float32)
-    covered = count > 0
-    emb[covered] = (total[covered] / count[covered, None]).astype(np.float32)
-    return emb, count.astype(np.int8), subset
-
-
-def epoch_embeddings(
-    model: Any, night: Night, modalities: tuple[str, ...] | None = None
-) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """Per-epoch embeddings of a backbone (pooled states) or a classifier (fused states).
-
-    Returns
-    -------
-    embeddings : np.ndarray, shape (n_epochs, H), float32
-        For a backbone, NaN rows where no used modality is valid; for a classifier the fused
-        state of every epoch (uncovered epochs are flagged by ``coverage == 0``).
-    coverage : np.ndarray, shape (n_epochs,), int8
-    used : tuple of str
-    """
-    if hasattr(model, "fusion"):
-        pred = predict_night(model, night, modalities, with_embeddings=True)
-        return pred.embeddings, pred.coverage, pred.modalities
-    return backbone_epoch_embeddings(model, night, modalities)
-
-
-def night_vector(embeddings: np.ndarray, coverage: np.ndarray) -> np.ndarray:
-    """Night embedding ``(H,)``: mean over covered epochs (see ``inference.night_embedding``)."""
-    emb = np.asarray(embeddings, dtype=np.float32)
-    cov = np.asarray(coverage)
-    finite = np.isfinite(emb).all(axis=1)
-    return night_embedding(emb[finite], cov[finite])
-
-
-def sample_epochs(
-    stages: np.ndarray, eligible: np.ndarray, n_max: int = 60, seed: int = 0
-) -> np.ndarray:
-    """Pick at most ``n_max`` eligible epochs of a night, stratified by stage.
-
-    Each scored stage present gets a share proportional to its epoch count (largest
-    remainders), but at least one epoch, so rare stages (N1, REM) stay visible.
-    Unscored epochs (stage -1) are never picked.
-
-    Parameters
-    ----------
-    stages : np.ndarray, shape (n_epochs,)
-        Stage codes W=0 .. REM=4, unscored -1.
-    eligible : np.ndarray, shape (n_epochs,), bool
-        Epochs that may be chosen (e.g. with a valid embedding).
-    n_max : int
-        Upper bound on the number of epochs returned.
-    seed : int
-        Seed of the random choice within each stage.
-
-    Returns
-    -------
-    np.ndarray of int
-        Sorted epoch indices.
-    """
-    if n_max < 1:
-        raise ValueError(f"n_max must be >= 1, got {n_max}")
-    stages = np.asarray(stages)
-    ok = np.asarray(eligible, dtype=bool) & (stages >= 0)
-    codes, counts = np.unique(stages[ok], return_counts=True)
-    if counts.sum() <= n_max:
-        return np.flatnonzero(ok)
-    share = counts / counts.sum() * n_max
-    alloc = np.maximum(np.floor(share).astype(int), 1)
-    while alloc.sum() > n_max:  # the minimum of one per stage overshot: trim the largest
-        alloc[np.argmax(alloc)] -= 1
-    for j in np.argsort(-(share - np.floor(share))):  # hand out what is left, largest remainder
-        if alloc.sum() >= n_max:
-            break
-        if alloc[j] < counts[j]:
-            alloc[j] += 1
-    rng = np.random.default_rng(seed)
-    picked = [
-        rng.choice(np.flatnonzero(ok & (stages == c)), size=min(a, k), replace=False)
-        for c, a, k in zip(codes, alloc, counts, strict=True)
-    ]
-    return np.sort(np.concatenate(picked))
 
 
 # --- projection -------------------------------------------------------------------------------
@@ -364,129 +193,6 @@ def project(
 
 
 # --- site shortcut ----------------------------------------------------------------------------
-def _t_interval(values: list[float], level: float) -> tuple[float, float]:
-    _, lo, hi = mean_ci_over_seeds(values, level)
-    return lo, hi
-
-
-def site_score(
-    embeddings: Any,
-    sites: Any,
-    *,
-    groups: Any = None,
-    seeds: tuple[int, ...] = (0, 1, 2, 3, 4),
-    n_splits: int = 5,
-    method: str = "logistic",
-    level: float = 0.95,
-) -> dict[str, Any]:
-    """Site-probe balanced accuracy over repeated cross-validation, with confidence intervals.
-
-    The probe (:func:`s2v_core.evaluation.shortcut.site_probe`: standardised features, then
-    logistic regression, subject-grouped stratified folds when ``groups`` is given) runs once
-    per seed of the fold shuffling. Lower is better: a site-invariant embedding scores at
-    chance. Two embeddings scored on the same rows (same ``sites``, ``groups`` and seeds) get
-    the same folds, so :func:`paired_difference` can compare them fold by fold.
-
-    Returns
-    -------
-    dict
-        ``balanced_accuracy``: mean over folds, averaged over the repeats;
-        ``ci_folds``: Student-t interval over one repeat's folds (how much the score moves
-        between held-out subjects), bounds averaged over the repeats and clipped to [0, 1];
-        ``ci_repeats``: t-interval over the repeats' means (split-to-split variation only);
-        ``pooled_balanced_accuracy``: all out-of-fold predictions scored together (mean over
-        repeats; lower than the fold mean when a fold misses a rare site);
-        ``chance`` (1 / n_sites); ``shortcut_score`` = (balanced_accuracy - chance) /
-        (1 - chance) and ``shortcut_ci_folds``; ``fold_scores`` (per repeat, per fold);
-        ``folds_id`` (identifies the folds); ``n_samples``, ``n_sites``, ``n_splits``,
-        ``n_repeats``, ``method``, ``level``.
-    """
-    import hashlib
-
-    try:
-        runs = [
-            site_probe(embeddings, sites, groups=groups, method=method, n_splits=n_splits, seed=s)
-            for s in seeds
-        ]
-    except ValueError as exc:
-        raise S2VError(f"site score: {exc}") from None
-    if not runs:
-        raise S2VError("site score needs at least one seed")
-    folds = [list(map(float, r["fold_balanced_accuracy"])) for r in runs]
-    means = [float(np.mean(f)) for f in folds]
-    cis = [_t_interval(f, level) for f in folds]
-    lo = float(np.clip(np.mean([c[0] for c in cis]), 0.0, 1.0))
-    hi = float(np.clip(np.mean([c[1] for c in cis]), 0.0, 1.0))
-    mean = float(np.mean(means))
-    chance = runs[0]["chance"]
-    ident = hashlib.sha256(
-        repr((np.asarray(sites).tolist(), None if groups is None else np.asarray(groups).tolist(),
-              tuple(seeds), n_splits)).encode()  # fmt: skip
-    ).hexdigest()[:16]
-
-    def norm(v: float) -> float:
-        return (v - chance) / (1.0 - chance)
-
-    return {
-        "balanced_accuracy": mean,
-        "ci_folds": [lo, hi],
-        "ci_repeats": list(_t_interval(means, level)) if len(means) > 1 else [mean, mean],
-        "pooled_balanced_accuracy": float(np.mean([r["balanced_accuracy"] for r in runs])),
-        "chance": chance,
-        "shortcut_score": norm(mean),
-        "shortcut_ci_folds": [norm(lo), norm(hi)],
-        "fold_scores": folds,
-        "folds_id": ident,
-        "n_samples": runs[0]["n_samples"],
-        "n_sites": runs[0]["n_sites"],
-        "n_splits": runs[0]["n_splits"],
-        "n_repeats": len(runs),
-        "method": runs[0]["method"],
-        "level": level,
-    }
-
-
-def paired_difference(score_a: dict[str, Any], score_b: dict[str, Any]) -> dict[str, Any]:
-    """Balanced accuracy of ``a`` minus ``b``, fold by fold (both from :func:`site_score`).
-
-    Returns
-    -------
-    dict
-        ``difference`` (mean over folds and repeats; negative: ``a`` is less site-decodable),
-        ``ci_folds`` (t-interval over one repeat's fold differences, bounds averaged over the
-        repeats), ``folds_lower`` / ``folds_tied`` (share of folds where ``a`` scored lower /
-        the same), ``n_folds``.
-
-    Raises
-    ------
-    S2VError
-        The two scores were not computed on the same folds.
-    """
-    if score_a.get("folds_id") != score_b.get("folds_id"):
-        raise S2VError("the two site scores were computed on different rows or folds; "
-                       "score both embeddings on the same samples with the same seeds")  # fmt: skip
-    level = float(score_a.get("level", 0.95))
-    diffs = [np.subtract(a, b) for a, b in zip(score_a["fold_scores"], score_b["fold_scores"],
-                                               strict=True)]  # fmt: skip
-    cis = [_t_interval(list(d), level) for d in diffs]
-    flat = np.concatenate(diffs)
-    return {
-        "difference": float(flat.mean()),
-        "ci_folds": [float(np.mean([c[0] for c in cis])), float(np.mean([c[1] for c in cis]))],
-        "folds_lower": float(np.mean(flat < 0)),
-        "folds_tied": float(np.mean(flat == 0)),
-        "n_folds": int(flat.size),
-        "level": level,
-    }
-
-
-# --- shipped cohort embeddings ----------------------------------------------------------------
-def embedding_columns(frame: pd.DataFrame) -> list[str]:
-    """The ``emb_0 .. emb_{H-1}`` columns of a table, in order."""
-    cols = [c for c in frame.columns if c.startswith(EMB_PREFIX)]
-    return sorted(cols, key=lambda c: int(c[len(EMB_PREFIX):]))
-
-
 def embedding_matrix(frame: pd.DataFrame) -> np.ndarray:
     """The embeddings of a table as float32 ``(n, H)``."""
     cols = embedding_columns(frame)
@@ -496,7 +202,7 @@ def embedding_matrix(frame: pd.DataFrame) -> np.ndarray:
 
 
 def load_shipped(
-    level: str = "nights", model: str | None = None, folder: str | Path = SHIPPED_DIR
+    level: str = "nights", model: str | None = None, folder: str | Path | None = None
 ) -> pd.DataFrame:
     """Read the shipped cohort embeddings (``<folder>/<level>.parquet``).
 
@@ -524,7 +230,7 @@ def load_shipped(
         raise S2VError(f"unknown level {level!r}; allowed: {', '.join(LEVELS)}")
     if model is not None and model not in MODEL_KEYS:
         raise S2VError(f"unknown model {model!r}; allowed: {', '.join(MODEL_KEYS)}")
-    path = Path(folder) / f"{level}.parquet"
+    path = Path(folder or embeddings_dir()) / f"{level}.parquet"
     if not path.is_file():
         raise S2VError(
             f"{path}: no cohort embeddings there; make them with "
@@ -562,8 +268,6 @@ def selection_table(frame: pd.DataFrame, point_ids: list[int], level: str) -> pd
         night, subject, site, age, sex, split, then ``epoch`` and ``stage`` (as a name) for
         epochs, or ``n_epochs`` and ``modalities`` for nights; in selection order.
     """
-    from s2v_core.stages import STAGE_NAMES
-
     if level not in LEVELS:
         raise S2VError(f"unknown level {level!r}; allowed: {', '.join(LEVELS)}")
     rows = list(dict.fromkeys(int(i) for i in point_ids if 0 <= int(i) < len(frame)))
@@ -575,9 +279,9 @@ def selection_table(frame: pd.DataFrame, point_ids: list[int], level: str) -> pd
     return out.reset_index(drop=True)
 
 
-def load_site_scores(folder: str | Path = SHIPPED_DIR) -> dict[str, Any]:
+def load_site_scores(folder: str | Path | None = None) -> dict[str, Any]:
     """Read ``site_scores.json`` (site-probe scores and how the embeddings were made)."""
-    path = Path(folder) / "site_scores.json"
+    path = Path(folder or embeddings_dir()) / "site_scores.json"
     if not path.is_file():
         raise S2VError(f"{path}: no site scores; run scripts/export_cohort_embeddings.py")
     try:

@@ -9,10 +9,17 @@ from __future__ import annotations
 import os
 import tempfile
 from datetime import datetime
+from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
+import pyedflib
 
+from s2v_core.evaluation.staging import agreement_by_classes
+from s2v_core.inference.embed import embed_one, night_info
+from s2v_core.night import Night
 from s2v_core.stages import STAGE_NAMES, UNSCORED
 
 EDF_LABELS = {0: "Sleep stage W", 1: "Sleep stage N1", 2: "Sleep stage N2", 3: "Sleep stage N3",
@@ -41,8 +48,6 @@ def hypnogram_csv(stages: np.ndarray, epoch_seconds: float = 30.0) -> str:
 def hypnogram_edf_annotations(stages: np.ndarray, start: datetime | None = None,
                               epoch_seconds: float = 30.0) -> bytes:
     """An annotation-only EDF+ file (like Sleep-EDF hypnograms) holding the stage runs."""
-    import pyedflib
-
     fd, name = tempfile.mkstemp(suffix=".edf")
     os.close(fd)
     try:
@@ -79,13 +84,9 @@ def embeddings_parquet(model, night, subset: tuple[str, ...] | None = None) -> b
     The same columns as ``s2v embed`` writes (night, epoch, onset_s, stage, predicted, subject,
     site, age, sex, split, modalities, emb_0 .. emb_{H-1}).
     """
-    import io
-
-    from s2v_core.cli.heads import embed_one, night_info
-
     m = night.meta
     epochs, _ = embed_one(model, night, night_info(m.night_id, m.subject, m.site, m.age, m.sex, None), subset)
-    buf = io.BytesIO()
+    buf = BytesIO()
     epochs.to_parquet(buf, index=False)
     return buf.getvalue()
 
@@ -93,3 +94,31 @@ def embeddings_parquet(model, night, subset: tuple[str, ...] | None = None) -> b
 def figure_html(fig) -> str:
     """A plotly figure as one self-contained HTML file (plotly.js inlined: opens offline)."""
     return fig.to_html(include_plotlyjs=True, full_html=True)
+
+
+def prediction_table(pred: Any, night: Night) -> pd.DataFrame:
+    """One row per epoch: :meth:`Prediction.to_frame`, plus the expert stage when there is one."""
+    frame = pred.to_frame(night.start_time)
+    if (night.stages >= 0).any():
+        ref = night.stages.astype(int)
+        frame.insert(frame.columns.get_loc("label") + 1, "reference", ref)
+        names = np.asarray(("",) + STAGE_NAMES, dtype=object)  # -1 (unscored) -> ""
+        frame.insert(frame.columns.get_loc("reference") + 1, "reference_label", names[ref + 1])
+    return frame
+
+
+def prediction_summary(pred: Any, night: Night) -> dict[str, Any]:
+    """What ``s2v predict`` reports: model, modalities, gates, counts, agreement, warnings."""
+    summary: dict[str, Any] = {
+        "file": night.source_file,
+        "model": pred.model_id,
+        "modalities": list(pred.modalities),
+        "n_epochs": night.n_epochs,
+        "global_gates": {m: round(g, 4) for m, g in pred.global_gates.items()},
+        "predicted_counts": {s: int((pred.stages == k).sum()) for k, s in enumerate(STAGE_NAMES)},
+        "epochs_without_signal": int((pred.coverage == 0).sum()),
+    }
+    if (night.stages >= 0).any():
+        summary["agreement"] = agreement_by_classes(night.stages, pred)
+    summary["warnings"] = list(night.warnings)  # what `s2v info` would warn about this recording
+    return summary

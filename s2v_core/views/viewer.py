@@ -36,6 +36,7 @@ import pandas as pd
 from scipy import signal as sps
 
 from s2v_core.errors import S2VError
+from s2v_core.evaluation.staging import staging_metrics
 from s2v_core.modalities import EPOCH_SECONDS, MODALITIES, SFREQ, UNITS
 from s2v_core.night import Night
 
@@ -459,8 +460,6 @@ def simulate_dropout(night: Night, modality: str, start_epoch: int, end_epoch: i
 
 
 def _kappa(reference: np.ndarray, predicted: np.ndarray, n_classes: int) -> tuple[float, float]:
-    from s2v_core.evaluation import staging_metrics
-
     try:
         m = staging_metrics(reference, predicted, n_classes=n_classes)
     except ValueError:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyedflib
 
 from s2v_core.errors import HypnogramError, InputFileError
 from s2v_core.io.edf import open_recording
@@ -128,8 +129,6 @@ def _edf_annotation_arrays(
     """Onsets (s), durations (s, NaN = none given) and texts, each of shape (K,)."""
     if header.is_discontinuous and not header.annotations_only:
         return _recording_annotation_arrays(path)
-    import pyedflib
-
     try:
         reader = pyedflib.EdfReader(str(path))
     except OSError as err:

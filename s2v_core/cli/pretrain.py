@@ -1,10 +1,8 @@
-"""``s2v prepare`` and ``s2v pretrain``: argparse builders and handlers.
+"""``s2v pretrain``: contrastive pretraining (DASH-InfoNCE) on a cohort store; DDP under torchrun.
 
-:func:`add_prepare_parser` and :func:`add_pretrain_parser` add the subcommands to the main
-``s2v`` parser (each sets ``func=``). The module also runs on its own, which is how ``torchrun``
-starts one process per GPU or CPU share::
+``torchrun`` starts one process per GPU or CPU share with the same command line::
 
-    torchrun --standalone --nproc-per-node 2 -m s2v_core.cli.train pretrain \
+    torchrun --standalone --nproc-per-node 2 -m s2v_core.cli pretrain \
         --data store/ --preset small --out runs/ddp
 
 (see :mod:`s2v_core.train.distributed` for a multi-node command).
@@ -16,16 +14,17 @@ import argparse
 import logging
 import math
 import os
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from s2v_core.cli.options import add_device_option, add_quiet_option, add_seed_option
 from s2v_core.errors import S2VError
 
 if TYPE_CHECKING:  # torch-free at import time: `s2v info` must not pay for importing torch
     from s2v_core.train.config import TrainConfig
     from s2v_core.train.runfiles import EpochInfo, StepInfo
+
+__all__ = ["LOSS_CHOICES", "PRESET_CHOICES", "add_parser", "config_from_args", "format_retrieval_table", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,74 +52,7 @@ _FLAG_FIELDS = {
 }
 
 
-def add_prepare_parser(subparsers) -> argparse.ArgumentParser:
-    """Add ``prepare SOURCE --out STORE [--metadata CSV] [--seed N]``."""
-    p = subparsers.add_parser(
-        "prepare",
-        help="turn a folder of recordings (or a synthetic cohort) into a cohort store",
-        description="Load every night of SOURCE (metadata.csv with psg_file, EDF/BDF files "
-        "with hypnograms next to them, or an NSRR download), resample, scale and write a "
-        "memory-mapped store with a subject-level train/val/test split. Finished nights are "
-        "skipped when run again; a night that fails is listed in STORE/failures.csv. With "
-        "--workers/--scheduler/--slurm the nights are prepared on a Dask cluster.",
-    )
-    p.add_argument("source", help="folder with metadata.csv or EDF/BDF recordings")
-    p.add_argument("--out", required=True, help="store folder (created if needed)")
-    p.add_argument("--metadata", help="metadata CSV to use instead of SOURCE/metadata.csv")
-    p.add_argument("--seed", type=int, default=0, help="seed of the subject split (default 0)")
-    p.add_argument("--overwrite", action="store_true", help="redo nights already prepared")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--layout",
-        choices=("auto", "flat", "nsrr"),
-        default="auto",
-        help="source layout: flat (metadata.csv or EDFs in one folder), nsrr (SHHS/MESA/MrOS/"
-        "CFS/WSC downloads: polysomnography/ + datasets/), auto (default: nsrr when SOURCE "
-        "has polysomnography/ and no metadata.csv)",
-    )
-    from s2v_core.cohort.cluster import add_cluster_options
-
-    add_cluster_options(p)
-    p.set_defaults(func=cmd_prepare)
-    return p
-
-
-def cmd_prepare(args: argparse.Namespace) -> int:
-    """Handler of ``s2v prepare``; prints the split counts and any failed nights."""
-    from s2v_core.cohort.cluster import cluster_from_args
-    from s2v_core.cohort.store import CohortStore, discover_rows, prepare_store
-
-    cluster = cluster_from_args(args)
-    layout = getattr(args, "layout", "auto")
-    if not discover_rows(args.source, args.metadata, layout=layout):
-        raise S2VError(
-            f"{args.source}: no recordings found (expected metadata.csv with a psg_file column, "
-            "EDF/BDF files, or an NSRR download with polysomnography/)"
-        )
-    run = prepare_store(
-        args.source,
-        args.out,
-        metadata_csv=args.metadata,
-        seed=args.seed,
-        progress=not args.quiet,
-        overwrite=args.overwrite,
-        layout=layout,
-        cluster=cluster,
-    )
-    failed = run[run["status"] == "failed"]
-    for _, row in failed.head(10).iterrows():
-        print(f"failed: {row['night']}: {row['error']}")
-    if len(failed) > 10:
-        print(f"... and {len(failed) - 10} more (see {Path(args.out) / 'failures.csv'})")
-    if len(failed) == len(run):
-        raise S2VError(f"{args.source}: no night could be prepared")
-    store = CohortStore(args.out)
-    counts = store.manifest["split"].value_counts()
-    print("store:", ", ".join(f"{counts.get(s, 0)} {s}" for s in ("train", "val", "test")))
-    return 0
-
-
-def add_pretrain_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``pretrain --data STORE --preset P --loss dash|infonce --out DIR [...]``."""
     p = subparsers.add_parser(
         "pretrain",
@@ -140,8 +72,8 @@ def add_pretrain_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="epochs (default 10)")
     p.add_argument("--batch-size", type=int, help="windows per batch and process (default 16)")
     p.add_argument("--lr", type=float, help="peak learning rate (default 3e-4; paper 5e-5)")
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
-    p.add_argument("--seed", type=int, help="seed (default 0)")
+    add_device_option(p, default=None, help="auto (default), cpu, cuda, cuda:N")
+    add_seed_option(p, default=None, help="seed (default 0)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from DIR/last/")
     p.add_argument("--batches-per-epoch", type=int, help="steps per epoch (default: one pass)")
     p.add_argument("--num-workers", type=int, help="DataLoader workers (default 0)")
@@ -150,8 +82,8 @@ def add_pretrain_parser(subparsers) -> argparse.ArgumentParser:
                    help="how often each modality pair is trained (default windows: in proportion to its windows)")
     p.add_argument("--val-batches", type=int, help="validation windows per pair / batch size")
     p.add_argument("--ema-decay", type=float, help="EMA decay (default 0.999)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_pretrain)
+    add_quiet_option(p)
+    p.set_defaults(func=run)
     return p
 
 
@@ -240,7 +172,7 @@ def format_retrieval_table(table) -> str:
     return "\n".join(lines)
 
 
-def cmd_pretrain(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Handler of ``s2v pretrain``; prints one line per epoch and the final retrieval table."""
     from s2v_core.train.pretrain import pretrain
     from s2v_core.train.runfiles import resolve_resume
@@ -263,32 +195,3 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         print(format_retrieval_table(result.retrieval))
         print(f"checkpoints: {result.paths['best']} and {result.paths['last']}")
     return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """A parser with just ``prepare`` and ``pretrain`` (for ``python -m s2v_core.cli.train``)."""
-    parser = argparse.ArgumentParser(prog="s2v", description="sleep2vec pretraining")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_prepare_parser(sub)
-    add_pretrain_parser(sub)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m s2v_core.cli.train`` (and of torchrun)."""
-    args = build_parser().parse_args(argv)
-    level = logging.INFO if args.verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(message)s")
-    try:
-        return int(args.func(args) or 0)
-    except (S2VError, OSError, ValueError) as exc:
-        if args.debug:
-            raise
-        print(f"s2v {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

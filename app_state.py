@@ -1,4 +1,4 @@
-"""State and cached calls shared by every page (not a page itself).
+"""The app's shared state and cached calls, used by every page in ``pages/`` (not a page itself).
 
 All session-state keys live here. Heavy objects are cached: the model with ``st.cache_resource``
 (shared, never mutated), nights and predictions with ``st.cache_data`` keyed by (file hash,
@@ -20,7 +20,8 @@ from s2v_core.io.edf_header import check_header
 from s2v_core.modalities import MODALITIES
 from s2v_core.night import Night
 from s2v_core.recording.loading import load_night, with_hypnogram
-from s2v_core.shipped import full_sample_night, shipped_night
+from s2v_core.shipped import MODEL_DIR, shipped_night
+from s2v_core.synth.cohort import full_sample_night
 
 
 def _leave_legacy_page_mode() -> None:
@@ -216,12 +217,12 @@ def show_error(exc: Exception) -> None:
 
 
 # --- model and predictions -----------------------------------------------------------------
-SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "sleep2vec-small"
+SHIPPED_CLASSIFIER = MODEL_DIR / "classifier"
 
 
 def model_dir() -> Path:
     """The classifier folder in use: chosen on the Model page, else the shipped model."""
-    return Path(st.session_state.get(K_MODEL_DIR) or SHIPPED_MODEL / "classifier")
+    return Path(st.session_state.get(K_MODEL_DIR) or SHIPPED_CLASSIFIER)
 
 
 @st.cache_resource(show_spinner="Loading the model...", max_entries=3)
@@ -248,7 +249,7 @@ def warm_up_model() -> None:
     if _WARM_UP_STARTED:
         return
     _WARM_UP_STARTED = True
-    weights = SHIPPED_MODEL / "classifier" / "model.safetensors"
+    weights = SHIPPED_CLASSIFIER / "model.safetensors"
     if not weights.exists():
         return
     import logging

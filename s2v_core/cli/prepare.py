@@ -1,0 +1,82 @@
+"""``s2v prepare``: turn a folder of recordings into a cohort store (serially or on Dask)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from s2v_core.cli.options import (
+    add_cluster_options,
+    add_quiet_option,
+    add_seed_option,
+    cluster_from_args,
+)
+from s2v_core.errors import S2VError
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``prepare SOURCE --out STORE [--metadata CSV] [--seed N]``."""
+    p = subparsers.add_parser(
+        "prepare",
+        help="turn a folder of recordings (or a synthetic cohort) into a cohort store",
+        description="Load every night of SOURCE (metadata.csv with psg_file, EDF/BDF files "
+        "with hypnograms next to them, or an NSRR download), resample, scale and write a "
+        "memory-mapped store with a subject-level train/val/test split. Finished nights are "
+        "skipped when run again; a night that fails is listed in STORE/failures.csv. With "
+        "--workers/--scheduler/--slurm the nights are prepared on a Dask cluster.",
+    )
+    p.add_argument("source", help="folder with metadata.csv or EDF/BDF recordings")
+    p.add_argument("--out", required=True, help="store folder (created if needed)")
+    p.add_argument("--metadata", help="metadata CSV to use instead of SOURCE/metadata.csv")
+    add_seed_option(p, help="seed of the subject split (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="redo nights already prepared")
+    add_quiet_option(p)
+    p.add_argument(
+        "--layout",
+        choices=("auto", "flat", "nsrr"),
+        default="auto",
+        help="source layout: flat (metadata.csv or EDFs in one folder), nsrr (SHHS/MESA/MrOS/"
+        "CFS/WSC downloads: polysomnography/ + datasets/), auto (default: nsrr when SOURCE "
+        "has polysomnography/ and no metadata.csv)",
+    )
+    add_cluster_options(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handler of ``s2v prepare``; prints the split counts and any failed nights."""
+    from s2v_core.cohort.prepare import prepare_store
+    from s2v_core.cohort.sources import discover_rows
+    from s2v_core.cohort.store import CohortStore
+
+    cluster = cluster_from_args(args)
+    layout = getattr(args, "layout", "auto")
+    if not discover_rows(args.source, args.metadata, layout=layout):
+        raise S2VError(
+            f"{args.source}: no recordings found (expected metadata.csv with a psg_file column, "
+            "EDF/BDF files, or an NSRR download with polysomnography/)"
+        )
+    run = prepare_store(
+        args.source,
+        args.out,
+        metadata_csv=args.metadata,
+        seed=args.seed,
+        progress=not args.quiet,
+        overwrite=args.overwrite,
+        layout=layout,
+        cluster=cluster,
+    )
+    failed = run[run["status"] == "failed"]
+    for _, row in failed.head(10).iterrows():
+        print(f"failed: {row['night']}: {row['error']}")
+    if len(failed) > 10:
+        print(f"... and {len(failed) - 10} more (see {Path(args.out) / 'failures.csv'})")
+    if len(failed) == len(run):
+        raise S2VError(f"{args.source}: no night could be prepared")
+    store = CohortStore(args.out)
+    counts = store.manifest["split"].value_counts()
+    print("store:", ", ".join(f"{counts.get(s, 0)} {s}" for s in ("train", "val", "test")))
+    return 0
