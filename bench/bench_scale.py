@@ -48,9 +48,8 @@ def timed(fn, *args, **kwargs):
 
 def _warm_up() -> None:
     """Import what the tasks import, on a worker."""
-    import s2v_core.cli.heads
-
-    import s2v_core.cohort.store  # noqa: F401
+    import s2v_core.cohort.embed
+    import s2v_core.cohort.prepare  # noqa: F401
 
 
 def main() -> None:

@@ -263,8 +263,8 @@ def main() -> None:
           f"(runs: {', '.join(f'{x:.2f}' for x in peer_cold)})")
     print(f"  ratio ours/YASA: {ratio_cold:.2f}  (goal <= 1: {_verdict(ratio_cold <= 1)})")
     imports = {
-        "ours": _cold([sys.executable, "-c", "import torch, s2v_core.cli.main, s2v_core.cli.heads, "
-                       "s2v_core.recording.loading, s2v_core.inference.predict"], env),
+        "ours": _cold([sys.executable, "-c", "import torch, s2v_core.cli.main, s2v_core.cli.predict, "
+                       "s2v_core.recording.loading, s2v_core.inference.predict, s2v_core.views.exports"], env),
         "YASA": _cold([sys.executable, "-c", "import mne, yasa, antropy, lightgbm"], env),
     }
     print("  of which imports alone (one fresh process each): "

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+__all__ = [
+    "ChannelMappingError",
+    "HypnogramError",
+    "InputFileError",
+    "S2VError",
+]
+
 
 class S2VError(Exception):
     """Base class for every error that sleep2vec studio reports to a user.

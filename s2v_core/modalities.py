@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "EPOCH_SECONDS",
+    "MODALITIES",
+    "NAMED_SUBSETS",
+    "SFREQ",
+    "UNITS",
+    "check_modality",
+    "parse_modality_list",
+    "samples_per_epoch",
+]
+
 EPOCH_SECONDS = 30
 """Length of one token / scoring epoch, in seconds."""
 

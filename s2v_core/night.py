@@ -24,6 +24,15 @@ from s2v_core.modalities import EPOCH_SECONDS, MODALITIES, SFREQ, UNITS, samples
 from s2v_core.signals.resampling import robust_scale
 from s2v_core.stages import STAGE_NAMES, UNSCORED
 
+__all__ = [
+    "FORMAT_VERSION",
+    "Night",
+    "NightMeta",
+    "Provenance",
+    "apply_scaling",
+    "n_epochs_for",
+]
+
 FORMAT_VERSION = 1
 
 

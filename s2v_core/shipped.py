@@ -16,6 +16,7 @@ from pathlib import Path
 from s2v_core.errors import S2VError
 
 __all__ = [
+    "CLASSIFIER_DIRS",
     "FULL_NIGHT_SEED",
     "MODEL_DIR",
     "REPO_ROOT",

@@ -10,6 +10,17 @@ import re
 
 import numpy as np
 
+__all__ = [
+    "DREAMS_CODES",
+    "PROJECT_CODES",
+    "RK_CODES",
+    "STAGE_NAMES",
+    "UNSCORED",
+    "class_names",
+    "label_to_stage",
+    "merge_stages",
+]
+
 W, N1, N2, N3, REM = 0, 1, 2, 3, 4
 UNSCORED = -1
 STAGE_NAMES: tuple[str, ...] = ("W", "N1", "N2", "N3", "REM")

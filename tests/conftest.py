@@ -46,3 +46,27 @@ def synthetic_store(root: Path, n_nights: int, *, seed: int = 0, hours: float = 
     generate_cohort(n_nights, root / "cohort", seed=seed, hours=hours)
     prepare_store(root / "cohort", root / "store", seed=split_seed, progress=False)
     return root / "cohort", root / "store"
+
+
+def write_tiny_classifier(folder: Path, *, seed: int = 0, spread_gates: bool = True,
+                          vary_epoch_gates: bool = False, extra: dict | None = None) -> Path:
+    """A tiny staging classifier with random weights saved to ``folder``; it predicts varied stages, badly.
+
+    ``spread_gates`` gives the modalities different global gate weights (so subsets change the
+    output in a checkable way); ``vary_epoch_gates`` also makes the per-epoch gates vary.
+    """
+    import torch
+
+    from s2v_core.model.checkpoint import save_checkpoint
+    from s2v_core.model.config import HeadConfig, get_preset
+    from s2v_core.model.fusion import Sleep2VecClassifier
+
+    cfg = get_preset("tiny")
+    clf = Sleep2VecClassifier(cfg, HeadConfig(), seed=seed)
+    with torch.no_grad():
+        if spread_gates:
+            clf.fusion.logits.copy_(torch.linspace(-1, 1, len(cfg.modalities)))
+        if vary_epoch_gates:
+            for gate in clf.fusion.epoch_gates.values():
+                gate.weight.normal_(0, 0.3)
+    return save_checkpoint(folder, clf, cfg, extra=extra)

@@ -7,6 +7,8 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from tests.conftest import write_tiny_classifier
+
 APP = str(__import__("pathlib").Path(__file__).resolve().parents[1] / "app.py")
 
 
@@ -49,18 +51,7 @@ def test_library_never_imports_streamlit():
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    import torch
-
-    from s2v_core.model import HeadConfig, Sleep2VecClassifier, get_preset
-    from s2v_core.model.checkpoint import save_checkpoint
-
-    cfg = get_preset("tiny")
-    clf = Sleep2VecClassifier(cfg, HeadConfig(), seed=0)
-    with torch.no_grad():
-        clf.fusion.logits.copy_(torch.linspace(-1, 1, len(cfg.modalities)))
-    d = tmp_path_factory.mktemp("model") / "classifier"
-    save_checkpoint(d, clf, cfg)
-    return str(d)
+    return str(write_tiny_classifier(tmp_path_factory.mktemp("model") / "classifier"))
 
 
 def _excerpt_app(model_dir: str, page: str) -> AppTest:

@@ -16,11 +16,12 @@ from s2v_core.errors import S2VError
 from s2v_core.evaluation import staging_metrics
 from s2v_core.inference.embed import embed_night
 from s2v_core.inference.predict import load_classifier, model_id, night_windows, predict_night
-from s2v_core.model import HeadConfig, Sleep2Vec, Sleep2VecClassifier, get_preset
+from s2v_core.model import Sleep2Vec, Sleep2VecClassifier, get_preset
 from s2v_core.model.checkpoint import save_checkpoint
 from s2v_core.recording.loading import load_night, load_wfdb_night
 from s2v_core.shipped import shipped_night
 from s2v_core.stages import merge_stages
+from tests.conftest import write_tiny_classifier
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -33,15 +34,8 @@ def night():
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    cfg = get_preset("tiny")
-    clf = Sleep2VecClassifier(cfg, HeadConfig(), seed=0)
-    with torch.no_grad():  # non-uniform gates, so subsets change the output in a checkable way
-        clf.fusion.logits.copy_(torch.linspace(-1, 1, len(cfg.modalities)))
-        for gate in clf.fusion.epoch_gates.values():  # and per-epoch gates that vary
-            gate.weight.normal_(0, 0.3)
-    d = tmp_path_factory.mktemp("clf") / "best"
-    save_checkpoint(d, clf, cfg, extra={"class_names": ["W", "N1", "N2", "N3", "REM"]})
-    return d
+    return write_tiny_classifier(tmp_path_factory.mktemp("clf") / "best", vary_epoch_gates=True,
+                                 extra={"class_names": ["W", "N1", "N2", "N3", "REM"]})
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,7 @@ from s2v_core.night_heads import (
     task_targets,
 )
 from s2v_core.synth.cohort import generate_cohort
+from tests.conftest import write_tiny_classifier
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -44,10 +45,7 @@ def cohort(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    cfg = get_preset("tiny")
-    d = tmp_path_factory.mktemp("clf") / "best"
-    save_checkpoint(d, Sleep2VecClassifier(cfg, HeadConfig(), seed=0), cfg)
-    return d
+    return write_tiny_classifier(tmp_path_factory.mktemp("clf") / "best", spread_gates=False)
 
 
 def _frame(n_subjects=30, nights_per=2, dim=8, seed=0, signal=True, binary=False):

@@ -30,6 +30,7 @@ from s2v_core.evaluation import staging_metrics  # noqa: E402
 from s2v_core.inference.predict import load_classifier, model_id, predict_night  # noqa: E402
 from s2v_core.recording.loading import load_night  # noqa: E402
 from s2v_core.views.exports import hypnogram_csv  # noqa: E402
+from tests.conftest import write_tiny_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -89,18 +90,7 @@ def recordings(tmp_path_factory) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> str:
-    import torch
-
-    from s2v_core.model import HeadConfig, Sleep2VecClassifier, get_preset
-    from s2v_core.model.checkpoint import save_checkpoint
-
-    cfg = get_preset("tiny")
-    clf = Sleep2VecClassifier(cfg, HeadConfig(), seed=0)
-    with torch.no_grad():
-        clf.fusion.logits.copy_(torch.linspace(-1, 1, len(cfg.modalities)))
-    d = tmp_path_factory.mktemp("model") / "classifier"
-    save_checkpoint(d, clf, cfg)
-    return str(d)
+    return str(write_tiny_classifier(tmp_path_factory.mktemp("model") / "classifier"))
 
 
 # --- AppTest sessions (fast) -----------------------------------------------------------------------

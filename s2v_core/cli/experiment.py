@@ -10,7 +10,7 @@ from s2v_core.errors import S2VError
 
 __all__ = ["add_parser", "run"]
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 
 def _ints(text: str) -> list[int]:

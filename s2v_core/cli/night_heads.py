@@ -32,7 +32,11 @@ from s2v_core.cli.options import (
 )
 from s2v_core.errors import S2VError
 
-__all__ = ["POOLING_CHOICES", "add_parser", "format_report"]
+__all__ = [
+    "POOLING_CHOICES",
+    "add_parser",
+    "format_report",
+]
 
 POOLING_CHOICES = ("mean", "mean+std")
 """``--pooling`` choices (``s2v_core.inference.embed.POOLINGS``; a test keeps them equal)."""
@@ -83,7 +87,7 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _train(args: argparse.Namespace) -> int:
     """Cross-validate and save a night-level head."""
     from s2v_core.inference.predict import model_id
     from s2v_core.night_heads.cv import train_night_head
@@ -164,7 +168,7 @@ def _prediction_input(args: argparse.Namespace, head: Any) -> Any:
     )
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
+def _predict(args: argparse.Namespace) -> int:
     """Apply a saved head; write one row per night."""
     from s2v_core.night_heads.cv import predictions_frame
     from s2v_core.night_heads.linear import NightHead
@@ -189,7 +193,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_ahi(args: argparse.Namespace) -> int:
+def _ahi(args: argparse.Namespace) -> int:
     """AHI from scored events of files or cohort folders."""
     import pandas as pd
 
@@ -256,7 +260,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true", help="print the CV report as JSON")
     add_quiet_option(t, help=None)
     add_threads_option(t)
-    t.set_defaults(func=cmd_train)
+    t.set_defaults(func=_train)
 
     q = nsub.add_parser("predict", help="apply a saved head to a store, a recording or embeddings")
     q.add_argument("source", help="store folder, EDF/BDF or WFDB recording, or embeddings Parquet")
@@ -269,7 +273,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     add_device_option(q)
     add_quiet_option(q, help=None)
     add_threads_option(q)
-    q.set_defaults(func=cmd_predict)
+    q.set_defaults(func=_predict)
 
     a = nsub.add_parser("ahi", help="AHI from scored apnea/hypopnea events")
     a.add_argument(
@@ -281,7 +285,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     a.add_argument("--events", help="EDF+ file holding the events of a single hypnogram file")
     a.add_argument("--out", help="CSV (night, ahi, severity, counts, sleep hours)")
     a.add_argument("--json", action="store_true")
-    a.set_defaults(func=cmd_ahi)
+    a.set_defaults(func=_ahi)
     return p
 
 

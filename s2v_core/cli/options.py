@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from s2v_core.cohort.cluster import ClusterSpec
 from s2v_core.errors import S2VError
 from s2v_core.modalities import parse_modality_list
 from s2v_core.shipped import default_model_dir
+
+if TYPE_CHECKING:  # the parser is built without importing the cohort package
+    from s2v_core.cohort.cluster import ClusterSpec
 
 __all__ = [
     "add_cluster_options",
@@ -156,6 +158,8 @@ def add_cluster_options(p: argparse.ArgumentParser) -> None:
 
 def cluster_from_args(args: argparse.Namespace) -> ClusterSpec | None:
     """The :class:`ClusterSpec` of the parsed options, or ``None`` for a serial run."""
+    from s2v_core.cohort.cluster import ClusterSpec
+
     workers = getattr(args, "workers", None)
     scheduler = getattr(args, "scheduler", None)
     slurm = bool(getattr(args, "slurm", False))

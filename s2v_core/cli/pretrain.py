@@ -24,9 +24,18 @@ if TYPE_CHECKING:  # torch-free at import time: `s2v info` must not pay for impo
     from s2v_core.train.config import TrainConfig
     from s2v_core.train.runfiles import EpochInfo, StepInfo
 
-__all__ = ["LOSS_CHOICES", "PRESET_CHOICES", "add_parser", "config_from_args", "format_retrieval_table", "run"]
+__all__ = [
+    "LOSS_CHOICES",
+    "PRESET_CHOICES",
+    "EpochPrinter",
+    "ProgressBar",
+    "add_parser",
+    "config_from_args",
+    "format_retrieval_table",
+    "run",
+]
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 PRESET_CHOICES = ("tiny", "small", "dense", "large")
 """``--preset`` choices (the keys of ``s2v_core.model.PRESETS``; a test keeps them equal)."""

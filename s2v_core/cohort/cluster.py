@@ -16,7 +16,7 @@ system on a cluster); paths are made absolute before they are sent.
 
 Design
 ------
-* One task per night. The task functions (:func:`s2v_core.cohort.store.prepare_one`,
+* One task per night. The task functions (:func:`s2v_core.cohort.prepare.prepare_one`,
   :func:`embed_store_night`) never raise for a bad night: they return a row with
   ``status="failed"`` and the reason, and a worker that dies is caught on the client and
   reported the same way, so one bad night is logged and skipped, never fatal.
@@ -29,7 +29,7 @@ Design
   ``OUT.parts/`` as results arrive and skips nights whose parts exist, then concatenates them.
 * Embedding workers load the model once per process (:func:`cached_model`) and return the
   night's frames; the per-night work is the same function as the serial path
-  (:func:`s2v_core.cli.heads.embed_one`), so distributed and serial outputs are equal.
+  (:func:`s2v_core.inference.embed.embed_one`), so distributed and serial outputs are equal.
 """
 
 from __future__ import annotations

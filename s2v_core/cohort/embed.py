@@ -32,9 +32,10 @@ from s2v_core.inference.predict import load_classifier, model_id
 from s2v_core.night import Night
 
 __all__ = [
-    "EmbedRun",
     "PARTS_SUFFIX",
+    "EmbedRun",
     "cached_model",
+    "embed_sources",
     "embed_store",
     "embed_store_night",
     "remove_parts",
@@ -86,7 +87,7 @@ def embed_store_night(
     -------
     dict
         ``status`` ``"done"`` with ``epochs`` and ``night`` (the frames of
-        :func:`s2v_core.cli.heads.embed_one`), ``"skipped"`` when the night lacks the requested
+        :func:`s2v_core.inference.embed.embed_one`), ``"skipped"`` when the night lacks the requested
         modalities, or ``"failed"``; ``error`` holds the reason. Never raises for a bad night.
     """
     try:

@@ -10,7 +10,7 @@ The National Sleep Research Resource ships each cohort as one folder tree::
 
 (WSC keeps its EDFs flat in ``polysomnography/``.) :func:`discover_nsrr` walks one such tree,
 or a folder holding several (``nsrr/shhs``, ``nsrr/mesa``...), and returns one row per EDF in
-the form :func:`s2v_core.cohort.store.prepare_one` takes: night (the EDF stem), subject, site, age,
+the form :func:`s2v_core.cohort.prepare.prepare_one` takes: night (the EDF stem), subject, site, age,
 sex, ahi, psg_file, hypnogram_file, plus cohort and visit.
 
 Nights and subjects
@@ -80,6 +80,19 @@ from pathlib import Path
 import pandas as pd
 
 from s2v_core.errors import InputFileError
+
+__all__ = [
+    "AHI_COLUMNS",
+    "COHORTS",
+    "NSRR_SEX",
+    "CohortSpec",
+    "cohort_of",
+    "discover_nsrr",
+    "is_nsrr_layout",
+    "is_nsrr_tree",
+    "normalise_id",
+    "nsrr_trees",
+]
 
 log = logging.getLogger(__name__)
 
@@ -376,7 +389,7 @@ def _tree_cohort(stems: list[str], tree: Path) -> CohortSpec | None:
 
 
 def discover_nsrr(source: str | Path) -> list[dict]:
-    """Rows for :func:`s2v_core.cohort.store.prepare_one`, one per EDF/BDF of the NSRR tree(s).
+    """Rows for :func:`s2v_core.cohort.prepare.prepare_one`, one per EDF/BDF of the NSRR tree(s).
 
     Parameters
     ----------

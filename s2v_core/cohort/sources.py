@@ -33,7 +33,13 @@ from s2v_core.recording.loading import load_night, load_wfdb_night
 __all__ = [
     "HYPNOGRAM_SUFFIXES",
     "LAYOUTS",
+    "NightSource",
     "discover_rows",
+    "folder_sources",
+    "is_store",
+    "night_sources",
+    "recording_source",
+    "store_sources",
 ]
 
 log = logging.getLogger(__name__)

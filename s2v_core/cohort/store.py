@@ -32,10 +32,15 @@ from s2v_core.errors import InputFileError
 from s2v_core.night import Night
 
 __all__ = [
-    "CohortStore",
     "SPLITS",
+    "CohortStore",
     "StoreEntry",
+    "check_night_id",
+    "is_finished",
+    "number_or_none",
+    "sex_or_none",
     "split_for_subject",
+    "text_or_none",
 ]
 
 log = logging.getLogger(__name__)

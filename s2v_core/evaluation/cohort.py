@@ -54,6 +54,14 @@ from s2v_core.modalities import EPOCH_SECONDS
 from s2v_core.shipped import default_model_dir
 from s2v_core.stages import UNSCORED, class_names, merge_stages
 
+__all__ = [
+    "CI_METRICS",
+    "MAIN",
+    "CohortEvaluation",
+    "evaluate_cohort",
+    "format_table",
+]
+
 log = logging.getLogger(__name__)
 
 MAIN = "all"

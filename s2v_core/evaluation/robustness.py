@@ -19,7 +19,16 @@ import pandas as pd
 from s2v_core.evaluation.staging import check_stages, confusion_counts, metrics_from_confusion
 from s2v_core.modalities import MODALITIES, check_modality
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "SUBSET_METRICS",
+    "all_subsets",
+    "canonical_modalities",
+    "modality_importance",
+    "subset_label",
+    "subset_metrics",
+]
+
+log = logging.getLogger(__name__)
 
 Subset = tuple[str, ...]
 SUBSET_METRICS: tuple[str, ...] = ("accuracy", "kappa", "macro_f1", "mcc")
@@ -147,7 +156,7 @@ def subset_metrics(
     )
     unscored = frame["n_epochs"] == 0
     if unscored.any():
-        logger.warning(
+        log.warning(
             "%d subset(s) share no scored epoch with the reference: %s",
             int(unscored.sum()),
             ", ".join(frame.loc[unscored, "subset"][:5]),

@@ -29,7 +29,18 @@ from sklearn.preprocessing import StandardScaler
 from s2v_core.errors import S2VError
 from s2v_core.evaluation.staging import cohort_metrics
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "PROBE_METHODS",
+    "leave_one_site_out",
+    "mean_ci_over_seeds",
+    "paired_difference",
+    "probe_folds",
+    "site_probe",
+    "site_score",
+    "summarise_over_seeds",
+]
+
+log = logging.getLogger(__name__)
 
 PROBE_METHODS: tuple[str, ...] = ("logistic", "knn")
 
@@ -94,7 +105,7 @@ def probe_folds(
         warnings.simplefilter("always")
         folds = [(tr, te) for tr, te in cv.split(np.zeros(y.size), y, g)]
     for w in caught:  # e.g. a site with fewer subjects than folds: expected, not alarming
-        logger.info("site probe folds: %s", w.message)
+        log.info("site probe folds: %s", w.message)
     return folds
 
 
@@ -166,7 +177,7 @@ def site_probe(
         fold_scores.append(_balanced_accuracy(y[test], oof[test]))
     bal = _balanced_accuracy(y, oof)
     chance = 1.0 / n_sites
-    logger.info("site probe (%s): balanced accuracy %.3f, chance %.3f", method, bal, chance)
+    log.info("site probe (%s): balanced accuracy %.3f, chance %.3f", method, bal, chance)
     return {
         "balanced_accuracy": bal,
         "chance": chance,
@@ -235,7 +246,7 @@ def leave_one_site_out(
             row[f"{k}_low"] = np.nan if low is None else low
             row[f"{k}_high"] = np.nan if high is None else high
         rows.append(row)
-        logger.info("held-out site %s: kappa %.3f", held_out, row["kappa"])
+        log.info("held-out site %s: kappa %.3f", held_out, row["kappa"])
     return pd.DataFrame(rows)
 
 

@@ -16,7 +16,13 @@ import pandas as pd
 from s2v_core.modalities import EPOCH_SECONDS
 from s2v_core.stages import N1, N2, N3, REM, UNSCORED, W
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "STAT_DEFINITIONS",
+    "compare_sleep_statistics",
+    "sleep_statistics",
+]
+
+log = logging.getLogger(__name__)
 
 STAT_DEFINITIONS: dict[str, str] = {
     "TIB_min": "Time in bed: length of the whole recording period, scored and unscored epochs, in minutes.",
@@ -156,7 +162,7 @@ def compare_sleep_statistics(
     ref = sleep_statistics(reference, epoch_seconds=epoch_seconds)
     pred = sleep_statistics(predicted, epoch_seconds=epoch_seconds)
     if np.asarray(reference).size != np.asarray(predicted).size:
-        logger.warning(
+        log.warning(
             "reference has %d epochs, prediction %d: statistics are not of the same period",
             np.asarray(reference).size,
             np.asarray(predicted).size,

@@ -26,7 +26,19 @@ from sklearn.metrics import cohen_kappa_score, f1_score, matthews_corrcoef
 
 from s2v_core.stages import UNSCORED, class_names, merge_stages
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "METRIC_NAMES",
+    "StagingMetrics",
+    "agreement_by_classes",
+    "bootstrap_ci",
+    "check_stages",
+    "cohort_metrics",
+    "confusion_counts",
+    "metrics_from_confusion",
+    "staging_metrics",
+]
+
+log = logging.getLogger(__name__)
 
 METRIC_NAMES: tuple[str, ...] = ("accuracy", "kappa", "macro_f1", "mcc")
 """Scalar metrics that :func:`bootstrap_ci` and :func:`cohort_metrics` can summarise."""
@@ -358,7 +370,7 @@ def cohort_metrics(
         except ValueError as err:
             if "no epoch is scored" not in str(err):
                 raise
-            logger.warning("night %d skipped: %s", i, err)
+            log.warning("night %d skipped: %s", i, err)
             per_night_rows.append(None)
             continue
         nights.append((np.asarray(ref), np.asarray(pred)))

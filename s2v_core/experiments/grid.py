@@ -20,7 +20,7 @@ __all__ = [
     "parse_sweep",
 ]
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 EXPERIMENTS: tuple[str, ...] = ("losses", "sweep", "scaling")
 """Experiment kinds of :func:`make_grid` and ``s2v experiment``."""

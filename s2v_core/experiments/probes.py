@@ -22,12 +22,13 @@ __all__ = [
     "METRICS",
     "common_modalities",
     "evaluate_backbone",
+    "probe_embeddings",
     "probe_leave_one_site_out",
     "probe_staging",
-    "probe_embeddings",
+    "retrieval_scores",
 ]
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 EVAL_VERSION = 2
 """Version of the per-run scores (``eval.json``); runs scored by another version are rescored."""
@@ -177,5 +178,5 @@ def evaluate_backbone(
             out.update(site_shortcut=score["shortcut_score"],
                        site_balanced_accuracy=score["balanced_accuracy"], site_chance=score["chance"])  # fmt: skip
         except S2VError as exc:
-            logger.warning("site probe skipped: %s", exc)
+            log.warning("site probe skipped: %s", exc)
     return out

@@ -25,7 +25,7 @@ __all__ = [
     "write_figure",
 ]
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 
 def summarise(results: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:

@@ -25,7 +25,7 @@ __all__ = [
     "run_experiment",
 ]
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 
 # --- running a grid -------------------------------------------------------------------------
@@ -64,7 +64,7 @@ def _run_one(store_path: Path, store, out: Path, spec: RunSpec, base, anchor, pe
         started = time.perf_counter()
         resume = run_dir if (run_dir / "last" / "config.json").is_file() else None
         if resume is not None:
-            logger.info("%s: resuming", spec.name)
+            log.info("%s: resuming", spec.name)
         pretrain(store_path, run_dir, cfg, resume_from=resume)
         done.write_text(json.dumps({"seconds": time.perf_counter() - started,
                                     "train_config": cfg.to_dict()}, indent=1), encoding="utf-8")  # fmt: skip

@@ -35,6 +35,20 @@ from s2v_core.model.device import resolve_device
 from s2v_core.night import Night
 from s2v_core.stages import STAGE_NAMES
 
+__all__ = [
+    "MAX_WINDOWS_PER_PASS",
+    "MERGE_GROUPS",
+    "REPRESENTATIVE_STAGE",
+    "WINDOW_EPOCHS",
+    "Prediction",
+    "load_classifier",
+    "model_id",
+    "model_modalities",
+    "night_windows",
+    "predict_night",
+    "resolve_subset",
+]
+
 log = logging.getLogger(__name__)
 
 WINDOW_EPOCHS = 120

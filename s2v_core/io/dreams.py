@@ -18,6 +18,13 @@ import numpy as np
 
 from s2v_core.errors import InputFileError
 
+__all__ = [
+    "MAX_BYTES",
+    "DreamsSignal",
+    "infer_sfreq",
+    "read_dreams_signal",
+]
+
 MAX_BYTES = 2_000_000_000
 """Larger text files are refused (a 24-h 500-Hz channel is about 450 MB of text)."""
 

@@ -43,6 +43,11 @@ from s2v_core.io.edf_header import (
     header_field,
 )
 
+__all__ = [
+    "EdfRecording",
+    "open_recording",
+]
+
 log = logging.getLogger(__name__)
 
 class EdfRecording:

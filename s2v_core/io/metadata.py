@@ -17,6 +17,12 @@ import pandas as pd
 from s2v_core.errors import InputFileError
 from s2v_core.night import NightMeta
 
+__all__ = [
+    "COLUMN_ALIASES",
+    "meta_for",
+    "read_metadata_csv",
+]
+
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "night": ("night", "night_id", "record", "recording", "file", "nsrrid", "id", "pptid"),
     "subject": ("subject", "subject_id", "participant", "patient", "nsrrid", "pptid"),

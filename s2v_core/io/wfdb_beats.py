@@ -15,7 +15,15 @@ from s2v_core.modalities import EPOCH_SECONDS, SFREQ
 from s2v_core.signals.cardio import ibi_from_beats
 from s2v_core.signals.resampling import epoch_matrix
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "BEAT_SYMBOLS",
+    "NORMAL_BEATS",
+    "WfdbBeats",
+    "beats_to_ibi",
+    "read_wfdb_beats",
+]
+
+log = logging.getLogger(__name__)
 
 BEAT_SYMBOLS = frozenset("NLRBAaJSVrFejnE/fQ?")
 """WFDB annotation codes that mark a heartbeat; everything else (rhythm, noise...) is dropped."""
@@ -111,7 +119,7 @@ def _read_header(wfdb_module, base: Path, header_path: Path) -> _Header:
             comments=list(rec.comments or []),
         )
     except Exception as err:  # wfdb raises many types for malformed headers
-        logger.debug("wfdb.rdheader failed on %s (%s); parsing it ourselves", header_path, err)
+        log.debug("wfdb.rdheader failed on %s (%s); parsing it ourselves", header_path, err)
         header = _parse_header_text(header_path, err)
     if not header.fs > 0:
         raise InputFileError(header_path, f"WFDB header has no valid sampling rate ({header.fs})")
@@ -214,9 +222,9 @@ def read_wfdb_beats(path: str | Path) -> WfdbBeats:
         duration = header.sig_len / header.fs
     else:
         duration = float(beat_times[-1]) + 1.0
-        logger.warning("%s: header has no signal length; using the last beat time", header_path)
+        log.warning("%s: header has no signal length; using the last beat time", header_path)
     if beat_times[-1] > duration + 1.0:
-        logger.warning(
+        log.warning(
             "%s: beats run past the record end (%.0f s > %.0f s)",
             ann_path,
             beat_times[-1],
@@ -228,7 +236,7 @@ def read_wfdb_beats(path: str | Path) -> WfdbBeats:
         if header.base_date is not None
         else None
     )
-    logger.debug("%s: %d beats over %.0f s", base.name, beat_times.size, duration)
+    log.debug("%s: %d beats over %.0f s", base.name, beat_times.size, duration)
     return WfdbBeats(
         record=header.record_name,
         fs=fs,

@@ -30,7 +30,24 @@ from s2v_core.model.fusion import Sleep2VecClassifier
 from s2v_core.model.sleep2vec import Sleep2Vec
 from s2v_core.shipped import package_version
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "CONFIG_FILE",
+    "KINDS",
+    "OPTIMIZER_STATE_FILE",
+    "OPTIMIZER_TENSORS_FILE",
+    "PICKLE_SUFFIXES",
+    "WEIGHTS_FILE",
+    "WRITER",
+    "CheckpointError",
+    "flatten_state",
+    "load_checkpoint",
+    "load_optimizer_state",
+    "read_checkpoint_config",
+    "save_checkpoint",
+    "unflatten_state",
+]
+
+log = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -178,7 +195,7 @@ def save_checkpoint(
         structure, tensors = flatten_state(optimizer.state_dict(), "optimizer")
         save_file(tensors, str(directory / OPTIMIZER_TENSORS_FILE))
         (directory / OPTIMIZER_STATE_FILE).write_text(json.dumps(structure), encoding="utf-8")
-    logger.info("saved %s checkpoint (%d tensors) to %s", kind, len(state), directory)
+    log.info("saved %s checkpoint (%d tensors) to %s", kind, len(state), directory)
     return directory
 
 
@@ -364,7 +381,7 @@ def load_checkpoint(
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).eval()
-    logger.info("loaded %s checkpoint from %s", meta["kind"], directory)
+    log.info("loaded %s checkpoint from %s", meta["kind"], directory)
     return model, config, meta["extra"]
 
 

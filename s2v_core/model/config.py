@@ -13,6 +13,15 @@ from typing import Any
 from s2v_core.errors import S2VError
 from s2v_core.modalities import MODALITIES, check_modality, samples_per_epoch
 
+__all__ = [
+    "FORMAT_VERSION",
+    "PRESETS",
+    "ConfigError",
+    "HeadConfig",
+    "ModelConfig",
+    "get_preset",
+]
+
 FORMAT_VERSION = 1
 """Version of the config / checkpoint format this code reads and writes."""
 

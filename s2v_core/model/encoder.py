@@ -10,6 +10,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+__all__ = [
+    "EncoderLayer",
+    "RotarySelfAttention",
+    "SharedEncoder",
+    "apply_rotary",
+    "rotary_cos_sin",
+]
+
 
 def rotary_cos_sin(
     n_positions: int, head_dim: int, *, base: float = 10000.0, device=None

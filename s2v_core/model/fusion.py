@@ -17,6 +17,17 @@ from torch import Tensor, nn
 from s2v_core.model.config import HeadConfig, ModelConfig
 from s2v_core.model.sleep2vec import Sleep2Vec
 
+__all__ = [
+    "ClassifierOutput",
+    "FusionOutput",
+    "GatedFusion",
+    "NightHead",
+    "Sleep2VecClassifier",
+    "StagingHead",
+    "count_classifier_parameters",
+    "masked_softmax",
+]
+
 
 class FusionOutput(NamedTuple):
     """Fused hidden states and the gate weights that produced them."""

@@ -13,7 +13,13 @@ from s2v_core.model.config import ModelConfig
 from s2v_core.model.encoder import SharedEncoder
 from s2v_core.model.tokenizer import ModalityTokenizer
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "Sleep2Vec",
+    "count_parameters",
+    "sample_token_mask",
+]
+
+log = logging.getLogger(__name__)
 
 
 def sample_token_mask(

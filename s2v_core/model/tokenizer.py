@@ -13,6 +13,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+__all__ = [
+    "BandPower",
+    "ModalityTokenizer",
+    "band_matrix",
+]
+
 
 def band_matrix(samples: int, n_bands: int) -> np.ndarray:
     """Averaging matrix from the ``samples // 2 + 1`` rFFT bins to log-spaced bands.

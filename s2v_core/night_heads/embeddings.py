@@ -19,7 +19,9 @@ from s2v_core.inference.predict import load_classifier, model_id, predict_night
 from s2v_core.night_heads.tasks import NightHeadError
 
 __all__ = [
+    "cached_store_embeddings",
     "recording_embedding",
+    "source_embeddings",
     "store_embeddings",
 ]
 

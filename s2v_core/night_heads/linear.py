@@ -31,6 +31,12 @@ __all__ = [
     "NightHead",
     "choose_alpha",
     "fit_head",
+    "fit_linear",
+    "group_splitter",
+    "linear_score",
+    "n_splits_for",
+    "sigmoid",
+    "standardise",
 ]
 
 log = logging.getLogger(__name__)

@@ -20,6 +20,15 @@ from dataclasses import dataclass, field
 from s2v_core.errors import ChannelMappingError
 from s2v_core.modalities import MODALITIES
 
+__all__ = [
+    "ALIASES",
+    "ChannelChoice",
+    "ChannelMapping",
+    "classify_label",
+    "map_channels",
+    "normalise_label",
+]
+
 # (modality, rank, regex on the normalised label, why). The normalised label is upper case with
 # every non-alphanumeric character removed, e.g. "EEG C4-A1" -> "EEGC4A1", "Chin1-Chin2" -> "CHIN1CHIN2".
 _REF = r"(M1|M2|A1|A2|REF|LE|AVG|CLE|M|A)?"

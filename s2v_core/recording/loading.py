@@ -27,6 +27,17 @@ from s2v_core.night import Night, NightMeta, Provenance, n_epochs_for
 from s2v_core.recording.channels import ChannelMapping, map_channels
 from s2v_core.stages import UNSCORED, label_to_stage
 
+__all__ = [
+    "BIOPOTENTIALS",
+    "MIN_PLAUSIBLE_SFREQ",
+    "READ_THREADS",
+    "load_night",
+    "load_wfdb_night",
+    "resolve_biopotential_unit",
+    "set_read_threads",
+    "with_hypnogram",
+]
+
 log = logging.getLogger(__name__)
 
 BIOPOTENTIALS = ("eeg", "eog", "emg", "ecg")

@@ -11,7 +11,20 @@ from scipy.ndimage import median_filter
 from s2v_core.signals._nan import finite_segments
 from s2v_core.signals.resampling import resample
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "DETECTION_SFREQ",
+    "MIN_DETECTION_SFREQ",
+    "MIN_RELATIVE_QRS",
+    "MIN_SEGMENT_S",
+    "POLARITY_RADIUS_S",
+    "REFINE_RADIUS_S",
+    "RUNNING_MEDIAN_BEATS",
+    "RUNNING_MEDIAN_QRS",
+    "detect_rpeaks",
+    "ibi_from_beats",
+]
+
+log = logging.getLogger(__name__)
 
 MIN_SEGMENT_S = 5.0
 """Finite ECG stretches shorter than this (seconds) are not searched for beats."""
@@ -67,7 +80,7 @@ def detect_rpeaks(ecg: np.ndarray, sfreq: float) -> np.ndarray:
     if x.ndim != 1:
         raise ValueError(f"detect_rpeaks expects a 1-D ECG, got shape {x.shape}")
     if sfreq < MIN_DETECTION_SFREQ:  # sleepecg's 5-30 Hz band-pass needs > 60 Hz
-        logger.info("ECG at %g Hz: upsampled to %g Hz for beat detection", sfreq, DETECTION_SFREQ)
+        log.info("ECG at %g Hz: upsampled to %g Hz for beat detection", sfreq, DETECTION_SFREQ)
         upsampled = resample(x, sfreq, DETECTION_SFREQ)
         peaks = detect_rpeaks(upsampled, DETECTION_SFREQ)
         back = np.round(peaks * (sfreq / DETECTION_SFREQ)).astype(np.int64)
@@ -85,7 +98,7 @@ def detect_rpeaks(ecg: np.ndarray, sfreq: float) -> np.ndarray:
         return beats
     wide = _windows(highpassed, beats, max(int(round(POLARITY_RADIUS_S * sfreq)), 1))
     if np.nanmedian(np.nanmax(wide, axis=1) + np.nanmin(wide, axis=1)) < 0:
-        logger.info("ECG looks inverted (dominant negative QRS); flipped before detection")
+        log.info("ECG looks inverted (dominant negative QRS); flipped before detection")
         x, highpassed = -x, -highpassed
         beats = _detect_in_segments(x, segments, sfreq)
         if beats.size == 0:
@@ -109,7 +122,7 @@ def _detect_in_segments(x: np.ndarray, segments: list[tuple[int, int]], sfreq: f
         try:
             beats = detect_heartbeats(np.ascontiguousarray(x[start:stop]), float(sfreq))
         except ValueError as err:  # sleepecg refuses flat or pathological input
-            logger.debug("no beats in samples %d-%d: %s", start, stop, err)
+            log.debug("no beats in samples %d-%d: %s", start, stop, err)
             continue
         found.append(np.asarray(beats, dtype=np.int64) + start)
     return np.unique(np.concatenate(found))

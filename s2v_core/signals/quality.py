@@ -9,7 +9,16 @@ import numpy as np
 
 from s2v_core.modalities import check_modality
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "CLIP_TOLERANCE",
+    "MAX_NAN_FRACTION_EPOCH",
+    "RELATIVE_FLAT",
+    "SPO2_USABLE_RANGE",
+    "epoch_quality",
+    "plausibility_warnings",
+]
+
+log = logging.getLogger(__name__)
 
 MAX_NAN_FRACTION_EPOCH = 0.5
 """An epoch with more missing samples than this is not usable."""

@@ -12,7 +12,15 @@ from scipy.ndimage import maximum_filter1d
 from s2v_core.modalities import EPOCH_SECONDS
 from s2v_core.signals._nan import fill_nan_linear
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "MAX_DENOMINATOR",
+    "epoch_matrix",
+    "rational_ratio",
+    "resample",
+    "robust_scale",
+]
+
+log = logging.getLogger(__name__)
 
 MAX_DENOMINATOR = 1000
 """Largest up/down factor tried when turning a rate ratio into a fraction."""
@@ -177,7 +185,7 @@ def robust_scale(x: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.nda
         use &= valid
     values = x[use].astype(np.float64)
     if values.size == 0:
-        logger.debug("robust_scale: no valid samples; returning the signal unscaled")
+        log.debug("robust_scale: no valid samples; returning the signal unscaled")
         return x.astype(np.float32, copy=True), 0.0, 0.0
     q25, median, q75 = np.percentile(values, [25, 50, 75])
     iqr = float(q75 - q25)

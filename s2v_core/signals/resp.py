@@ -9,7 +9,16 @@ import numpy as np
 from s2v_core.signals._nan import butter_bandpass, nan_sosfiltfilt
 from s2v_core.signals.resampling import resample
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "EDR_BAND_HZ",
+    "EFFORT_BAND_HZ",
+    "MAX_BEAT_GAP_S",
+    "QRS_HALF_WIDTH_S",
+    "resp_from_ecg",
+    "resp_from_effort",
+]
+
+log = logging.getLogger(__name__)
 
 EFFORT_BAND_HZ = (0.05, 1.0)
 """Pass band for a breathing waveform from a belt or flow sensor (3-60 breaths/min)."""
@@ -95,7 +104,7 @@ def resp_from_ecg(
     out = np.full(n_out, np.nan, dtype=np.float32)
     peaks = np.unique(peaks[(peaks >= 0) & (peaks < x.size)])
     if peaks.size < 4 or n_out == 0:
-        logger.info("EDR: fewer than 4 R peaks; returning NaN")
+        log.info("EDR: fewer than 4 R peaks; returning NaN")
         return out
 
     half = max(int(round(QRS_HALF_WIDTH_S * sfreq)), 1)

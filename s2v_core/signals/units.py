@@ -7,7 +7,12 @@ import re
 
 import numpy as np
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "to_percent",
+    "unit_scale_to_uV",
+]
+
+log = logging.getLogger(__name__)
 
 # Normalised dimension string -> multiplier to microvolts. Keys are lower case, no spaces,
 # micro sign and Greek mu written "u", trailing plural "s" removed (see _normalise_unit).
@@ -100,5 +105,5 @@ def to_percent(x: np.ndarray, dimension: str | None) -> tuple[np.ndarray, str | 
         notes.append(f"SpO2 unit {dimension!r} is not '%'; values kept as they are")
     note = "; ".join(notes) if notes else None
     if note:
-        logger.info(note)
+        log.info(note)
     return x, note

@@ -19,6 +19,17 @@ from s2v_core.modalities import EPOCH_SECONDS
 from s2v_core.stages import N1, REM, W
 from s2v_core.synth._signal import band_noise, epoch_envelope, lowpass_noise
 
+__all__ = [
+    "EVENT_TYPES",
+    "RESP_SFREQ",
+    "Breathing",
+    "breathing",
+    "ecg_waveform",
+    "heart_beats",
+    "respiratory_events",
+    "spo2",
+]
+
 RESP_SFREQ = 32
 """Internal rate (Hz) of the breathing, heart-rate and SpO2 grid."""
 

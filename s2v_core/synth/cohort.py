@@ -26,7 +26,15 @@ from s2v_core.synth.physiology import NightSpec, draw_traits, generate_night
 from s2v_core.synth.sites import SITES, SiteSpec
 from s2v_core.synth.writers import write_edf, write_hypnogram
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "METADATA_COLUMNS",
+    "P_SECOND_NIGHT",
+    "full_sample_night",
+    "generate_cohort",
+    "plan_cohort",
+]
+
+log = logging.getLogger(__name__)
 
 METADATA_COLUMNS = (
     "night",
@@ -169,7 +177,7 @@ def generate_cohort(
                 "hours": round(night.duration_s / 3600.0, 4),
             }
         )
-        logger.info(
+        log.info(
             "wrote %s (%s, %.2f h, AHI %.1f)", psg.name, spec.site, rows[-1]["hours"], night.ahi
         )
     meta = pd.DataFrame(rows, columns=list(METADATA_COLUMNS))

@@ -26,7 +26,7 @@ import numpy as np
 from s2v_core.modalities import EPOCH_SECONDS
 from s2v_core.stages import N1, N2, N3, REM, W
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 REFERENCE_AGE = 30.0
 """Age (years) of the Sleep-EDF sleep-cassette subjects the transitions were fitted on."""
@@ -196,6 +196,7 @@ def tertile_fractions(stages: np.ndarray, stage: int) -> np.ndarray:
 
 
 __all__ = [
+    "EPOCHS_PER_MINUTE",
     "REFERENCE_AGE",
     "TransitionTables",
     "load_transitions",

@@ -23,6 +23,15 @@ from s2v_core.synth._signal import (
     place_waveforms,
 )
 
+__all__ = [
+    "EEG_SOURCES",
+    "EOG_SOURCES",
+    "NEURAL_SFREQ",
+    "arousal_envelope",
+    "eeg_eog_sources",
+    "emg_chin",
+]
+
 NEURAL_SFREQ = 128
 """Internal rate (Hz) at which EEG and EOG sources are generated before resampling."""
 

@@ -30,7 +30,16 @@ from s2v_core.synth.hypnogram import sleep_hours, synth_hypnogram
 from s2v_core.synth.neuro import NEURAL_SFREQ, eeg_eog_sources, emg_chin
 from s2v_core.synth.sites import ChannelSpec, SiteSpec, get_site
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "BIOPOTENTIAL_MODALITIES",
+    "NightSpec",
+    "SubjectTraits",
+    "SynthNight",
+    "draw_traits",
+    "generate_night",
+]
+
+log = logging.getLogger(__name__)
 
 BIOPOTENTIAL_MODALITIES = ("eeg", "eog", "emg", "ecg")
 
@@ -184,7 +193,7 @@ def generate_night(spec: NightSpec, rng: np.random.Generator) -> SynthNight:
             raw = _breathing_channel(ch.source, resp, ch.sfreq, n)
         signals[ch.label] = _render(raw, ch, site, ch_rng)
     rate_epoch = resp.rate.reshape(n_ep, -1).mean(axis=1)
-    logger.debug("night %s: %d epochs, %d events", spec.night_id, n_ep, len(events))
+    log.debug("night %s: %d epochs, %d events", spec.night_id, n_ep, len(events))
     return SynthNight(
         spec, site, stages, signals, events, beats, rate_epoch, sat.astype(np.float32), arousals
     )

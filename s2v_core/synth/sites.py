@@ -25,6 +25,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = [
+    "HYPNOGRAM_FORMATS",
+    "SITES",
+    "SOURCE_MODALITY",
+    "ChannelSpec",
+    "SiteSpec",
+    "get_site",
+]
+
 SOURCE_MODALITY: dict[str, str] = {
     "eeg_c4": "eeg",
     "eeg_c3": "eeg",

@@ -31,7 +31,13 @@ from s2v_core.modalities import EPOCH_SECONDS
 from s2v_core.synth.cardioresp import RESP_SFREQ
 from s2v_core.synth.physiology import SynthNight
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "physical_range",
+    "write_edf",
+    "write_hypnogram",
+]
+
+log = logging.getLogger(__name__)
 
 _DIGITAL_MIN, _DIGITAL_MAX = -32768, 32767
 _TRANSDUCER = {

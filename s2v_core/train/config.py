@@ -17,6 +17,12 @@ from typing import Any
 from s2v_core.model.config import ConfigError, ModelConfig, get_preset
 from s2v_core.train.windows import WINDOW_EPOCHS
 
+__all__ = [
+    "LOSSES",
+    "TRAIN_CONFIG_VERSION",
+    "TrainConfig",
+]
+
 LOSSES: tuple[str, ...] = ("dash", "infonce")
 """Allowed values of :attr:`TrainConfig.loss`."""
 

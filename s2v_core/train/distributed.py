@@ -41,7 +41,18 @@ from torch.nn.parallel import DistributedDataParallel
 
 from s2v_core.model.device import resolve_device
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "DistContext",
+    "all_reduce_sum",
+    "barrier",
+    "broadcast_flag",
+    "cleanup",
+    "init_distributed",
+    "state_sha256",
+    "wrap_model",
+]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -89,7 +100,7 @@ def init_distributed(device: str | torch.device = "auto") -> DistContext:
     if owns:
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
     rank = dist.get_rank()
-    logger.info("DDP rank %d of %d on %s (%s)", rank, world_size, dev, dist.get_backend())
+    log.info("DDP rank %d of %d on %s (%s)", rank, world_size, dev, dist.get_backend())
     return DistContext(rank, dist.get_world_size(), local_rank, dev, owns_group=owns)
 
 

@@ -46,6 +46,23 @@ from s2v_core.stages import STAGE_NAMES
 from s2v_core.train.schedule import lr_at
 from s2v_core.train.windows import WindowDataset
 
+__all__ = [
+    "CLASS_WEIGHT_RANGE",
+    "FinetuneConfig",
+    "FinetuneResult",
+    "build_model",
+    "class_weights_from_counts",
+    "collate_windows",
+    "data_summary",
+    "drop_modalities",
+    "evaluate_windows",
+    "finetune",
+    "merge_targets",
+    "merged_log_probs",
+    "staging_loss",
+    "train_step",
+]
+
 log = logging.getLogger(__name__)
 
 CLASS_WEIGHT_RANGE = (0.2, 5.0)

@@ -6,6 +6,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+__all__ = [
+    "dash_infonce",
+    "dash_weights",
+    "info_nce",
+]
+
 
 def dash_weights(
     age: Tensor,

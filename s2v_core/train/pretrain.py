@@ -63,7 +63,17 @@ from s2v_core.train.runfiles import (
 from s2v_core.train.schedule import EMA, lr_at
 from s2v_core.train.windows import PairFirstBatchSampler, WindowDataset, make_loader
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "HASH_DIR_ENV",
+    "PairEncoder",
+    "make_loss_fn",
+    "make_optimizer",
+    "pretrain",
+    "step_seed",
+    "train_step",
+]
+
+log = logging.getLogger(__name__)
 
 HASH_DIR_ENV = "S2V_TRAIN_HASH_DIR"
 """When set, every rank writes ``rank<k>.json`` with the SHA-256 of its final weights there."""
@@ -178,7 +188,7 @@ def pretrain(
     Parameters
     ----------
     store_path : path
-        A store prepared by :func:`s2v_core.cohort.store.prepare_store`; its ``train`` split is
+        A store prepared by :func:`s2v_core.cohort.prepare.prepare_store`; its ``train`` split is
         trained on, its ``val`` split scored after every epoch.
     out_dir : path
         Run folder (see the module docstring); created if needed.
@@ -259,7 +269,7 @@ class _Run:
         saved = TrainConfig.from_dict(meta["extra"]["train_config"]).to_dict()
         changed = sorted(k for k, v in self.cfg.to_dict().items() if saved.get(k) != v)
         if changed:
-            logger.warning("resuming with changed settings: %s", ", ".join(changed))
+            log.warning("resuming with changed settings: %s", ", ".join(changed))
         raw, _, state = load_checkpoint(ckpt / "resume", device=self.ctx.device)
         self.model.load_state_dict(raw.state_dict())
         load_optimizer_state(ckpt / "resume", self.optimizer)
@@ -272,7 +282,7 @@ class _Run:
         )
         self.best_epoch = state["best_epoch"]
         self.files.load_previous(run_dir, self.epoch)
-        logger.info("resumed from %s at epoch %d, step %d", ckpt, self.epoch, self.step)
+        log.info("resumed from %s at epoch %d, step %d", ckpt, self.epoch, self.step)
 
     def run(self) -> PretrainResult:
         cfg, ctx = self.cfg, self.ctx
@@ -380,7 +390,7 @@ class _Run:
         if is_best:
             self.files.copy_best()
         self.files.write_logs()
-        logger.info("epoch %d: %s", epoch, json.dumps(clean))
+        log.info("epoch %d: %s", epoch, json.dumps(clean))
         info = EpochInfo(epoch, cfg.epochs, metrics, table, is_best)
         answers = [bool(cb.on_epoch_end(info)) for cb in self.callbacks]  # call every callback
         return any(answers)

@@ -22,7 +22,15 @@ from torch import Tensor
 from s2v_core.model.sleep2vec import Sleep2Vec
 from s2v_core.train.windows import WindowDataset
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "RETRIEVAL_COLUMNS",
+    "RetrievalScore",
+    "choose_pair_windows",
+    "pairwise_retrieval",
+    "retrieval_accuracy",
+]
+
+log = logging.getLogger(__name__)
 
 RETRIEVAL_COLUMNS = ("pair", "modality_a", "modality_b", "accuracy", "chance", "n", "loss")
 """Columns of the per-pair table (``retrieval.csv``)."""

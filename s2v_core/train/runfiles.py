@@ -23,6 +23,19 @@ from s2v_core.model.checkpoint import save_checkpoint
 from s2v_core.model.config import ModelConfig
 from s2v_core.model.sleep2vec import Sleep2Vec
 
+__all__ = [
+    "HISTORY_COLUMNS",
+    "STEP_COLUMNS",
+    "EpochInfo",
+    "PretrainResult",
+    "RunFiles",
+    "StepInfo",
+    "TrainCallback",
+    "data_summary",
+    "resolve_resume",
+    "save_run_checkpoint",
+]
+
 HISTORY_COLUMNS = [
     "epoch", "step", "lr", "train_loss", "val_loss", "val_retrieval_mean", "val_chance_mean",
     "windows_per_s", "seconds",

@@ -12,6 +12,12 @@ import math
 import torch
 from torch import nn
 
+__all__ = [
+    "EMA",
+    "lr_at",
+    "warmup_steps",
+]
+
 
 def warmup_steps(total_steps: int, warmup_fraction: float) -> int:
     """Number of warm-up steps: ``ceil(warmup_fraction * total_steps)`` (0 when the fraction is 0)."""

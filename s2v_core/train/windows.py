@@ -35,6 +35,18 @@ from s2v_core.cohort.store import CohortStore
 from s2v_core.modalities import MODALITIES, check_modality, samples_per_epoch
 from s2v_core.night import apply_scaling
 
+__all__ = [
+    "MIN_VALID_FRACTION",
+    "PAIR_WEIGHTINGS",
+    "WINDOW_EPOCHS",
+    "PairFirstBatchSampler",
+    "PairIndex",
+    "WindowDataset",
+    "WindowRef",
+    "collate_pair",
+    "make_loader",
+]
+
 log = logging.getLogger(__name__)
 
 WINDOW_EPOCHS = 120

@@ -10,7 +10,7 @@ Three kinds of embedding feed the app's Embedding map page:
 * **fused** embeddings of the fine-tuned classifier: the gated fusion of the modalities'
   states, i.e. the staging head's input (:func:`s2v_core.inference.predict.predict_night`).
 * **night** embeddings: the mean of a night's epoch embeddings over the epochs with at least
-  one valid modality (:func:`s2v_core.inference.predict.night_embedding`).
+  one valid modality (:func:`s2v_core.inference.embed.pool_epochs`).
 
 :func:`project` maps embeddings to 2-D with UMAP, t-SNE or PCA; UMAP and PCA place new points
 into an existing map (``transform``), t-SNE has no out-of-sample map, so new points are
@@ -36,7 +36,21 @@ from s2v_core.inference.embed import embedding_columns
 from s2v_core.shipped import embeddings_dir
 from s2v_core.stages import STAGE_NAMES
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "LEVELS",
+    "META_COLUMNS",
+    "METHODS",
+    "MODEL_KEYS",
+    "MODEL_LABELS",
+    "Projection",
+    "embedding_matrix",
+    "load_shipped",
+    "load_site_scores",
+    "project",
+    "selection_table",
+]
+
+log = logging.getLogger(__name__)
 
 MODEL_KEYS: tuple[str, ...] = ("dash", "infonce", "classifier")
 """Models of the shipped embeddings: the two pretrained backbones and the shipped classifier."""

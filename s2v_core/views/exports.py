@@ -22,6 +22,18 @@ from s2v_core.inference.embed import embed_one, night_info
 from s2v_core.night import Night
 from s2v_core.stages import STAGE_NAMES, UNSCORED
 
+__all__ = [
+    "EDF_LABELS",
+    "embeddings_parquet",
+    "figure_html",
+    "hypnogram_csv",
+    "hypnogram_edf_annotations",
+    "prediction_json",
+    "prediction_summary",
+    "prediction_table",
+    "stage_runs",
+]
+
 EDF_LABELS = {0: "Sleep stage W", 1: "Sleep stage N1", 2: "Sleep stage N2", 3: "Sleep stage N3",
               4: "Sleep stage R", UNSCORED: "Sleep stage ?"}
 

@@ -15,6 +15,16 @@ import plotly.graph_objects as go
 from s2v_core.modalities import MODALITIES
 from s2v_core.stages import N1, N2, N3, REM, STAGE_NAMES, UNSCORED, W
 
+__all__ = [
+    "MODALITY_COLORS",
+    "STAGE_COLORS",
+    "confusion_figure",
+    "gates_area_figure",
+    "hypnodensity_figure",
+    "hypnogram_figure",
+    "time_axis",
+]
+
 # Colour-blind-safe stage palette: wake light grey-yellow, NREM light -> dark blue, REM vermilion.
 STAGE_COLORS: dict[str, str] = {
     "W": "#E8D88E",

@@ -19,6 +19,15 @@ from s2v_core.stages import STAGE_NAMES
 from s2v_core.views.plots import MODALITY_COLORS, STAGE_COLORS, hypnogram_figure, time_axis
 from s2v_core.views.viewer import SignalWindow, Spectrogram
 
+__all__ = [
+    "MAX_LABELLED_EPOCHS",
+    "SELECTION_COLOR",
+    "SPECTROGRAM_COLORSCALE",
+    "dropout_hypnogram_figure",
+    "signal_figure",
+    "spectrogram_figure",
+]
+
 SELECTION_COLOR = "#CC79A7"  # reddish purple (Okabe-Ito): the selected epoch, as on the hypnogram
 SPECTROGRAM_COLORSCALE = "Viridis"  # perceptually uniform, readable in grey and with CVD
 _DARK_STAGES = {"N2", "N3", "REM"}  # stage colours dark enough for white text

@@ -40,6 +40,23 @@ from s2v_core.evaluation.staging import staging_metrics
 from s2v_core.modalities import EPOCH_SECONDS, MODALITIES, SFREQ, UNITS
 from s2v_core.night import Night
 
+__all__ = [
+    "DISPLAY_UNITS",
+    "MAX_CONTEXT_EPOCHS",
+    "SPECTRAL_MODALITIES",
+    "SignalWindow",
+    "Spectrogram",
+    "Trace",
+    "ViewerError",
+    "check_span",
+    "clock_times",
+    "dropout_agreement",
+    "minmax_envelope",
+    "signal_window",
+    "simulate_dropout",
+    "spectrogram",
+]
+
 MAX_CONTEXT_EPOCHS = 60
 """Most epochs the signal viewer shows on either side of the selected one (30 min)."""
 

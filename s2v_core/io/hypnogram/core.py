@@ -35,7 +35,19 @@ from s2v_core.io.hypnogram.labels import (
 )
 from s2v_core.stages import STAGE_NAMES, UNSCORED
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "EVENT_COLUMNS",
+    "MAX_EPOCHS",
+    "NO_START",
+    "Hypnogram",
+    "check_length",
+    "empty_events",
+    "hypnogram_from_annotations",
+    "hypnogram_from_epochs",
+    "stage_codes",
+]
+
+log = logging.getLogger(__name__)
 
 EVENT_COLUMNS: tuple[str, ...] = ("onset_s", "duration_s", "label", "kind")
 MAX_EPOCHS = 7 * 2880

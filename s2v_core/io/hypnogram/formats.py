@@ -34,7 +34,7 @@ from s2v_core.io.hypnogram.grid import EPOCH_S
 from s2v_core.io.hypnogram.labels import classify_event
 from s2v_core.stages import RK_CODES
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 MAX_XML_BYTES = 200 * 1024 * 1024
 
@@ -132,7 +132,7 @@ def _edf_annotation_arrays(
     try:
         reader = pyedflib.EdfReader(str(path))
     except OSError as err:
-        logger.info("pyedflib refused %s (%s); reading annotations with MNE", path, err)
+        log.info("pyedflib refused %s (%s); reading annotations with MNE", path, err)
         return _mne_annotation_arrays(path)
     try:
         onsets, durations, texts = reader.readAnnotations()
@@ -323,8 +323,9 @@ def _int_or_none(text: str) -> int | None:
 
 
 __all__ = [
-    "EdfHeader",
     "MAX_XML_BYTES",
+    "EdfHeader",
+    "offset_s",
     "read_edf_annotations",
     "read_edf_header",
     "read_nsrr_xml",

@@ -15,6 +15,15 @@ from numpy.typing import ArrayLike
 from s2v_core.modalities import EPOCH_SECONDS
 from s2v_core.stages import UNSCORED
 
+__all__ = [
+    "EPOCH_S",
+    "before_start_warning",
+    "grid_stages",
+    "regrid_stages",
+    "resolve_overlaps",
+    "shift_stages",
+]
+
 EPOCH_S = float(EPOCH_SECONDS)
 _EPS = 1e-6  # seconds; onsets are rounded to the microsecond before gridding
 

@@ -16,7 +16,17 @@ import numpy as np
 from s2v_core.errors import HypnogramError
 from s2v_core.stages import PROJECT_CODES, RK_CODES, UNSCORED, label_to_stage
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "CODE_TABLES",
+    "EVENT_KINDS",
+    "NOT_STAGE",
+    "UNKNOWN",
+    "classify_event",
+    "looks_like_stage",
+    "map_stage_labels",
+]
+
+log = logging.getLogger(__name__)
 
 NOT_STAGE = -8
 """Sentinel code: the label is not a stage (an event or a marker such as "Lights off")."""

@@ -25,7 +25,7 @@ from s2v_core.io.hypnogram.wfdb_stages import read_wfdb_stages
 
 __all__ = ["FORMATS", "detect_format", "read_hypnogram", "trim_to_sleep_period"]
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 FORMATS: dict[str, str] = {
     "sleep-edf": "EDF+ file holding only annotations (Sleep-EDF *-Hypnogram.edf: 'Sleep stage W/1/2/3/4/R/?')",
@@ -169,7 +169,7 @@ def read_hypnogram(
     if epoch_seconds is not None and not epoch_seconds > 0:
         raise HypnogramError(path, f"epoch_seconds must be positive, got {epoch_seconds!r}")
     fmt = detect_format(path) if fmt == "auto" else fmt
-    logger.info("reading %s as %s", path, fmt)
+    log.info("reading %s as %s", path, fmt)
     extra: list[str] = []
     if epoch_seconds is not None and fmt not in {"csv", "dreams"}:
         extra.append(
@@ -193,10 +193,10 @@ def read_hypnogram(
     # Files without an absolute start time are, by each format's convention, timed from the
     # recording start: that is expected, not worth a warning.
     if NO_START in hyp.warnings:
-        logger.debug("%s: %s", path.name, NO_START)
+        log.debug("%s: %s", path.name, NO_START)
         hyp.warnings = [w for w in hyp.warnings if w != NO_START]
     for message in hyp.warnings:
-        logger.info("%s: %s", path.name, message)
+        log.info("%s: %s", path.name, message)
     return hyp
 
 

@@ -33,7 +33,15 @@ from s2v_core.io.hypnogram.core import (
 from s2v_core.io.hypnogram.labels import NOT_STAGE, UNKNOWN
 from s2v_core.stages import DREAMS_CODES, UNSCORED
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "DAY_S",
+    "MAX_TEXT_BYTES",
+    "read_dreams",
+    "read_table",
+    "read_text_lines",
+]
+
+log = logging.getLogger(__name__)
 
 MAX_TEXT_BYTES = 200 * 1024 * 1024
 DAY_S = 86400.0

@@ -21,7 +21,12 @@ from s2v_core.io.hypnogram.formats import offset_s
 from s2v_core.io.hypnogram.grid import EPOCH_S
 from s2v_core.stages import UNSCORED
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "WFDB_EVENT_TOKENS",
+    "read_wfdb_stages",
+]
+
+log = logging.getLogger(__name__)
 
 # slpdb event tokens (PhysioNet slpdb documentation); X = obstructive apnea with arousal.
 WFDB_EVENT_TOKENS: dict[str, tuple[str, str]] = {
@@ -185,7 +190,7 @@ def _wfdb_header(path: Path) -> tuple[float | None, datetime | None]:
         year += 1900 if year < 100 else 0  # slpdb writes "89" for 1989
         return fs, datetime.combine(datetime(year, month, day).date(), clock)
     except ValueError:
-        logger.info("cannot read the start time in %s", path)
+        log.info("cannot read the start time in %s", path)
         return fs, None
 
 

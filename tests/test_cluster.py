@@ -19,6 +19,7 @@ from s2v_core.cohort.cluster import ClusterSpec, open_client, run_tasks
 from s2v_core.cohort.embed import embed_store
 from s2v_core.cohort.prepare import prepare_store
 from s2v_core.errors import S2VError
+from tests.conftest import write_tiny_classifier
 
 distributed = pytest.importorskip("distributed")
 
@@ -51,13 +52,7 @@ def serial_store(cohort, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    from s2v_core.model import HeadConfig, Sleep2VecClassifier, get_preset
-    from s2v_core.model.checkpoint import save_checkpoint
-
-    cfg = get_preset("tiny")
-    d = tmp_path_factory.mktemp("model") / "classifier"
-    save_checkpoint(d, Sleep2VecClassifier(cfg, HeadConfig(), seed=0), cfg)
-    return d
+    return write_tiny_classifier(tmp_path_factory.mktemp("model") / "classifier", spread_gates=False)
 
 
 @pytest.fixture(scope="module")

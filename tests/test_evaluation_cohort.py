@@ -6,7 +6,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import wfdb
 from conftest import shared_path, synthetic_store
 
@@ -16,8 +15,7 @@ from s2v_core.errors import S2VError
 from s2v_core.evaluation import cohort as ev
 from s2v_core.evaluation import staging_metrics
 from s2v_core.inference.predict import load_classifier, predict_night
-from s2v_core.model import HeadConfig, Sleep2VecClassifier, get_preset
-from s2v_core.model.checkpoint import save_checkpoint
+from tests.conftest import write_tiny_classifier
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -30,14 +28,7 @@ def cohort(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    """A tiny classifier with random weights: it predicts varied stages, badly."""
-    cfg = get_preset("tiny")
-    clf = Sleep2VecClassifier(cfg, HeadConfig(), seed=3)
-    with torch.no_grad():
-        clf.fusion.logits.copy_(torch.linspace(-1, 1, len(cfg.modalities)))
-    d = tmp_path_factory.mktemp("clf") / "best"
-    save_checkpoint(d, clf, cfg, extra={"class_names": ["W", "N1", "N2", "N3", "REM"]})
-    return d
+    return write_tiny_classifier(tmp_path_factory.mktemp("clf") / "best", seed=3, extra={"class_names": ["W", "N1", "N2", "N3", "REM"]})
 
 
 @pytest.fixture(scope="module")
