@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from s2v_core.cli.options import (
     add_device_option,
@@ -14,6 +16,9 @@ from s2v_core.cli.options import (
     apply_threads,
     modalities_from,
 )
+
+if TYPE_CHECKING:  # `s2v --version` must not import the evaluation package
+    from s2v_core.evaluation.cohort import CohortEvaluation
 
 __all__ = ["add_parser", "run"]
 
@@ -26,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     """``s2v evaluate``: evaluate, write the tables, print the pooled table (or JSON)."""
     from tqdm.auto import tqdm
 
-    from s2v_core.evaluation.cohort import evaluate_cohort, format_table
+    from s2v_core.evaluation.cohort import evaluate_cohort
 
     apply_threads(args.threads)
     mods = modalities_from(args.modalities)
@@ -60,6 +65,18 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(res.summary(), indent=1, allow_nan=False))
         return 0
+    _print_summary(res, paths, args.out)
+    return 0
+
+
+def _print_summary(res: CohortEvaluation, paths: dict[str, Path], out: str | Path) -> None:
+    """Print the result of ``s2v evaluate`` as a table with its notes.
+
+    A header line, the pooled table, the sleep-statistic bias, the modality importance, the
+    model's warning, the skipped nights and the files written to ``out``.
+    """
+    from s2v_core.evaluation.cohort import format_table
+
     info = res.info
     print(
         f"{info['model']} on {info['n_nights']} night(s) of {info['source']}"
@@ -90,8 +107,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"skipped {s['night']}: {s['reason']}")
     if len(res.skipped) > 5:
         print(f"... and {len(res.skipped) - 5} more skipped (summary.json lists them)")
-    print(f"wrote {', '.join(p.name for p in paths.values())} to {args.out}")
-    return 0
+    print(f"wrote {', '.join(p.name for p in paths.values())} to {out}")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -278,15 +278,75 @@ def evaluate_cohort(
         gives the first reasons).
     """
     t0 = time.perf_counter()
+    _check_arguments(n_classes, n_boot, max_subsets)
+    clf, info = _classifier(model, device, n_classes)
+    modalities = _main_modalities(clf, modalities)
+    items = _night_items(source, split)
+    main_label = subset_label(modalities) if modalities is not None else MAIN
+    acc = _Accumulator()
+    for i, item in enumerate(items):
+        try:
+            _evaluate_night(
+                item, clf, modalities, every_subset, max_subsets, n_classes, main_label, device, acc
+            )
+        except _Skip as why:
+            acc.skipped.append({"night": item.night_id, "reason": str(why)})
+            log.warning("night %s skipped: %s", item.night_id, why)
+        except (S2VError, OSError, ValueError) as exc:
+            acc.skipped.append({"night": item.night_id, "reason": str(exc) or type(exc).__name__})
+            log.warning("night %s skipped: %s", item.night_id, exc)
+        if progress is not None:
+            progress(i + 1, len(items), item.night_id)
+    if not acc.rows:
+        first = "; ".join(f"{s['night']}: {s['reason']}" for s in acc.skipped[:3])
+        raise S2VError(f"{source}: no night could be evaluated ({first})")
+    per_night = pd.DataFrame(acc.rows)
+    pooled, confusion = _pooled(acc.pairs, main_label, n_classes, n_boot, seed)
+    importance = _importance(pooled) if every_subset else None
+    info.update(
+        {
+            "source": str(source),
+            "split": split,
+            "n_classes": n_classes,
+            "class_names": list(class_names(n_classes)),
+            "main_subset": main_label,
+            "all_subsets": every_subset,
+            "n_nights": int(per_night.loc[per_night["subset"] == main_label, "night"].nunique()),
+            "n_skipped": len(acc.skipped),
+            "bootstrap": {"n_boot": n_boot, "seed": seed, "level": 0.95, "unit": "night"},
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+    )
+    return CohortEvaluation(
+        per_night=per_night,
+        pooled=pooled,
+        confusion=confusion,
+        sleep_stats=pd.concat(acc.stats, ignore_index=True) if acc.stats else _empty_stats(),
+        predictions=pd.concat(acc.preds, ignore_index=True) if acc.preds else pd.DataFrame(),
+        importance=importance,
+        skipped=acc.skipped,
+        info=info,
+    )
+
+
+def _check_arguments(n_classes: int, n_boot: int, max_subsets: int | None) -> None:
+    """Refuse class counts, bootstrap sizes and subset caps :func:`evaluate_cohort` cannot use."""
     if n_classes not in (5, 4, 3):
         raise S2VError(f"classes must be 5, 4 or 3, got {n_classes!r}")
     if n_boot < 1:
         raise S2VError(f"n_boot must be >= 1, got {n_boot}")
     if max_subsets is not None and max_subsets < 1:
         raise S2VError(f"max_subsets must be >= 1, got {max_subsets}")
+
+
+def _classifier(model: str | Path | Any | None, device: str, n_classes: int) -> tuple[Any, dict]:
+    """The classifier to evaluate, and the run info it starts (``model``, maybe ``warning``).
+
+    A folder (or None: the shipped model) is loaded; anything else is taken as a loaded
+    classifier. A model trained on fewer classes than ``n_classes`` gets a logged warning.
+    """
     info: dict = {}
     if model is None or isinstance(model, str | Path):
-
         folder = Path(model) if model is not None else default_model_dir()
         clf, _, extra = load_classifier(folder, device=device)
         info["model"] = model_id(folder)
@@ -299,87 +359,69 @@ def evaluate_cohort(
             log.warning(info["warning"])
     else:
         clf, info["model"] = model, getattr(model, "name", type(model).__name__)
+    return clf, info
+
+
+def _main_modalities(clf: Any, modalities: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """``modalities`` checked against the model's and put in its order (None stays None)."""
+    if modalities is None:
+        return None
     known = model_modalities(clf)
-    if modalities is not None:
-        unknown = [m for m in modalities if m not in known]
-        if unknown:
-            raise S2VError(f"the model has no {', '.join(unknown)}; it knows {', '.join(known)}")
-        modalities = tuple(m for m in known if m in modalities)
-        if not modalities:
-            raise S2VError("modalities is empty: give at least one")
+    unknown = [m for m in modalities if m not in known]
+    if unknown:
+        raise S2VError(f"the model has no {', '.join(unknown)}; it knows {', '.join(known)}")
+    modalities = tuple(m for m in known if m in modalities)
+    if not modalities:
+        raise S2VError("modalities is empty: give at least one")
+    return modalities
+
+
+def _night_items(source: str | Path, split: str | None) -> list[NightSource]:
+    """The nights of a store or a folder of recordings; a single file is refused."""
     src = Path(source)
     if src.is_file():
         raise S2VError(
             f"{src.name}: s2v evaluate needs a cohort store or a folder of recordings with "
             "hypnograms; for one recording use s2v predict FILE --hypnogram HYP"
         )
-    items = night_sources(src, split)
-    names = class_names(n_classes)
-    main_label = subset_label(modalities) if modalities is not None else MAIN
-    rows, pairs, stats, preds, skipped = [], {}, [], [], []
-    for i, item in enumerate(items):
-        try:
-            _evaluate_night(
-                item,
-                clf,
-                modalities,
-                every_subset,
-                max_subsets,
-                n_classes,
-                main_label,
-                device,
-                rows,
-                pairs,
-                stats,
-                preds,
-                skipped,
-            )
-        except _Skip as why:
-            skipped.append({"night": item.night_id, "reason": str(why)})
-            log.warning("night %s skipped: %s", item.night_id, why)
-        except (S2VError, OSError, ValueError) as exc:
-            skipped.append({"night": item.night_id, "reason": str(exc) or type(exc).__name__})
-            log.warning("night %s skipped: %s", item.night_id, exc)
-        if progress is not None:
-            progress(i + 1, len(items), item.night_id)
-    if not rows:
-        first = "; ".join(f"{s['night']}: {s['reason']}" for s in skipped[:3])
-        raise S2VError(f"{source}: no night could be evaluated ({first})")
-    per_night = pd.DataFrame(rows)
-    pooled, confusion = _pooled(pairs, main_label, n_classes, n_boot, seed)
-    importance = None
-    if every_subset:
-        exact = pooled[pooled["subset"] != MAIN]
-        if len(exact) > 1:
-            importance = modality_importance(exact, metric="kappa")
-    info.update(
-        {
-            "source": str(source),
-            "split": split,
-            "n_classes": n_classes,
-            "class_names": list(names),
-            "main_subset": main_label,
-            "all_subsets": every_subset,
-            "n_nights": int(per_night.loc[per_night["subset"] == main_label, "night"].nunique()),
-            "n_skipped": len(skipped),
-            "bootstrap": {"n_boot": n_boot, "seed": seed, "level": 0.95, "unit": "night"},
-            "seconds": round(time.perf_counter() - t0, 2),
-        }
-    )
-    return CohortEvaluation(
-        per_night=per_night,
-        pooled=pooled,
-        confusion=confusion,
-        sleep_stats=pd.concat(stats, ignore_index=True) if stats else _empty_stats(),
-        predictions=pd.concat(preds, ignore_index=True) if preds else pd.DataFrame(),
-        importance=importance,
-        skipped=skipped,
-        info=info,
-    )
+    return night_sources(src, split)
+
+
+def _importance(pooled: pd.DataFrame) -> pd.DataFrame | None:
+    """Modality importance of the pooled kappa over the exact subsets (None with fewer than two)."""
+    exact = pooled[pooled["subset"] != MAIN]
+    if len(exact) > 1:
+        return modality_importance(exact, metric="kappa")
+    return None
 
 
 class _Skip(Exception):
     """A night that cannot be scored; the message is the reason."""
+
+
+@dataclass
+class _Accumulator:
+    """What :func:`_evaluate_night` appends to, night after night.
+
+    Attributes
+    ----------
+    rows : list of dict
+        Per-night metric rows, one per (night, subset).
+    pairs : dict
+        Per subset label, the (reference, prediction) stage arrays of each night.
+    stats : list of DataFrame
+        Per night, its sleep statistics (main subset).
+    preds : list of DataFrame
+        Per night, its epoch-by-epoch predictions (main subset).
+    skipped : list of dict
+        ``{"night", "reason"}`` of skipped nights, and of nights left out of the main subset.
+    """
+
+    rows: list[dict] = field(default_factory=list)
+    pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
+    stats: list[pd.DataFrame] = field(default_factory=list)
+    preds: list[pd.DataFrame] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
 
 
 def _evaluate_night(
@@ -391,29 +433,21 @@ def _evaluate_night(
     n_classes: int,
     main_label: str,
     device: str,
-    rows: list[dict],
-    pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]],
-    stats: list[pd.DataFrame],
-    preds: list[pd.DataFrame],
-    notes: list[dict],
+    acc: _Accumulator,
 ) -> None:
-    """Predict one night's subsets (each once) and append its rows to the accumulators."""
+    """Predict one night's subsets (each once) and append its rows to the accumulator."""
     night = item.load()
     ref = np.asarray(night.stages, dtype=np.int8)
     if not (ref >= 0).any():
         raise _Skip("no scored epoch in the expert hypnogram")
     known = model_modalities(clf)
     night_mods = tuple(m for m in night.modalities if m in known)
-    main, extra, why = _subsets_for(night_mods, modalities, every_subset)
-    if max_subsets is not None and len(extra) > max_subsets:
-        extra = extra[:max_subsets] + ([extra[-1]] if extra[-1] not in extra[:max_subsets] else [])
-    if main is not None and main_label != MAIN:
-        extra = [s for s in extra if s != main]  # the main subset is already the full one
+    main, extra, why = _night_subsets(night_mods, modalities, every_subset, max_subsets, main_label)
     if main is None and not extra:
         raise _Skip(why or "nothing to evaluate")
     if main is None:  # its smaller subsets are still scored
         log.warning("night %s left out of the main subset: %s", item.night_id, why)
-        notes.append({"night": item.night_id, "reason": f"main subset only: {why}"})
+        acc.skipped.append({"night": item.night_id, "reason": f"main subset only: {why}"})
     cache: dict[tuple[str, ...], Prediction] = {}
 
     def predicted(subset: tuple[str, ...]) -> Prediction:
@@ -436,7 +470,7 @@ def _evaluate_night(
             metrics = _metric_row(ref, pred5, n_classes)
         except ValueError as exc:  # no epoch scored on both sides
             raise _Skip(str(exc)) from None
-        rows.append(
+        acc.rows.append(
             {
                 **base,
                 "subset": label,
@@ -445,31 +479,64 @@ def _evaluate_night(
                 **metrics,
             }
         )
-        pairs.setdefault(label, []).append((ref, pred5))
+        acc.pairs.setdefault(label, []).append((ref, pred5))
     if main is None:
         return
     pred = predicted(main)
+    acc.preds.append(_epoch_predictions(item.night_id, night.n_epochs, ref, pred, n_classes))
+    acc.stats.append(_night_sleep_stats(item.night_id, ref, pred, n_classes))
+
+
+def _night_subsets(
+    night_mods: tuple[str, ...],
+    modalities: tuple[str, ...] | None,
+    every_subset: bool,
+    max_subsets: int | None,
+    main_label: str,
+) -> tuple[tuple[str, ...] | None, list[tuple[str, ...]], str | None]:
+    """:func:`_subsets_for`, the extra subsets capped at ``max_subsets`` and without the main one.
+
+    With the cap, the largest subset is kept after the ``max_subsets`` smallest.
+    """
+    main, extra, why = _subsets_for(night_mods, modalities, every_subset)
+    if max_subsets is not None and len(extra) > max_subsets:
+        extra = extra[:max_subsets] + ([extra[-1]] if extra[-1] not in extra[:max_subsets] else [])
+    if main is not None and main_label != MAIN:
+        extra = [s for s in extra if s != main]  # the main subset is already the full one
+    return main, extra, why
+
+
+def _epoch_predictions(
+    night_id: str, n_epochs: int, ref: np.ndarray, pred: Prediction, n_classes: int
+) -> pd.DataFrame:
+    """One row per epoch: expert and predicted class names and the merged probabilities."""
     stages, probs = pred.merged(n_classes)
     names = np.asarray(class_names(n_classes), dtype=object)
     ref_merged = merge_stages(ref, n_classes).astype(np.int64)
     frame = pd.DataFrame(
         {
-            "night": item.night_id,
-            "epoch": np.arange(night.n_epochs),
-            "onset_s": np.arange(night.n_epochs) * float(EPOCH_SECONDS),
+            "night": night_id,
+            "epoch": np.arange(n_epochs),
+            "onset_s": np.arange(n_epochs) * float(EPOCH_SECONDS),
             "reference": np.where(ref_merged >= 0, names[np.clip(ref_merged, 0, None)], ""),
             "predicted": names[stages.astype(int)],
         }
     )
     for k, name in enumerate(names):
         frame[f"p_{name}"] = np.round(probs[:, k], 5)
-    preds.append(frame)
+    return frame
+
+
+def _night_sleep_stats(
+    night_id: str, ref: np.ndarray, pred: Prediction, n_classes: int
+) -> pd.DataFrame:
+    """Sleep statistics predicted vs expert, without those the merged classes cannot give."""
     cmp = compare_sleep_statistics(
         _merged_reference(ref, n_classes), pred.merged_as_five(n_classes)
     )
     cmp = cmp.drop(index=list(_DROPPED_STATS[n_classes])).reset_index()
-    cmp.insert(0, "night", item.night_id)
-    stats.append(cmp)
+    cmp.insert(0, "night", night_id)
+    return cmp
 
 
 def _pooled(

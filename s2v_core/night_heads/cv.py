@@ -185,51 +185,11 @@ def cross_validate(
     k = n_splits_for(task.kind, y, groups, n_splits)
     if k < 2:
         raise NightHeadError(f"task {task.name}: need >= 2 subjects for subject-level folds")
-    target = np.log1p(y) if task.log_target else y
     sites = rows["site"].fillna("?").astype(str).to_numpy()
     with_site = len(np.unique(sites)) > 1
     xs = _site_features(sites) if with_site else None
-
-    def back(s: np.ndarray) -> np.ndarray:
-        if task.kind == "binary":
-            return sigmoid(s)
-        return np.maximum(np.expm1(s), 0.0) if task.log_target else s
-
-    preds = {"head": np.full(len(y), np.nan), "baseline": np.full(len(y), np.nan)}
-    if with_site:
-        preds["site_only"] = np.full(len(y), np.nan)
-    fold_of = np.full(len(y), -1)
-    per_fold: dict[str, list[dict[str, float]]] = {m: [] for m in preds}
-    alphas = []
-    strat = y.astype(int) if task.kind == "binary" else y
-    for f, (tr, te) in enumerate(group_splitter(task.kind, k, seed).split(x, strat, groups)):
-        fold_of[te] = f
-        alpha = choose_alpha(x[tr], target[tr], groups[tr], task.kind, seed)
-        alphas.append(alpha)
-        mean, scale = standardise(x[tr])
-        coef, b = fit_linear((x[tr] - mean) / scale, target[tr], task.kind, alpha)
-        preds["head"][te] = back(linear_score((x[te] - mean) / scale, coef, b))
-        if task.kind == "binary":
-            prev = float(np.mean(y[tr]))
-            preds["baseline"][te] = prev
-        else:
-            preds["baseline"][te] = back(np.full(len(te), float(np.mean(target[tr]))))
-        if xs is not None:
-            a_site = choose_alpha(xs[tr], target[tr], groups[tr], task.kind, seed)
-            sc, sb = fit_linear(xs[tr], target[tr], task.kind, a_site)
-            preds["site_only"][te] = back(linear_score(xs[te], sc, sb))
-        for m in preds:
-            per_fold[m].append(task_metrics(task, y[te], preds[m][te]))
-    metrics: dict[str, dict[str, dict[str, Any]]] = {}
-    for name in per_fold["head"][0]:
-        metrics[name] = {}
-        for m in preds:
-            s = summarise([fm[name] for fm in per_fold[m]], _BOUNDS.get(name, (-math.inf, math.inf)))
-            pooled = task_metrics(task, y, preds[m])[name]
-            if m == "baseline" and name in _RANKING:  # constant within folds: no ranking
-                s, pooled = {"per_fold": [], "mean": None, "ci95": None}, math.nan
-            s["pooled"] = None if not np.isfinite(pooled) else round(float(pooled), 4)
-            metrics[name][m] = s
+    preds, fold_of, per_fold, alphas = _out_of_fold(task, x, y, groups, xs, k, seed)
+    metrics = _metric_summaries(task, y, preds, per_fold)
     table = pd.DataFrame(
         {
             "night": rows["night"].astype(str),
@@ -241,6 +201,88 @@ def cross_validate(
         }
     )
     return CVReport(task, len(y), len(np.unique(groups)), k, metrics, table, alphas)
+
+
+def _from_score(task: TaskSpec, s: np.ndarray) -> np.ndarray:
+    """A linear score back on the target's scale (probability, or events/h from log1p)."""
+    if task.kind == "binary":
+        return sigmoid(s)
+    return np.maximum(np.expm1(s), 0.0) if task.log_target else s
+
+
+def _out_of_fold(
+    task: TaskSpec,
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    xs: np.ndarray | None,
+    k: int,
+    seed: int,
+) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, list[dict[str, float]]], list[float]]:
+    """Fit the head and the baselines fold by fold and predict each held-out fold.
+
+    Returns
+    -------
+    preds : dict of str to ndarray
+        Out-of-fold predictions of ``head``, ``baseline`` and, with site features ``xs``,
+        ``site_only``.
+    fold_of : ndarray
+        The fold that held out each night.
+    per_fold : dict of str to list of dict
+        Per prediction kind, :func:`task_metrics` of each fold.
+    alphas : list of float
+        Strength chosen in each fold.
+    """
+    target = np.log1p(y) if task.log_target else y
+    preds = {"head": np.full(len(y), np.nan), "baseline": np.full(len(y), np.nan)}
+    if xs is not None:
+        preds["site_only"] = np.full(len(y), np.nan)
+    fold_of = np.full(len(y), -1)
+    per_fold: dict[str, list[dict[str, float]]] = {m: [] for m in preds}
+    alphas = []
+    strat = y.astype(int) if task.kind == "binary" else y
+    for f, (tr, te) in enumerate(group_splitter(task.kind, k, seed).split(x, strat, groups)):
+        fold_of[te] = f
+        alpha = choose_alpha(x[tr], target[tr], groups[tr], task.kind, seed)
+        alphas.append(alpha)
+        mean, scale = standardise(x[tr])
+        coef, b = fit_linear((x[tr] - mean) / scale, target[tr], task.kind, alpha)
+        preds["head"][te] = _from_score(task, linear_score((x[te] - mean) / scale, coef, b))
+        if task.kind == "binary":
+            prev = float(np.mean(y[tr]))
+            preds["baseline"][te] = prev
+        else:
+            preds["baseline"][te] = _from_score(task, np.full(len(te), float(np.mean(target[tr]))))
+        if xs is not None:
+            a_site = choose_alpha(xs[tr], target[tr], groups[tr], task.kind, seed)
+            sc, sb = fit_linear(xs[tr], target[tr], task.kind, a_site)
+            preds["site_only"][te] = _from_score(task, linear_score(xs[te], sc, sb))
+        for m in preds:
+            per_fold[m].append(task_metrics(task, y[te], preds[m][te]))
+    return preds, fold_of, per_fold, alphas
+
+
+def _metric_summaries(
+    task: TaskSpec,
+    y: np.ndarray,
+    preds: dict[str, np.ndarray],
+    per_fold: dict[str, list[dict[str, float]]],
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{metric: {kind: summary}}``: :func:`summarise` over folds plus the pooled value.
+
+    The baseline has no ranking metric (its prediction is constant within a fold).
+    """
+    metrics: dict[str, dict[str, dict[str, Any]]] = {}
+    for name in per_fold["head"][0]:
+        metrics[name] = {}
+        for m in preds:
+            s = summarise([fm[name] for fm in per_fold[m]], _BOUNDS.get(name, (-math.inf, math.inf)))
+            pooled = task_metrics(task, y, preds[m])[name]
+            if m == "baseline" and name in _RANKING:  # constant within folds: no ranking
+                s, pooled = {"per_fold": [], "mean": None, "ci95": None}, math.nan
+            s["pooled"] = None if not np.isfinite(pooled) else round(float(pooled), 4)
+            metrics[name][m] = s
+    return metrics
 
 
 def predictions_frame(head: NightHead, frame: pd.DataFrame) -> pd.DataFrame:

@@ -16,7 +16,8 @@ import numpy as np
 
 from s2v_core import signals as sig
 from s2v_core.errors import ChannelMappingError, InputFileError
-from s2v_core.io.dreams import infer_sfreq, read_dreams_signal
+from s2v_core.io.dreams import DreamsSignal, infer_sfreq, read_dreams_signal
+from s2v_core.io.hypnogram.core import Hypnogram
 from s2v_core.io.hypnogram.reader import read_hypnogram
 from s2v_core.modalities import MODALITIES, SFREQ
 from s2v_core.night import Night, NightMeta, Provenance, n_epochs_for
@@ -76,34 +77,11 @@ def load_dreams_night(
     """
     rec = read_dreams_signal(path)
     p = rec.path
-    if modality is None:
-        chosen = map_channels([rec.label]).as_dict()
-        if not chosen:
-            raise ChannelMappingError(
-                f"{p.name}: channel {rec.label!r} maps to no modality; say which it is "
-                f"(modality=..., one of {', '.join(MODALITIES)})"
-            )
-        modality = next(iter(chosen))
-    elif modality not in MODALITIES:
-        raise ChannelMappingError(
-            f"unknown modality {modality!r}; allowed: {', '.join(MODALITIES)}"
-        )
-    if modality not in BIOPOTENTIALS:
-        raise ChannelMappingError(
-            f"{p.name}: DREAMS text excerpts hold biopotentials in µV; {modality!r} is not one "
-            f"({', '.join(BIOPOTENTIALS)})"
-        )
+    modality = _channel_modality(p, rec.label, modality)
     hyp = None
     if hypnogram is not None:
         hyp = read_hypnogram(hypnogram)
-    if sfreq is None:
-        if hyp is None:
-            raise InputFileError(
-                p, "the file has no sampling rate: give sfreq=..., or a hypnogram to derive it"
-            )
-        sfreq = infer_sfreq(rec.n_samples, hyp.n_epochs * hyp.epoch_seconds, path=p)
-    if not (math.isfinite(sfreq) and sfreq > 0):
-        raise InputFileError(p, f"sampling rate must be a positive number of Hz, got {sfreq!r}")
+    sfreq = _sampling_rate(p, rec.n_samples, sfreq, hyp)
     duration_s = rec.n_samples / float(sfreq)
     n_epochs = n_epochs_for(duration_s)
     if n_epochs == 0:
@@ -111,17 +89,7 @@ def load_dreams_night(
             p, f"recording is {duration_s:.0f} s long, shorter than one 30-s epoch"
         )
     warnings: list[str] = []
-    scale, unit_warn = resolve_biopotential_unit(modality, rec.data, "uV")
-    x = sig.resample(rec.data * scale, float(sfreq), SFREQ[modality])
-    epochs = sig.epoch_matrix(x, SFREQ[modality], n_epochs)
-    ok = sig.epoch_quality(epochs, modality)
-    method = (
-        f"polyphase resampling {sfreq:g} -> {SFREQ[modality]} Hz"
-        if sfreq != SFREQ[modality]
-        else "none"
-    )
-    prov = Provenance(modality, rec.label, float(sfreq), "uV", scale, "dreams-text", method, unit_warn)
-    prov.warnings.extend(sig.plausibility_warnings(modality, epochs[ok] if ok.any() else epochs))
+    epochs, ok, prov = _canonical_channel(rec, modality, sfreq, n_epochs)
     warnings.extend(f"{modality}: {w}" for w in prov.warnings)
     if not ok.any():
         warnings.append(f"{modality}: no usable epoch (flat, NaN or clipped); treated as absent")
@@ -142,3 +110,71 @@ def load_dreams_night(
         warnings=warnings,
         hypnogram_source=hyp_source,
     )
+
+
+def _channel_modality(p: Path, label: str, modality: str | None) -> str:
+    """The channel's modality: ``modality`` if given, else from ``label``; a biopotential.
+
+    Raises
+    ------
+    ChannelMappingError
+        The label maps to no modality, ``modality`` is unknown, or it is not a biopotential.
+    """
+    if modality is None:
+        chosen = map_channels([label]).as_dict()
+        if not chosen:
+            raise ChannelMappingError(
+                f"{p.name}: channel {label!r} maps to no modality; say which it is "
+                f"(modality=..., one of {', '.join(MODALITIES)})"
+            )
+        modality = next(iter(chosen))
+    elif modality not in MODALITIES:
+        raise ChannelMappingError(
+            f"unknown modality {modality!r}; allowed: {', '.join(MODALITIES)}"
+        )
+    if modality not in BIOPOTENTIALS:
+        raise ChannelMappingError(
+            f"{p.name}: DREAMS text excerpts hold biopotentials in µV; {modality!r} is not one "
+            f"({', '.join(BIOPOTENTIALS)})"
+        )
+    return modality
+
+
+def _sampling_rate(p: Path, n_samples: int, sfreq: float | None, hyp: Hypnogram | None) -> float:
+    """``sfreq``, or the rate that makes the signal span the hypnogram; checked to be positive.
+
+    Raises
+    ------
+    InputFileError
+        Neither ``sfreq`` nor a hypnogram, or a rate that is not a positive number.
+    """
+    if sfreq is None:
+        if hyp is None:
+            raise InputFileError(
+                p, "the file has no sampling rate: give sfreq=..., or a hypnogram to derive it"
+            )
+        sfreq = infer_sfreq(n_samples, hyp.n_epochs * hyp.epoch_seconds, path=p)
+    if not (math.isfinite(sfreq) and sfreq > 0):
+        raise InputFileError(p, f"sampling rate must be a positive number of Hz, got {sfreq!r}")
+    return sfreq
+
+
+def _canonical_channel(
+    rec: DreamsSignal, modality: str, sfreq: float, n_epochs: int
+) -> tuple[np.ndarray, np.ndarray, Provenance]:
+    """The channel in µV at the modality's rate, in epochs: (epochs, epoch validity, provenance).
+
+    The provenance carries the unit and plausibility warnings.
+    """
+    scale, unit_warn = resolve_biopotential_unit(modality, rec.data, "uV")
+    x = sig.resample(rec.data * scale, float(sfreq), SFREQ[modality])
+    epochs = sig.epoch_matrix(x, SFREQ[modality], n_epochs)
+    ok = sig.epoch_quality(epochs, modality)
+    method = (
+        f"polyphase resampling {sfreq:g} -> {SFREQ[modality]} Hz"
+        if sfreq != SFREQ[modality]
+        else "none"
+    )
+    prov = Provenance(modality, rec.label, float(sfreq), "uV", scale, "dreams-text", method, unit_warn)
+    prov.warnings.extend(sig.plausibility_warnings(modality, epochs[ok] if ok.any() else epochs))
+    return epochs, ok, prov

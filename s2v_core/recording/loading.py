@@ -229,6 +229,10 @@ def with_hypnogram(
     )
 
 
+_Assessed = tuple[np.ndarray, np.ndarray, Provenance]
+"""A channel at the canonical rate, assessed: (epochs, epoch validity, provenance)."""
+
+
 def _read_mapped(
     rec: EdfRecording,
     cmap: ChannelMapping,
@@ -243,62 +247,12 @@ def _read_mapped(
     ecg_native: tuple[np.ndarray, float] | None = None
     breathing_native: dict[str, tuple[np.ndarray, float, str]] = {}
 
-    def assess(m: str, x_canon: np.ndarray, provenance: Provenance):
-        epochs = sig.epoch_matrix(x_canon, SFREQ[m], n_epochs)
-        ok = sig.epoch_quality(epochs, m)
-        provenance.warnings.extend(sig.plausibility_warnings(m, epochs[ok] if ok.any() else epochs))
-        return epochs, ok, provenance
-
     def store(m: str, epochs: np.ndarray, ok: np.ndarray, provenance: Provenance) -> None:
         signals[m], valid[m], prov[m] = epochs, ok, provenance
         warnings.extend(f"{m}: {w}" for w in provenance.warnings)
 
-    def read_one(m: str, label: str):
-        """Read, scale, resample and assess one mapped channel (independent of the others)."""
-        info = rec.header.channel(label)
-        x, fs = rec.read_channel(label)
-        method = f"polyphase resampling {fs:g} -> {SFREQ[m]} Hz" if fs != SFREQ[m] else "none"
-        reader = rec.reader
-        if m in BIOPOTENTIALS:
-            scale, unit_warn = resolve_biopotential_unit(m, x, info.dimension)
-            x = x * np.float32(scale)
-        elif m == "spo2":
-            x, note = sig.to_percent(x, info.dimension)
-            scale, unit_warn = 1.0, [note] if note else []
-        else:
-            scale, unit_warn = 1.0, []
-        assessed = None
-        if m in wanted:
-            x_c = sig.resample(x, fs, SFREQ[m])
-            orig = info.sfreq
-            if reader == "mne" and abs(fs - info.sfreq) > 1e-6:
-                method = f"MNE upsampled {info.sfreq:g} -> {fs:g} Hz on read; " + method
-            if orig < MIN_PLAUSIBLE_SFREQ[m]:
-                unit_warn = [*unit_warn, f"channel {label!r} is sampled at {orig:g} Hz, below the "
-                             f"{MIN_PLAUSIBLE_SFREQ[m]:g} Hz this modality needs (the model sees {SFREQ[m]} Hz): "
-                             "check the header's record duration and samples per record, or the mapping"]
-            assessed = assess(m, x_c, Provenance(m, label, orig, info.dimension, scale, reader, method, unit_warn))
-        keep = m == "ecg" or m in ("effort", "airflow")
-        return (x if keep else None), fs, assessed
-
-    jobs = []
-    for m in MODALITIES:
-        label = cmap.channel_for(m)
-        need_for_derivation = (m == "ecg" and ("ibi" in wanted or "resp" in wanted)) or (
-            m in ("effort", "airflow") and "resp" in wanted
-        )
-        if label is None or (m not in wanted and not need_for_derivation):
-            continue
-        jobs.append((m, label))
-    # Channels are independent: two threads overlap their reading, resampling and checks (numpy
-    # and scipy release the GIL); results are applied in modality order, so nothing depends on timing.
-    if READ_THREADS > 1 and len(jobs) > 1 and rec.reader != "mne":  # MNE's raw object is not known to be thread-safe;
-        # the native and pyedflib readers are (memory-mapped records; pyedflib reads under a lock)
-
-        with ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="s2v-read") as pool:
-            results = list(pool.map(lambda job: read_one(*job), jobs))
-    else:
-        results = [read_one(*job) for job in jobs]
+    jobs = _read_jobs(cmap, wanted)
+    results = _read_channels(rec, jobs, wanted, n_epochs)
     for (m, label), (x, fs, assessed) in zip(jobs, results, strict=True):
         if m == "ecg":
             ecg_native = (x, fs)
@@ -312,35 +266,122 @@ def _read_mapped(
     if ecg_native is not None and (("ibi" in wanted and "ibi" not in signals) or "resp" in wanted):
         peaks = sig.detect_rpeaks(*ecg_native)
     if "ibi" in wanted and "ibi" not in signals and ecg_native is not None:
-        x, fs = ecg_native
-        ibi, ok = sig.ibi_from_beats(peaks / fs, duration_s)
-        label = cmap.channel_for("ecg")
-        store(
-            "ibi",
-            *assess(
-                "ibi",
-                ibi,
-                Provenance("ibi", f"derived from ECG {label!r}", None, "", 1.0, "derived",
-                           f"R-peaks (sleepecg, {len(peaks)} beats) -> intervals at 4 Hz"),
-            ),
-        )
+        store("ibi", *_derived_ibi(ecg_native, peaks, cmap.channel_for("ecg"), n_epochs))
     if "resp" in wanted and "resp" not in signals:
-        src = None
-        for m in ("effort", "airflow"):
-            if m in breathing_native:
-                x, fs, label = breathing_native[m]
-                src = (sig.resp_from_effort(x, fs), f"derived from {m} {label!r}", "band-pass of the breathing channel")
-                break
-        if src is None and ecg_native is not None:
-            x, fs = ecg_native
-            src = (
-                sig.resp_from_ecg(x, fs, peaks, duration_s),
-                f"derived from ECG {cmap.channel_for('ecg')!r}",
-                "ECG-derived respiration (R-peak amplitude)",
-            )
+        src = _resp_source(breathing_native, ecg_native, peaks, cmap.channel_for("ecg"), duration_s)
         if src is not None:
-            store("resp", *assess("resp", src[0], Provenance("resp", src[1], None, "", 1.0, "derived", src[2])))
+            resp_prov = Provenance("resp", src[1], None, "", 1.0, "derived", src[2])
+            store("resp", *_assess("resp", src[0], resp_prov, n_epochs))
     return signals, valid, prov
+
+
+def _assess(m: str, x_canon: np.ndarray, provenance: Provenance, n_epochs: int) -> _Assessed:
+    """Cut a canonical-rate signal into epochs, judge each, and add plausibility warnings."""
+    epochs = sig.epoch_matrix(x_canon, SFREQ[m], n_epochs)
+    ok = sig.epoch_quality(epochs, m)
+    provenance.warnings.extend(sig.plausibility_warnings(m, epochs[ok] if ok.any() else epochs))
+    return epochs, ok, provenance
+
+
+def _read_jobs(cmap: ChannelMapping, wanted: set[str]) -> list[tuple[str, str]]:
+    """(modality, label) of each mapped channel that is wanted or needed to derive one, in modality order."""
+    jobs = []
+    for m in MODALITIES:
+        label = cmap.channel_for(m)
+        need_for_derivation = (m == "ecg" and ("ibi" in wanted or "resp" in wanted)) or (
+            m in ("effort", "airflow") and "resp" in wanted
+        )
+        if label is None or (m not in wanted and not need_for_derivation):
+            continue
+        jobs.append((m, label))
+    return jobs
+
+
+def _read_channels(
+    rec: EdfRecording, jobs: list[tuple[str, str]], wanted: set[str], n_epochs: int
+) -> list[tuple[np.ndarray | None, float, _Assessed | None]]:
+    """:func:`_read_one` for every job, in the order of ``jobs`` (read by up to :data:`READ_THREADS`)."""
+    # Channels are independent: two threads overlap their reading, resampling and checks (numpy
+    # and scipy release the GIL); results are applied in modality order, so nothing depends on timing.
+    if READ_THREADS > 1 and len(jobs) > 1 and rec.reader != "mne":  # MNE's raw object is not known to be thread-safe;
+        # the native and pyedflib readers are (memory-mapped records; pyedflib reads under a lock)
+
+        with ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="s2v-read") as pool:
+            return list(pool.map(lambda job: _read_one(rec, *job, wanted, n_epochs), jobs))
+    return [_read_one(rec, *job, wanted, n_epochs) for job in jobs]
+
+
+def _read_one(
+    rec: EdfRecording, m: str, label: str, wanted: set[str], n_epochs: int
+) -> tuple[np.ndarray | None, float, _Assessed | None]:
+    """Read, scale, resample and assess one mapped channel (independent of the others).
+
+    Returns the scaled native-rate signal when a derivation may need it (ECG, effort, airflow;
+    else None), its native rate, and the assessed channel when ``m`` is wanted (else None).
+    """
+    info = rec.header.channel(label)
+    x, fs = rec.read_channel(label)
+    method = f"polyphase resampling {fs:g} -> {SFREQ[m]} Hz" if fs != SFREQ[m] else "none"
+    reader = rec.reader
+    if m in BIOPOTENTIALS:
+        scale, unit_warn = resolve_biopotential_unit(m, x, info.dimension)
+        x = x * np.float32(scale)
+    elif m == "spo2":
+        x, note = sig.to_percent(x, info.dimension)
+        scale, unit_warn = 1.0, [note] if note else []
+    else:
+        scale, unit_warn = 1.0, []
+    assessed = None
+    if m in wanted:
+        x_c = sig.resample(x, fs, SFREQ[m])
+        orig = info.sfreq
+        if reader == "mne" and abs(fs - info.sfreq) > 1e-6:
+            method = f"MNE upsampled {info.sfreq:g} -> {fs:g} Hz on read; " + method
+        if orig < MIN_PLAUSIBLE_SFREQ[m]:
+            unit_warn = [*unit_warn, f"channel {label!r} is sampled at {orig:g} Hz, below the "
+                         f"{MIN_PLAUSIBLE_SFREQ[m]:g} Hz this modality needs (the model sees {SFREQ[m]} Hz): "
+                         "check the header's record duration and samples per record, or the mapping"]
+        provenance = Provenance(m, label, orig, info.dimension, scale, reader, method, unit_warn)
+        assessed = _assess(m, x_c, provenance, n_epochs)
+    keep = m == "ecg" or m in ("effort", "airflow")
+    return (x if keep else None), fs, assessed
+
+
+def _derived_ibi(
+    ecg_native: tuple[np.ndarray, float], peaks: np.ndarray, ecg_label: str | None, n_epochs: int
+) -> _Assessed:
+    """``ibi`` from the R peaks of the native-rate ECG, assessed."""
+    x, fs = ecg_native
+    ibi, _ = sig.ibi_from_beats(peaks / fs, n_epochs * 30.0)
+    return _assess(
+        "ibi",
+        ibi,
+        Provenance("ibi", f"derived from ECG {ecg_label!r}", None, "", 1.0, "derived",
+                   f"R-peaks (sleepecg, {len(peaks)} beats) -> intervals at 4 Hz"),
+        n_epochs,
+    )
+
+
+def _resp_source(
+    breathing_native: dict[str, tuple[np.ndarray, float, str]],
+    ecg_native: tuple[np.ndarray, float] | None,
+    peaks: np.ndarray | None,
+    ecg_label: str | None,
+    duration_s: float,
+) -> tuple[np.ndarray, str, str] | None:
+    """(``resp`` signal, its source, its method): from effort, else airflow, else the ECG; or None."""
+    for m in ("effort", "airflow"):
+        if m in breathing_native:
+            x, fs, label = breathing_native[m]
+            return sig.resp_from_effort(x, fs), f"derived from {m} {label!r}", "band-pass of the breathing channel"
+    if ecg_native is not None:
+        x, fs = ecg_native
+        return (
+            sig.resp_from_ecg(x, fs, peaks, duration_s),
+            f"derived from ECG {ecg_label!r}",
+            "ECG-derived respiration (R-peak amplitude)",
+        )
+    return None
 
 
 def _stages_for(
