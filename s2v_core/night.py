@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from s2v_core.modalities import EPOCH_SECONDS, MODALITIES, SFREQ, UNITS, samples_per_epoch
+from s2v_core.signals.features import FEATURE_VERSION, night_features
 from s2v_core.signals.resampling import robust_scale
 from s2v_core.stages import STAGE_NAMES, UNSCORED
 
@@ -141,17 +142,29 @@ class Night:
         return stats
 
     def model_inputs(
-        self, modalities: tuple[str, ...] | None = None
+        self, modalities: tuple[str, ...] | None = None, *, raw: bool = True, features: int = 0
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """Robustly scaled inputs for the model (see :func:`apply_scaling`).
+        """What the model's tokenizers read, per modality and epoch.
+
+        Parameters
+        ----------
+        modalities : tuple of str, optional
+            Default: every available modality.
+        raw : bool
+            Include the robustly scaled samples (see :func:`apply_scaling`).
+        features : int
+            0, or the version of the engineered features to append
+            (:func:`s2v_core.signals.features.night_features`, normalised within this night).
 
         Returns
         -------
         inputs : dict[str, np.ndarray]
-            Modality -> ``(n_epochs, spe)`` float32.
+            Modality -> ``(n_epochs, width)`` float32: the scaled samples, then the features.
         valid : dict[str, np.ndarray]
             Modality -> ``(n_epochs,)`` bool.
         """
+        if features not in (0, FEATURE_VERSION):
+            raise ValueError(f"features must be 0 or {FEATURE_VERSION}, got {features!r}")
         stats = self.scaling_stats()
         wanted = self.modalities if modalities is None else modalities
         inputs, valid = {}, {}
@@ -159,7 +172,10 @@ class Night:
             if m not in stats:
                 continue
             ok = self.epoch_valid[m]
-            inputs[m] = apply_scaling(self.signals[m], *stats[m], ok)
+            parts = [apply_scaling(self.signals[m], *stats[m], ok)] if raw else []
+            if features:
+                parts.append(night_features(m, self.signals[m], ok))
+            inputs[m] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
             valid[m] = ok.copy()
         return inputs, valid
 

@@ -25,6 +25,7 @@ from s2v_core.errors import S2VError
 from s2v_core.inference.predict import (
     MAX_WINDOWS_PER_PASS,
     WINDOW_EPOCHS,
+    input_spec,
     night_windows,
     predict_night,
     resolve_subset,
@@ -225,7 +226,7 @@ def backbone_epoch_embeddings(
         The modalities used, canonical order.
     """
     subset = resolve_subset(model, night, modalities)
-    inputs, pad_valid, present, valid = night_windows(night, subset, window_epochs)
+    inputs, pad_valid, present, valid = night_windows(night, subset, window_epochs, **input_spec(model))
     n = night.n_epochs
     hidden_size = int(model.config.hidden)
     total = np.zeros((n, hidden_size), dtype=np.float64)

@@ -44,6 +44,7 @@ __all__ = [
     "load_classifier",
     "model_id",
     "model_modalities",
+    "input_spec",
     "night_windows",
     "predict_night",
     "resolve_subset",
@@ -251,14 +252,27 @@ def resolve_subset(model: Any, night: Night, modalities: tuple[str, ...] | None)
     return subset
 
 
+def input_spec(model: Any) -> dict[str, Any]:
+    """What ``model``'s tokenizers read: ``{"raw": bool, "features": int}`` for :meth:`Night.model_inputs`."""
+    cfg = getattr(model, "config", None)
+    if cfg is None:
+        return {"raw": True, "features": 0}
+    return {"raw": cfg.reads_samples, "features": cfg.features}
+
+
 def night_windows(
-    night: Night, subset: tuple[str, ...], window_epochs: int = WINDOW_EPOCHS
+    night: Night,
+    subset: tuple[str, ...],
+    window_epochs: int = WINDOW_EPOCHS,
+    *,
+    raw: bool = True,
+    features: int = 0,
 ) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Cut the scaled inputs of a night into zero-padded windows.
 
     Returns
     -------
-    inputs : dict of str to np.ndarray, each (n_windows, window_epochs, spe) float32
+    inputs : dict of str to np.ndarray, each (n_windows, window_epochs, token_width) float32
     pad_valid : np.ndarray, shape (n_windows, window_epochs), bool
         False on the padding after the last epoch.
     present : dict of str to np.ndarray, each (n_windows,) bool
@@ -268,7 +282,7 @@ def night_windows(
     """
     if window_epochs < 1:
         raise ValueError(f"window_epochs must be >= 1, got {window_epochs}")
-    scaled, valid = night.model_inputs(subset)
+    scaled, valid = night.model_inputs(subset, raw=raw, features=features)
     n = night.n_epochs
     n_win = max(1, -(-n // window_epochs))
     total = n_win * window_epochs
@@ -357,7 +371,7 @@ def predict_night(
         If the subset is empty, or names modalities the night or the model lacks.
     """
     subset = resolve_subset(model, night, modalities)
-    inputs, pad_valid, present, valid = night_windows(night, subset, window_epochs)
+    inputs, pad_valid, present, valid = night_windows(night, subset, window_epochs, **input_spec(model))
     n = night.n_epochs
     logits, gates, fused = _forward(
         model,

@@ -12,6 +12,7 @@ from typing import Any
 
 from s2v_core.errors import S2VError
 from s2v_core.modalities import MODALITIES, check_modality, samples_per_epoch
+from s2v_core.signals.features import FEATURE_VERSION, n_features
 
 __all__ = [
     "FORMAT_VERSION",
@@ -94,6 +95,8 @@ class ModelConfig:
     dropout: float = 0.1  # dropout inside the encoder (attention and residual branches)
     tokenizer_dropout: float = 0.1  # dropout after the tokenizer MLP (METHOD.md: 0.1)
     spectral_bands: int = 0  # 0: the paper's raw tokenizer; > 0: add a log band-power branch
+    raw_branch: bool = True  # the paper's raw-sample MLP; False: tokens from engineered features only
+    features: int = 0  # 0: none; else the version of s2v_core.signals.features read by the tokenizers
     use_cls: bool = True  # prepend a learned CLS token to every sequence
     proj_dim: int = 128  # projection-head output width for the contrastive loss
     mask_ratio: float = 0.15  # fraction of valid tokens replaced by the mask vector in pretraining
@@ -116,6 +119,15 @@ class ModelConfig:
             0 <= self.spectral_bands <= 512
         ):
             raise ConfigError(f"spectral_bands must be an integer in [0, 512], got {self.spectral_bands!r}")
+        if not isinstance(self.raw_branch, bool):
+            raise ConfigError(f"raw_branch must be true or false, got {self.raw_branch!r}")
+        if self.features not in (0, FEATURE_VERSION) or isinstance(self.features, bool):
+            raise ConfigError(
+                f"features must be 0 (none) or {FEATURE_VERSION} (the feature set this version "
+                f"computes), got {self.features!r}"
+            )
+        if not (self.reads_samples or self.features):
+            raise ConfigError("a tokenizer needs raw samples (raw_branch or spectral_bands) or features")
         _check_fraction("dropout", self.dropout)
         _check_fraction("tokenizer_dropout", self.tokenizer_dropout)
         _check_fraction("mask_ratio", self.mask_ratio)
@@ -132,6 +144,20 @@ class ModelConfig:
     def head_dim(self) -> int:
         """Width of one attention head (``hidden // n_heads``)."""
         return self.hidden // self.n_heads
+
+    @property
+    def reads_samples(self) -> bool:
+        """The tokenizers read the raw samples (raw MLP or band-power branch)."""
+        return self.raw_branch or self.spectral_bands > 0
+
+    def n_features(self, modality: str) -> int:
+        """Engineered features per token of ``modality`` (0 without features)."""
+        return n_features(modality) if self.features else 0
+
+    def token_width(self, modality: str) -> int:
+        """Width of one token's input: the raw samples (when read), then the features (if any)."""
+        raw = self.samples_per_token(modality) if self.reads_samples else 0
+        return raw + self.n_features(modality)
 
     def samples_per_token(self, modality: str) -> int:
         """Samples in one token of ``modality`` (3840 at 128 Hz, 120 at 4 Hz)."""

@@ -232,7 +232,7 @@ class Sleep2VecClassifier(nn.Module):
 
         Parameters
         ----------
-        inputs : dict of str to Tensor (B, T, samples_per_token)
+        inputs : dict of str to Tensor (B, T, token_width)
             Any non-empty subset of the model's modalities.
         valid : Tensor, shape (B, T), bool
         present : dict of str to Tensor (B,) bool, optional

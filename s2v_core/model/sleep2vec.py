@@ -100,7 +100,12 @@ class Sleep2Vec(nn.Module):
         self.tokenizers = nn.ModuleDict(
             {
                 m: ModalityTokenizer(
-                    cfg.samples_per_token(m), cfg.d_token, cfg.tokenizer_dropout, cfg.spectral_bands
+                    cfg.samples_per_token(m) if cfg.reads_samples else 0,
+                    cfg.d_token,
+                    cfg.tokenizer_dropout,
+                    cfg.spectral_bands,
+                    raw_branch=cfg.raw_branch,
+                    n_features=cfg.n_features(m),
                 )
                 for m in cfg.modalities
             }
@@ -150,7 +155,7 @@ class Sleep2Vec(nn.Module):
             raise ValueError(f"sequence of {T} tokens exceeds max_len={cfg.max_len}")
         names = [m for m in cfg.modalities if m in inputs]
         for m in names:
-            want = (B, T, cfg.samples_per_token(m))
+            want = (B, T, cfg.token_width(m))
             if tuple(inputs[m].shape) != want:
                 raise ValueError(
                     f"inputs[{m!r}] has shape {tuple(inputs[m].shape)}, expected {want}"
@@ -218,7 +223,7 @@ class Sleep2Vec(nn.Module):
 
         Parameters
         ----------
-        inputs : dict of str to Tensor, each (B, T, samples_per_token), float32
+        inputs : dict of str to Tensor, each (B, T, token_width), float32
             Robust-scaled epochs of each modality given; any non-empty subset of the model's
             modalities (a missing key means absent for the whole batch).
         valid : Tensor, shape (B, T), bool

@@ -66,22 +66,32 @@ class BandPower(nn.Module):
 
 
 class ModalityTokenizer(nn.Module):
-    """MLP plus linear residual from a raw epoch to a token, then LayerNorm.
+    """From one epoch's input to a token: up to three branches, summed, then LayerNorm.
 
-    ``LayerNorm(Dropout(Linear(SiLU(Linear(x)))) + Linear(x))``, with a hidden width of ``2 d``.
-    Each modality has its own instance (weights are not shared).
+    * raw (the paper's): ``Dropout(Linear(SiLU(Linear(x)))) + Linear(x)`` on the raw samples,
+      hidden width ``2 d``;
+    * spectral (``spectral_bands > 0``): ``Linear(LayerNorm(BandPower(x)))``;
+    * features (``n_features > 0``): the same MLP-plus-residual shape on the engineered,
+      per-night normalised features of :mod:`s2v_core.signals.features`.
+
+    The input of one token is the raw samples (when a raw or spectral branch reads them) followed
+    by the features. Each modality has its own instance (weights are not shared).
 
     Parameters
     ----------
     samples_per_token : int
-        Samples in one 30-s epoch of the modality (3840 at 128 Hz, 120 at 4 Hz).
+        Samples in one 30-s epoch of the modality (3840 at 128 Hz, 120 at 4 Hz); 0 when no branch
+        reads samples.
     d_token : int
         Token width d.
     dropout : float
-        Dropout after the MLP branch (0.1 in the paper).
+        Dropout after the MLP branches (0.1 in the paper).
     spectral_bands : int
-        0 (the paper's tokenizer) or the number of log-power bands of the spectral branch,
-        ``Linear(LayerNorm(BandPower(x)))``, added before the final LayerNorm.
+        0 (the paper's raw tokenizer) or the number of log-power bands of the spectral branch.
+    raw_branch : bool
+        Build the raw-sample MLP (the paper's tokenizer).
+    n_features : int
+        Width of the engineered-feature input (0: no feature branch).
 
     Examples
     --------
@@ -89,39 +99,69 @@ class ModalityTokenizer(nn.Module):
     >>> tok = ModalityTokenizer(120, 8)
     >>> tok(torch.zeros(2, 5, 120)).shape
     torch.Size([2, 5, 8])
+    >>> ModalityTokenizer(0, 8, raw_branch=False, n_features=30)(torch.zeros(2, 5, 30)).shape
+    torch.Size([2, 5, 8])
     """
 
     def __init__(
-        self, samples_per_token: int, d_token: int, dropout: float = 0.1, spectral_bands: int = 0
+        self,
+        samples_per_token: int,
+        d_token: int,
+        dropout: float = 0.1,
+        spectral_bands: int = 0,
+        *,
+        raw_branch: bool = True,
+        n_features: int = 0,
     ):
         super().__init__()
-        self.samples_per_token = samples_per_token
-        self.mlp = nn.Sequential(
-            nn.Linear(samples_per_token, 2 * d_token),
-            nn.SiLU(),
-            nn.Linear(2 * d_token, d_token),
-            nn.Dropout(dropout),
-        )
-        self.residual = nn.Linear(samples_per_token, d_token)
+        if (raw_branch or spectral_bands) and samples_per_token < 1:
+            raise ValueError("the raw and spectral branches need samples_per_token >= 1")
+        if not (raw_branch or spectral_bands or n_features):
+            raise ValueError("a tokenizer needs at least one branch")
+        self.samples_per_token = samples_per_token if (raw_branch or spectral_bands) else 0
+        self.n_features = n_features
+        self.mlp: nn.Sequential | None = None
+        self.residual: nn.Linear | None = None
+        if raw_branch:
+            self.mlp, self.residual = _mlp_with_residual(samples_per_token, d_token, dropout)
         self.spectral: nn.Sequential | None = None
         if spectral_bands:
             power = BandPower(samples_per_token, spectral_bands)
             self.spectral = nn.Sequential(power, nn.LayerNorm(power.n_out), nn.Linear(power.n_out, d_token))
+        self.feature_mlp: nn.Sequential | None = None
+        self.feature_residual: nn.Linear | None = None
+        if n_features:
+            self.feature_mlp, self.feature_residual = _mlp_with_residual(n_features, d_token, dropout)
         self.norm = nn.LayerNorm(d_token)
+
+    @property
+    def input_width(self) -> int:
+        """Width of one token's input: samples then features."""
+        return self.samples_per_token + self.n_features
 
     def forward(self, x: Tensor) -> Tensor:
         """Tokenise epochs.
 
         Parameters
         ----------
-        x : Tensor, shape (..., samples_per_token), float
-            Robust-scaled raw samples of each epoch.
+        x : Tensor, shape (..., input_width), float
+            Robust-scaled raw samples of each epoch (if read), then its features (if any).
 
         Returns
         -------
         Tensor, shape (..., d_token)
         """
-        out = self.mlp(x) + self.residual(x)
+        raw, feats = x[..., : self.samples_per_token], x[..., self.samples_per_token :]
+        out = 0
+        if self.mlp is not None:
+            out = self.mlp(raw) + self.residual(raw)
         if self.spectral is not None:
-            out = out + self.spectral(x)
+            out = out + self.spectral(raw)
+        if self.feature_mlp is not None:
+            out = out + self.feature_mlp(feats) + self.feature_residual(feats)
         return self.norm(out)  # (..., d)
+
+
+def _mlp_with_residual(width: int, d_token: int, dropout: float) -> tuple[nn.Sequential, nn.Linear]:
+    mlp = nn.Sequential(nn.Linear(width, 2 * d_token), nn.SiLU(), nn.Linear(2 * d_token, d_token), nn.Dropout(dropout))
+    return mlp, nn.Linear(width, d_token)

@@ -92,6 +92,8 @@ class FinetuneConfig:
     n_classes: int = 5  # training objective and validation kappa: 5 stages, or 4 / 3 merged
     init_head: bool = False  # from a classifier checkpoint: also reuse its gates and staging head
     patience: int | None = None  # stop after this many passes without a better val kappa
+    model_overrides: dict = field(default_factory=dict)  # ModelConfig fields changed from the preset (no pretrained)
+    site_weights: dict = field(default_factory=dict)  # {site: w}: its windows are drawn w times as often
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "window_epochs"):
@@ -110,6 +112,11 @@ class FinetuneConfig:
             raise S2VError(f"max_batches_per_epoch must be >= 1, got {self.max_batches_per_epoch}")
         if isinstance(self.n_classes, bool) or self.n_classes not in (5, 4, 3):
             raise S2VError(f"finetune n_classes must be 5, 4 or 3, got {self.n_classes!r}")
+        if not isinstance(self.model_overrides, dict) or not isinstance(self.site_weights, dict):
+            raise S2VError("finetune model_overrides and site_weights must be mappings")
+        bad = {k: v for k, v in self.site_weights.items() if not (isinstance(v, int | float) and v > 0)}
+        if bad:
+            raise S2VError(f"finetune site_weights must be positive numbers, got {bad}")
         if self.patience is not None and (
             isinstance(self.patience, bool)
             or not isinstance(self.patience, int)
@@ -366,7 +373,11 @@ def build_model(cfg: FinetuneConfig, pretrained: str | Path | None) -> Sleep2Vec
     if pretrained is None:
         if cfg.init_head:
             raise S2VError("init_head needs a classifier checkpoint to start from (pretrained)")
-        return Sleep2VecClassifier(get_preset(cfg.preset), head, seed=cfg.seed)
+        try:
+            mcfg = get_preset(cfg.preset, **cfg.model_overrides)
+        except (TypeError, ValueError) as exc:
+            raise S2VError(f"finetune model_overrides: {exc}") from None
+        return Sleep2VecClassifier(mcfg, head, seed=cfg.seed)
     backbone, mcfg, _ = load_checkpoint(pretrained)
     if isinstance(backbone, Sleep2VecClassifier) and cfg.init_head:
         return _whole_classifier(backbone, cfg, pretrained)
@@ -442,89 +453,106 @@ def finetune(
     cfg = cfg or FinetuneConfig()
     out = Path(out_dir)
     store = CohortStore(store_path)
-    sets = {s: WindowDataset(store, s, window_epochs=cfg.window_epochs) for s in ("train", "val")}
-    train, val = sets["train"], sets["val"]
-    if len(train) == 0:
-        raise S2VError(f"{store_path}: the train split has no windows; nothing to fine-tune on")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "finetune_config.json").write_text(json.dumps(asdict(cfg), indent=1) + "\n")
     device = resolve_device(cfg.device)
-    summary = data_summary(store, sets)
-    weights = None
-    if cfg.class_weighted:
-        counts = [summary["splits"]["train"]["scored_epochs"][s] for s in STAGE_NAMES]
-        merged = [sum(counts[c] for c in g) for g in MERGE_GROUPS[cfg.n_classes]]
-        weights = torch.from_numpy(class_weights_from_counts(np.array(merged))).to(device)
-    step_options = {
-        "class_weights": weights,
-        "label_smoothing": cfg.label_smoothing,
-        "grad_clip": cfg.grad_clip,
-        "night_loss": night_loss,
-        "n_classes": cfg.n_classes,
-    }
-    selection = (
-        f"best val kappa ({cfg.n_classes}-class), all modalities"
-        if len(val)
-        else "last pass (no val windows)"
-    )
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)  # dropout inside the model
+        torch.manual_seed(cfg.seed)  # weight init of new parts, dropout inside the model
         model = build_model(cfg, pretrained).to(device)
-        params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
-        gen = torch.Generator().manual_seed(cfg.seed)  # window order and modality dropout
-        n_batches = math.ceil(len(train) / cfg.batch_size)
-        n_batches = min(n_batches, cfg.max_batches_per_epoch or n_batches)
-        total = n_batches * cfg.epochs
+        spec = {"raw": model.config.reads_samples, "features": model.config.features}
+        sets = {s: WindowDataset(store, s, window_epochs=cfg.window_epochs, **spec) for s in ("train", "val")}
+        if len(sets["train"]) == 0:
+            raise S2VError(f"{store_path}: the train split has no windows; nothing to fine-tune on")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "finetune_config.json").write_text(json.dumps(asdict(cfg), indent=1) + "\n")
+        run = _FinetuneRun(cfg, model, store, sets, device, night_loss)
         rows: list[dict] = []
         best: dict = {}
         for epoch in range(1, cfg.epochs + 1):
-            model.train()
-            t0, losses = time.perf_counter(), []
-            order = torch.randperm(len(train), generator=gen).tolist()
-            for b in range(n_batches):
-                idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-                batch = collate_windows([train[i] for i in idx], model.config.modalities)
-                keep = drop_modalities(batch["present"], cfg.modality_dropout, gen)
-                step = (epoch - 1) * n_batches + b
-                lr = lr_at(step, total, cfg.lr, warmup_fraction=cfg.warmup_fraction)
-                for g in opt.param_groups:
-                    g["lr"] = lr
-                losses.append(train_step(model, batch, opt, keep, **step_options))
-            metrics = evaluate_windows(
-                model, val, batch_size=cfg.batch_size, n_classes=cfg.n_classes
-            )
-            row = {
-                "epoch": epoch,
-                "step": epoch * n_batches,
-                "lr": lr,
-                "train_loss": float(np.mean(losses)),
-                **{f"val_{k}": v for k, v in metrics.items()},
-                "seconds": round(time.perf_counter() - t0, 3),
-            }
+            row, metrics = run.one_pass(epoch)
             rows.append(row)
-            log.info(
-                "pass %d: loss %.4f, val kappa %.3f", epoch, row["train_loss"], metrics["kappa"]
-            )
+            log.info("pass %d: loss %.4f, val kappa %.3f", epoch, row["train_loss"], metrics["kappa"])
             if _better(metrics["kappa"], best.get("kappa")):
                 best = {"epoch": epoch, **metrics}
-                extra = {
-                    "finetune_config": asdict(cfg),
-                    "metrics": _json_safe(best),
-                    "epoch": epoch,
-                    "pretrained": str(pretrained) if pretrained else None,
-                    "data": summary,
-                    "class_names": list(STAGE_NAMES),
-                    "selection": selection,
-                }
-                save_checkpoint(out / "best", model, model.config, extra=extra, step=row["step"])
+                run.save(out / "best", best, epoch, row["step"], pretrained)
             pd.DataFrame(rows).to_csv(out / "history.csv", index=False)
             if on_epoch is not None:
                 on_epoch(row)
-            if cfg.patience is not None and len(val) and epoch - best["epoch"] >= cfg.patience:
+            if cfg.patience is not None and len(sets["val"]) and epoch - best["epoch"] >= cfg.patience:
                 log.info("no better val kappa for %d passes: stopping early", cfg.patience)
                 break
     return FinetuneResult(out, pd.DataFrame(rows), best)
+
+
+class _FinetuneRun:
+    """The optimiser, the window order and one pass of fine-tuning (split from :func:`finetune`)."""
+
+    def __init__(self, cfg: FinetuneConfig, model: Sleep2VecClassifier, store: CohortStore,
+                 sets: dict[str, WindowDataset], device: torch.device, night_loss) -> None:  # fmt: skip
+        self.cfg, self.model, self.device = cfg, model, device
+        self.train, self.val = sets["train"], sets["val"]
+        self.summary = data_summary(store, sets)
+        weights = None
+        if cfg.class_weighted:
+            counts = [self.summary["splits"]["train"]["scored_epochs"][s] for s in STAGE_NAMES]
+            merged = [sum(counts[c] for c in g) for g in MERGE_GROUPS[cfg.n_classes]]
+            weights = torch.from_numpy(class_weights_from_counts(np.array(merged))).to(device)
+        self.step_options = {"class_weights": weights, "label_smoothing": cfg.label_smoothing,
+                             "grad_clip": cfg.grad_clip, "night_loss": night_loss, "n_classes": cfg.n_classes}  # fmt: skip
+        self.window_weights = _window_weights(store, self.train, cfg.site_weights)
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+        self.gen = torch.Generator().manual_seed(cfg.seed)  # window order and modality dropout
+        n_batches = math.ceil(len(self.train) / cfg.batch_size)
+        self.n_batches = min(n_batches, cfg.max_batches_per_epoch or n_batches)
+        self.total = self.n_batches * cfg.epochs
+        self.selection = (f"best val kappa ({cfg.n_classes}-class), all modalities" if len(self.val)
+                          else "last pass (no val windows)")  # fmt: skip
+
+    def _order(self) -> list[int]:
+        if self.window_weights is None:
+            return torch.randperm(len(self.train), generator=self.gen).tolist()
+        return torch.multinomial(self.window_weights, len(self.train), replacement=True, generator=self.gen).tolist()
+
+    def one_pass(self, epoch: int) -> tuple[dict, dict]:
+        """Train on ``n_batches`` batches, then validate; returns the history row and the metrics."""
+        cfg, model = self.cfg, self.model
+        model.train()
+        t0, losses = time.perf_counter(), []
+        order = self._order()
+        for b in range(self.n_batches):
+            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            batch = collate_windows([self.train[i] for i in idx], model.config.modalities)
+            keep = drop_modalities(batch["present"], cfg.modality_dropout, self.gen)
+            step = (epoch - 1) * self.n_batches + b
+            lr = lr_at(step, self.total, cfg.lr, warmup_fraction=cfg.warmup_fraction)
+            for g in self.opt.param_groups:
+                g["lr"] = lr
+            losses.append(train_step(model, batch, self.opt, keep, **self.step_options))
+        metrics = evaluate_windows(model, self.val, batch_size=cfg.batch_size, n_classes=cfg.n_classes)
+        row = {"epoch": epoch, "step": epoch * self.n_batches, "lr": lr, "train_loss": float(np.mean(losses)),
+               **{f"val_{k}": v for k, v in metrics.items()}, "seconds": round(time.perf_counter() - t0, 3)}  # fmt: skip
+        return row, metrics
+
+    def save(self, folder: Path, best: dict, epoch: int, step: int, pretrained) -> None:
+        """Write the current model as the kept checkpoint, with what it was trained on."""
+        extra = {
+            "finetune_config": asdict(self.cfg),
+            "metrics": _json_safe(best),
+            "epoch": epoch,
+            "pretrained": str(pretrained) if pretrained else None,
+            "data": self.summary,
+            "class_names": list(STAGE_NAMES),
+            "selection": self.selection,
+        }
+        save_checkpoint(folder, self.model, self.model.config, extra=extra, step=step)
+
+
+def _window_weights(store: CohortStore, train: WindowDataset, site_weights: dict) -> torch.Tensor | None:
+    """Sampling weight of each training window from its night's site (None: uniform, no weights)."""
+    if not site_weights:
+        return None
+    sites = np.array([store.entry(n).site or "" for n in train.night_ids], dtype=object)
+    per_night = np.array([float(site_weights.get(s, 1.0)) for s in sites])
+    return torch.from_numpy(per_night[train.window_night_index]).double()
 
 
 def _better(score: float, best: float | None) -> bool:

@@ -222,12 +222,9 @@ class _Run:
         self.model_cfg = cfg.model_config()
         self.bf16 = ctx.device.type == "cuda" and (cfg.bf16 is None or cfg.bf16)
         mods = self.model_cfg.modalities
-        self.train_ds = WindowDataset(
-            self.store, "train", modalities=mods, window_epochs=cfg.window_epochs
-        )
-        self.val_ds = WindowDataset(
-            self.store, "val", modalities=mods, window_epochs=cfg.window_epochs
-        )
+        spec = {"raw": self.model_cfg.reads_samples, "features": self.model_cfg.features}
+        self.train_ds = WindowDataset(self.store, "train", modalities=mods, window_epochs=cfg.window_epochs, **spec)
+        self.val_ds = WindowDataset(self.store, "val", modalities=mods, window_epochs=cfg.window_epochs, **spec)
         if len(self.train_ds) < cfg.batch_size:
             raise S2VError(
                 f"{self.store.path}: the train split has {len(self.train_ds)} windows of "

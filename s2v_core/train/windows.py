@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from s2v_core.cohort.store import CohortStore
 from s2v_core.modalities import MODALITIES, check_modality, samples_per_epoch
 from s2v_core.night import apply_scaling
+from s2v_core.signals.features import n_features, night_features
 
 __all__ = [
     "MIN_VALID_FRACTION",
@@ -112,8 +113,14 @@ class WindowDataset(Dataset):
         modalities: tuple[str, ...] | None = None,
         window_epochs: int = WINDOW_EPOCHS,
         min_valid_fraction: float = MIN_VALID_FRACTION,
+        raw: bool = True,
+        features: int = 0,
     ):
         self.store = store if isinstance(store, CohortStore) else CohortStore(store)
+        if not (raw or features):
+            raise ValueError("a window needs the raw samples, the features or both")
+        self.raw, self.features = bool(raw), int(features)
+        self._feature_cache: dict[tuple[int, str], np.ndarray] = {}
         wanted = MODALITIES if modalities is None else tuple(check_modality(m) for m in modalities)
         self.modalities: tuple[str, ...] = tuple(m for m in MODALITIES if m in wanted)
         if window_epochs < 1:
@@ -198,6 +205,19 @@ class WindowDataset(Dataset):
         """The whole ``(n_epochs, spe)`` array of one night's modality, memory-mapped, physical units."""
         return np.load(self._folders[night_index] / f"{modality}.npy", mmap_mode="r")
 
+    def token_width(self, modality: str) -> int:
+        """Width of one epoch's input of ``modality``: scaled samples, then features."""
+        return (samples_per_epoch(modality) if self.raw else 0) + (n_features(modality) if self.features else 0)
+
+    def night_features(self, night_index: int, modality: str) -> np.ndarray:
+        """The engineered features of a whole night (computed once per night and kept)."""
+        key = (night_index, modality)
+        if key not in self._feature_cache:
+            valid = np.load(self._folders[night_index] / "valid.npy")[:, MODALITIES.index(modality)]
+            signal = self.signal(night_index, modality)
+            self._feature_cache[key] = night_features(modality, signal, valid)
+        return self._feature_cache[key]
+
     # --- items ---------------------------------------------------------------------------------
     def __getitem__(self, key: int | PairIndex | tuple) -> dict:
         if isinstance(key, tuple):
@@ -229,12 +249,16 @@ class WindowDataset(Dataset):
         pad_valid[:length] = True
         inputs, valid = {}, {}
         for m in self._present[k] if modalities is None else modalities:
-            x = np.zeros((w, samples_per_epoch(m)), np.float32)
+            x = np.zeros((w, self.token_width(m)), np.float32)
             ok = np.zeros(w, bool)
             if m in self._scaling[k]:
                 ok[:length] = valid_rows[:, MODALITIES.index(m)]
-                rows = self.signal(k, m)[start:stop]  # reads only this window's rows
-                x[:length] = apply_scaling(rows, *self._scaling[k][m], ok[:length])
+                spe = samples_per_epoch(m) if self.raw else 0
+                if self.raw:
+                    rows = self.signal(k, m)[start:stop]  # reads only this window's rows
+                    x[:length, :spe] = apply_scaling(rows, *self._scaling[k][m], ok[:length])
+                if self.features:
+                    x[:length, spe:] = self.night_features(k, m)[start:stop]
             inputs[m], valid[m] = torch.from_numpy(x), torch.from_numpy(ok)
         return {
             "inputs": inputs,
