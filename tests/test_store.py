@@ -67,7 +67,7 @@ def build_store(
         night.meta = meta
         return night
 
-    monkeypatch.setattr(prepare_mod, "load_night", fake_load)
+    monkeypatch.setattr(prepare_mod, "load_recording", fake_load)
     prepare_store(source, store, seed=seed, progress=False)
     return store
 
@@ -266,7 +266,7 @@ def test_prepare_one_reports_failures_and_never_raises(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("decoder exploded")
 
-    monkeypatch.setattr(prepare_mod, "load_night", boom)
+    monkeypatch.setattr(prepare_mod, "load_recording", boom)
     out = prepare_one({"night": "a", "psg_file": "a.edf"}, tmp_path, tmp_path / "s")
     assert out == {
         "night": "a",
@@ -279,7 +279,7 @@ def test_prepare_one_reports_failures_and_never_raises(tmp_path, monkeypatch):
 
 def test_prepare_one_is_atomic_when_interrupted(tmp_path, monkeypatch):
     night = random_night("a", 6)
-    monkeypatch.setattr(prepare_mod, "load_night", lambda *a, **k: night)
+    monkeypatch.setattr(prepare_mod, "load_recording", lambda *a, **k: night)
 
     def interrupted(self):
         raise KeyboardInterrupt
@@ -290,7 +290,7 @@ def test_prepare_one_is_atomic_when_interrupted(tmp_path, monkeypatch):
     nights = tmp_path / "s" / "nights"
     assert not (nights / "a").exists() and not list(nights.iterdir())
     monkeypatch.undo()
-    monkeypatch.setattr(prepare_mod, "load_night", lambda *a, **k: night)
+    monkeypatch.setattr(prepare_mod, "load_recording", lambda *a, **k: night)
     out = prepare_one(
         {"night": "a", "psg_file": "a.edf", "split": "test"}, tmp_path, tmp_path / "s"
     )

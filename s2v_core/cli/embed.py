@@ -75,8 +75,8 @@ def _serial(args: argparse.Namespace):
 
     apply_threads(args.threads)
     model, _, mid = load_model(args.model, args.device)
-    sources = night_sources(args.source, args.split, hypnogram=args.hypnogram,
-                            mapping=parse_channel_map(args.map), allow_mismatch=args.allow_mismatch)  # fmt: skip
+    sources = night_sources(args.source, args.split, hypnogram=args.hypnogram, mapping=parse_channel_map(args.map),
+                            allow_mismatch=args.allow_mismatch, sfreq=args.sfreq)  # fmt: skip
     try:
         epochs, nights = embed_sources(sources, model, modalities=modalities_from(args.modalities),
                                        device=args.device)  # fmt: skip
@@ -96,7 +96,7 @@ def _distributed(args: argparse.Namespace, cluster, out: Path):
             f"{args.source}: --workers/--scheduler/--slurm need a cohort store (s2v prepare), "
             "not a single recording"
         )
-    if args.map or args.hypnogram or args.allow_mismatch:
+    if args.map or args.hypnogram or args.allow_mismatch or args.sfreq:
         raise S2VError("--map, --hypnogram and --allow-mismatch apply to a single recording")
     if args.threads is not None and args.threads < 1:
         raise S2VError(f"--threads must be >= 1, got {args.threads}")

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from s2v_core.cli.options import modalities_from, parse_channel_map
+from s2v_core.cli.options import add_sfreq_option, modalities_from, parse_channel_map
 from s2v_core.errors import S2VError
 
 __all__ = ["add_parser", "run"]
@@ -15,7 +15,7 @@ __all__ = ["add_parser", "run"]
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``s2v info`` to ``sub``."""
     p = sub.add_parser("info", help="describe a recording: channel mapping, modalities, units, warnings")
-    p.add_argument("file", help="EDF/EDF+/BDF file, or a WFDB .ecg beat-annotation file")
+    p.add_argument("file", help="EDF/EDF+/BDF file, a WFDB .ecg beat-annotation file, or a DREAMS text excerpt")
     p.add_argument("--hypnogram", help="hypnogram file (Sleep-EDF, NSRR/Profusion XML, CSV, DREAMS, WFDB .st)")
     p.add_argument("--map", action="append", metavar="MODALITY=CHANNEL",
                    help="override the channel for a modality (repeatable); MODALITY= drops it")
@@ -23,6 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--metadata", help="demographics CSV (joined by the file name)")
     p.add_argument("--allow-mismatch", action="store_true",
                    help="pad/trim a hypnogram whose length differs from the signal")
+    add_sfreq_option(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--show-identifying", action="store_true",
                    help="also print the EDF header's patient and recording identification fields "
@@ -34,19 +35,20 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Load the recording and print its summary (JSON with ``--json``)."""
     from s2v_core.io.metadata import meta_for, read_metadata_csv
-    from s2v_core.recording.loading import load_night
+    from s2v_core.recording.registry import load_recording
 
     meta = None
     if args.metadata:
         frame, _ = read_metadata_csv(args.metadata)
         meta = meta_for(frame, Path(args.file).stem)
-    night = load_night(
+    night = load_recording(
         args.file,
         args.hypnogram,
         mapping=parse_channel_map(args.map),
         modalities=modalities_from(args.modalities),
         meta=meta,
         allow_mismatch=args.allow_mismatch,
+        sfreq=args.sfreq,
     )
     summary = night.summary()
     if args.show_identifying:  # opt-in only: never part of the default output

@@ -24,6 +24,7 @@ __all__ = [
     "add_input_options",
     "add_quiet_option",
     "add_seed_option",
+    "add_sfreq_option",
     "add_threads_option",
     "apply_threads",
     "cluster_from_args",
@@ -114,8 +115,15 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="pad/trim a hypnogram whose length differs from the signal",
     )
+    add_sfreq_option(p)
     add_device_option(p)
     add_threads_option(p)
+
+
+def add_sfreq_option(p: argparse.ArgumentParser) -> None:
+    """``--sfreq``: the sampling rate of a DREAMS text excerpt (the file does not store it)."""
+    p.add_argument("--sfreq", type=float, default=None,
+                   help="sampling rate in Hz of a DREAMS text excerpt (default: from the span of its hypnogram)")
 
 
 def model_folder(arg: str | None) -> Path:

@@ -25,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Per-epoch stage, stage probabilities and gate weights to a CSV; with a "
         "hypnogram, accuracy, kappa and macro-F1 (5-, 4- and 3-class) in the summary.",
     )
-    p.add_argument("file", help="EDF/EDF+/BDF file, or WFDB .ecg beat annotations")
+    p.add_argument("file", help="EDF/EDF+/BDF file, WFDB .ecg beat annotations, or a DREAMS text excerpt")
     add_input_options(p)
     p.add_argument("--out", required=True, help="per-epoch CSV")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -36,13 +36,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Stage the recording; write the per-epoch CSV; print a summary (JSON with ``--json``)."""
     from s2v_core.inference.predict import predict_night
-    from s2v_core.recording.loading import load_night
+    from s2v_core.recording.registry import load_recording
     from s2v_core.views.exports import prediction_summary, prediction_table
 
     apply_threads(args.threads)
     model, _, mid = load_model(args.model, args.device)
-    night = load_night(args.file, args.hypnogram, mapping=parse_channel_map(args.map),
-                       allow_mismatch=args.allow_mismatch)  # fmt: skip
+    night = load_recording(args.file, args.hypnogram, mapping=parse_channel_map(args.map),
+                           allow_mismatch=args.allow_mismatch, sfreq=args.sfreq)  # fmt: skip
     pred = predict_night(model, night, modalities_from(args.modalities), name=mid, device=args.device)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

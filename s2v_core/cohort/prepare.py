@@ -40,7 +40,7 @@ from s2v_core.cohort.store import (
 from s2v_core.errors import S2VError
 from s2v_core.modalities import MODALITIES
 from s2v_core.night import NightMeta
-from s2v_core.recording.loading import load_night
+from s2v_core.recording.registry import load_recording
 
 __all__ = [
     "prepare_one",
@@ -129,12 +129,12 @@ def prepare_one(
             raise ValueError("no psg_file given for this night")
         meta = NightMeta(
             night_id=night_id,
-            subject=text_or_none(row.get("subject")) or night_id,
+            subject=text_or_none(row.get("subject")),
             site=text_or_none(row.get("site")),
             age=number_or_none(row.get("age")),
             sex=sex_or_none(row.get("sex")),
         )
-        night = load_night(psg, _resolve(source_dir, row.get("hypnogram_file")), meta=meta)
+        night = load_recording(psg, _resolve(source_dir, row.get("hypnogram_file")), meta=meta)
         nights_dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{night_id}-", dir=nights_dir))
         try:
@@ -148,7 +148,9 @@ def prepare_one(
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
-        entry = _entry_row(row, night.n_epochs, night.modalities, seed)
+        known = {k: getattr(night.meta, k) for k in ("subject", "site", "age", "sex")}  # e.g. from a WFDB header
+        filled = {**row, **{k: v for k, v in known.items() if v is not None and text_or_none(row.get(k)) is None}}
+        entry = _entry_row(filled, night.n_epochs, night.modalities, seed)
         return {**entry, **base, "status": "done", "error": ""}
     except Exception as exc:  # one bad night must never stop a cohort run
         if not isinstance(exc, (S2VError, OSError, ValueError)):

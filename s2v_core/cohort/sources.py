@@ -26,9 +26,9 @@ from s2v_core.cohort.nsrr import discover_nsrr, is_nsrr_layout
 from s2v_core.cohort.store import CohortStore, number_or_none, sex_or_none, text_or_none
 from s2v_core.errors import InputFileError, S2VError
 from s2v_core.inference.embed import night_info
-from s2v_core.io.metadata import meta_for, read_metadata_csv
+from s2v_core.io.metadata import read_metadata_csv
 from s2v_core.night import Night, NightMeta
-from s2v_core.recording.loading import load_night, load_wfdb_night
+from s2v_core.recording.registry import is_dreams_text, load_recording
 
 __all__ = [
     "HYPNOGRAM_SUFFIXES",
@@ -48,17 +48,38 @@ HYPNOGRAM_SUFFIXES: tuple[str, ...] = (".xml", "-nsrr.xml", ".csv", "-Hypnogram.
 """Hypnogram names tried next to ``<stem>.edf`` when a source folder has no metadata table."""
 
 
-def _is_recording(p: Path) -> bool:
+def _recording_kind(p: Path) -> str | None:
+    """The kind of recording ``p`` is (see :data:`~s2v_core.recording.registry.KINDS`), or None."""
     name = p.name.lower()
-    return p.is_file() and name.endswith((".edf", ".bdf")) and not name.endswith("-hypnogram.edf")
+    if not p.is_file():
+        return None
+    if name.endswith((".edf", ".bdf")) and not name.endswith("-hypnogram.edf"):
+        return "edf"
+    if name.endswith(".ecg"):
+        return "wfdb"
+    if is_dreams_text(p):
+        return "dreams-text"
+    return None
 
 
-def _hypnogram_next_to(psg: Path) -> Path | None:
-    for suffix in HYPNOGRAM_SUFFIXES:
-        candidate = psg.with_name(psg.stem + suffix)
-        if candidate.is_file():
+def _hypnogram_next_to(psg: Path, kind: str = "edf") -> Path | None:
+    """The hypnogram of a recording in a flat folder (none for WFDB: its ``.st`` is read with it)."""
+    if kind == "wfdb":
+        return None
+    candidates = [psg.with_name(psg.stem + suffix) for suffix in HYPNOGRAM_SUFFIXES]
+    candidates.append(psg.with_name(f"Hypnogram_{psg.stem}.txt"))  # the DREAMS convention
+    for candidate in candidates:
+        if candidate.is_file() and candidate != psg and not is_dreams_text(candidate):
             return candidate
     return None
+
+
+def _flat_recordings(source: Path) -> list[tuple[str, Path, str]]:
+    """``(night id, file, kind)`` of every recording of a flat folder; ids are the stems, or the
+    file names where two recordings share a stem (``excerpt3.edf`` and ``excerpt3.txt``)."""
+    found = [(p, k) for p in sorted(source.iterdir()) if (k := _recording_kind(p)) is not None]
+    stems = [p.stem for p, _ in found]
+    return [(p.stem if stems.count(p.stem) == 1 else p.name, p, k) for p, k in found]
 
 
 LAYOUTS: tuple[str, ...] = ("auto", "flat", "nsrr")
@@ -71,10 +92,11 @@ def discover_rows(
     """The rows :func:`prepare_store` will prepare from a source folder.
 
     ``layout="flat"``: with a table that has a ``psg_file`` column (``metadata_csv``, else
-    ``source/metadata.csv``), one row per table row. Otherwise every ``*.edf``/``*.bdf`` of the
-    folder (not ``*-Hypnogram.edf``) is a night named by its stem, with the hypnogram found next
-    to it (see :data:`HYPNOGRAM_SUFFIXES`) and demographics joined from the table when there is
-    one.
+    ``source/metadata.csv``), one row per table row. Otherwise every recording of the folder is a
+    night named by its stem: ``*.edf``/``*.bdf`` (not ``*-Hypnogram.edf``), WFDB beat files
+    ``*.ecg`` (stages from the ``.st`` beside them) and DREAMS text excerpts; the hypnogram is
+    found next to it (see :data:`HYPNOGRAM_SUFFIXES`, and ``Hypnogram_<stem>.txt``) and
+    demographics are joined from the table when there is one.
 
     ``layout="nsrr"``: an NSRR download (SHHS, MESA, MrOS, CFS, WSC folder conventions, or a
     folder of several), read by :func:`s2v_core.cohort.nsrr.discover_nsrr`.
@@ -115,11 +137,10 @@ def discover_rows(
     ahi = {}
     if raw is not None and "ahi" in lower:
         ahi = dict(zip(demo["night"], raw[lower["ahi"]], strict=True))
-    files = sorted(p for p in source.iterdir() if _is_recording(p))
     rows = []
-    for p in files:
-        row = {"night": p.stem, "psg_file": p.name, "ahi": ahi.get(p.stem)}
-        hyp = _hypnogram_next_to(p)
+    for night, p, kind in _flat_recordings(source):
+        row = {"night": night, "psg_file": p.name, "ahi": ahi.get(p.stem)}
+        hyp = _hypnogram_next_to(p, kind)
         row["hypnogram_file"] = hyp.name if hyp else None
         if demo is not None and p.stem in demo.index:
             rec = demo.loc[p.stem]
@@ -196,7 +217,7 @@ def _row_source(folder: Path, row: dict) -> NightSource:
     night_id = str(row["night"])
     meta = NightMeta(
         night_id=night_id,
-        subject=text_or_none(row.get("subject")) or night_id,
+        subject=text_or_none(row.get("subject")),
         site=text_or_none(row.get("site")),
         age=number_or_none(row.get("age")),
         sex=sex_or_none(row.get("sex")),
@@ -207,47 +228,14 @@ def _row_source(folder: Path, row: dict) -> NightSource:
     def load() -> Night:
         if psg is None:
             raise S2VError("no psg_file given for this night")
-        return load_night(psg, hyp, meta=meta)
+        return load_recording(psg, hyp, meta=meta)
 
     return NightSource(night_id, meta.subject, meta.site, meta.age, meta.sex,
                        number_or_none(row.get("ahi")), None, load)  # fmt: skip
 
 
-def _table_lists_files(table: Path) -> bool:
-    """True when ``table`` exists and has a ``psg_file`` column (it then lists every night)."""
-    if not table.is_file():
-        return False
-    try:
-        columns = pd.read_csv(table, sep=None, engine="python", nrows=0).columns
-    except (OSError, ValueError):
-        return False  # discover_rows has already reported an unreadable table
-    return "psg_file" in {str(c).strip().lower() for c in columns}
-
-
-def _wfdb_sources(folder: Path) -> list[NightSource]:
-    """WFDB records of a folder: ``<record>.ecg`` beats (stages from ``<record>.st``)."""
-    demo = read_metadata_csv(folder / "metadata.csv")[0] if (folder / "metadata.csv").is_file() else None
-    out = []
-    for p in sorted(folder.glob("*.ecg")):
-        meta = meta_for(demo, p.stem) if demo is not None and p.stem in demo.index else None
-        out.append(NightSource(
-            p.stem,
-            meta.subject if meta else None,
-            meta.site if meta else None,
-            meta.age if meta else None,
-            meta.sex if meta else None,
-            None,
-            None,
-            lambda p=p, meta=meta: load_wfdb_night(p, meta=meta),
-        ))
-    return out
-
-
 def folder_sources(folder: str | Path) -> list[NightSource]:
-    """The recordings of a folder: rows of :func:`discover_rows`, then WFDB records.
-
-    WFDB records (``<record>.ecg`` beats with ``<record>.st`` stages, as in PhysioNet slpdb) are
-    added unless a ``metadata.csv`` with a ``psg_file`` column lists every night.
+    """The recordings of a folder: the rows of :func:`discover_rows`.
 
     Raises
     ------
@@ -256,12 +244,10 @@ def folder_sources(folder: str | Path) -> list[NightSource]:
     """
     src = Path(folder)
     items = [_row_source(src, r) for r in discover_rows(src)]
-    if not _table_lists_files(src / "metadata.csv"):
-        items += _wfdb_sources(src)
     if not items:
         raise S2VError(
-            f"{src}: no recording found (EDF/BDF files with hypnograms, a metadata.csv with "
-            "psg_file, or WFDB .ecg beat files with .st stages)"
+            f"{src}: no recording found (EDF/BDF files with hypnograms, WFDB .ecg beat files with "
+            ".st stages, DREAMS text excerpts, or a metadata.csv with psg_file)"
         )
     return items
 
@@ -272,9 +258,10 @@ def recording_source(
     *,
     mapping: Mapping[str, str | None] | None = None,
     allow_mismatch: bool = False,
+    sfreq: float | None = None,
 ) -> NightSource:
     """One recording file as a source; it is read here, so its metadata is known."""
-    night = load_night(path, hypnogram, mapping=mapping, allow_mismatch=allow_mismatch)
+    night = load_recording(path, hypnogram, mapping=mapping, allow_mismatch=allow_mismatch, sfreq=sfreq)
     m = night.meta
     return NightSource(m.night_id, m.subject, m.site, m.age, m.sex, None, None, lambda: night)
 
@@ -286,6 +273,7 @@ def night_sources(
     hypnogram: str | Path | None = None,
     mapping: Mapping[str, str | None] | None = None,
     allow_mismatch: bool = False,
+    sfreq: float | None = None,
 ) -> list[NightSource]:
     """The nights of a cohort store, a folder of recordings, or one recording file.
 
@@ -295,8 +283,9 @@ def night_sources(
         A store (``s2v prepare``), a folder (see :func:`folder_sources`) or a recording.
     split : str, optional
         Only this split (stores only).
-    hypnogram, mapping, allow_mismatch
-        For a single recording: its hypnogram, channel overrides and length tolerance.
+    hypnogram, mapping, allow_mismatch, sfreq
+        For a single recording: its hypnogram, channel overrides, length tolerance and (DREAMS
+        text only) sampling rate.
 
     Raises
     ------
@@ -310,9 +299,9 @@ def night_sources(
     if src.is_file():
         if split is not None:
             raise S2VError(f"--split needs a cohort store; {src} is a recording")
-        return [recording_source(src, hypnogram, mapping=mapping, allow_mismatch=allow_mismatch)]
-    if single:
-        raise S2VError("--hypnogram, --map and --allow-mismatch apply to a single recording")
+        return [recording_source(src, hypnogram, mapping=mapping, allow_mismatch=allow_mismatch, sfreq=sfreq)]
+    if single or sfreq is not None:
+        raise S2VError("--hypnogram, --map, --allow-mismatch and --sfreq apply to a single recording")
     if is_store(src):
         return store_sources(src, split)
     if split is not None:

@@ -457,7 +457,7 @@ def _evaluate_night(
 
     base = {
         "night": item.night_id,
-        "subject": item.subject or night.meta.subject,
+        "subject": item.subject or night.meta.subject or item.night_id,
         "site": item.site or night.meta.site,
     }
     todo = ([(main_label, main)] if main is not None else []) + [

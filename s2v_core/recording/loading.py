@@ -453,8 +453,16 @@ def load_wfdb_night(path: str | Path, *, meta: NightMeta | None = None) -> Night
         "normal-beat intervals resampled to 4 Hz",
     )
     prov.warnings.extend(sig.plausibility_warnings("ibi", ibi[epoch_ok] if epoch_ok.any() else ibi))
-    meta = meta or NightMeta(night_id=base.name, subject=base.name.rstrip("abx"), site="slpdb",
-                             age=beats.age, sex=beats.sex)
+    header = NightMeta(night_id=base.name, subject=base.name.rstrip("abx"), site="slpdb",
+                       age=beats.age, sex=beats.sex)  # fmt: skip
+    # what the caller knows wins; the header fills the rest (slpdb: slp01a and slp01b are one subject)
+    meta = header if meta is None else NightMeta(
+        night_id=meta.night_id,
+        subject=meta.subject or header.subject,
+        site=meta.site or header.site,
+        age=header.age if meta.age is None else meta.age,
+        sex=meta.sex or header.sex,
+    )
     return Night(
         meta=meta,
         signals={"ibi": ibi},

@@ -22,10 +22,13 @@ well under a second per modality.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
-from scipy.ndimage import uniform_filter1d
+from scipy.ndimage import maximum_filter1d, uniform_filter1d
 
 from s2v_core.modalities import EPOCH_SECONDS, SFREQ, check_modality
+from s2v_core.signals.cardio import detect_rpeaks, ibi_from_beats
 
 __all__ = [
     "BAND_LIMIT_HZ",
@@ -57,7 +60,19 @@ _TIME_DOMAIN = ("log_power", "hjorth_mobility", "hjorth_complexity", "zero_cross
                 "perm_entropy", "petrosian_fd", "log_iqr", "kurtosis", "spectral_entropy",
                 "spectral_edge")  # fmt: skip
 
+_CARDIAC = ("log_ibi", "log_ibi_std", "log_ibi_rmssd", "log_hf_2min", "log_lf_5min", "log_lf_hf",
+            "log_vlf_5min", "ibi_detrended", "log_ibi_range", "hf_peak_hz")  # fmt: skip
+_BREATHING = ("rate_hz", "regularity", "log_amplitude", "amplitude_cv", "log_low_high", "log_amp_change",
+              "crossings", "spectral_entropy")  # fmt: skip
+_SPO2 = ("level", "log_range", "drop_from_max", "slope", "desaturations", "log_std")
+
 _BASE_NAMES: dict[str, tuple[str, ...]] = {
+    "ibi": _CARDIAC,
+    "ecg": _CARDIAC + ("log_qrs_amplitude_cv",),
+    "resp": _BREATHING,
+    "effort": _BREATHING,
+    "airflow": _BREATHING,
+    "spo2": _SPO2,
     "eeg": tuple(f"rel_{b}" for b, _, _ in _EEG_BANDS)
     + ("ratio_delta_beta", "ratio_theta_alpha", "ratio_sigma_theta", "ratio_alpha_delta")
     + _TIME_DOMAIN,
@@ -69,11 +84,7 @@ _BASE_NAMES: dict[str, tuple[str, ...]] = {
 
 def base_feature_names(modality: str) -> tuple[str, ...]:
     """Names of the base features of ``modality`` (before the two smoothed copies)."""
-    check_modality(modality)
-    try:
-        return _BASE_NAMES[modality]
-    except KeyError:
-        raise ValueError(f"no engineered features for {modality!r} yet") from None
+    return _BASE_NAMES[check_modality(modality)]
 
 
 def feature_names(modality: str) -> tuple[str, ...]:
@@ -182,6 +193,138 @@ def _biopotential_features(modality: str, x: np.ndarray) -> np.ndarray:
     return np.stack(cols, axis=1)
 
 
+# --- cardio-respiratory (4-Hz series) --------------------------------------------------------
+_SLOW_SFREQ = 4
+
+
+def _continuous(epochs: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The night as one series with invalid epochs NaN, and that series with NaN filled."""
+    x = np.array(epochs, dtype=np.float64)
+    x[~valid] = np.nan
+    flat = x.ravel()
+    good = np.isfinite(flat)
+    filled = flat.copy()
+    if good.any() and not good.all():
+        idx = np.arange(len(flat))
+        filled[~good] = np.interp(idx[~good], idx[good], flat[good])
+    elif not good.any():
+        filled[:] = 0.0
+    return flat, filled
+
+
+def _centred_windows(series: np.ndarray, n_epochs: int, spe: int, width: int) -> np.ndarray:
+    """``(n_epochs, width)`` windows of ``series`` centred on each epoch (edges padded by reflection)."""
+    pad = width
+    padded = np.pad(series, pad, mode="reflect") if len(series) > pad else np.pad(series, pad, mode="edge")
+    centres = np.arange(n_epochs) * spe + spe // 2 + pad
+    starts = centres - width // 2
+    view = np.lib.stride_tricks.sliding_window_view(padded, width)
+    return view[starts]
+
+
+def _window_spectrum(windows: np.ndarray, sfreq: float) -> tuple[np.ndarray, np.ndarray]:
+    w = windows - windows.mean(axis=1, keepdims=True)
+    spec = np.fft.rfft(w * np.hanning(w.shape[1]), axis=1)
+    return np.fft.rfftfreq(w.shape[1], 1.0 / sfreq), (spec.real**2 + spec.imag**2) / w.shape[1]
+
+
+def _band(freqs: np.ndarray, power: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    return power[:, (freqs >= lo) & (freqs < hi)].sum(axis=1) + 1e-12
+
+
+def _cardiac_features(ibi_epochs: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """HRV per epoch from the 4-Hz inter-beat-interval series (seconds)."""
+    n, spe = ibi_epochs.shape
+    flat, filled = _continuous(ibi_epochs, valid)
+    x = flat.reshape(n, spe)
+    mean = np.nanmean(x, axis=1)
+    std = np.nanstd(x, axis=1)
+    rmssd = np.sqrt(np.nanmean(np.diff(x, axis=1) ** 2, axis=1))
+    rng = np.nanmax(x, axis=1) - np.nanmin(x, axis=1)
+    f2, p2 = _window_spectrum(_centred_windows(filled, n, spe, 120 * _SLOW_SFREQ), _SLOW_SFREQ)
+    f5, p5 = _window_spectrum(_centred_windows(filled, n, spe, 300 * _SLOW_SFREQ), _SLOW_SFREQ)
+    hf, lf, vlf = _band(f2, p2, 0.15, 0.4), _band(f5, p5, 0.04, 0.15), _band(f5, p5, 0.01, 0.04)
+    hf_band = (f2 >= 0.15) & (f2 < 0.4)
+    hf_peak = f2[hf_band][np.argmax(p2[:, hf_band], axis=1)]
+    local = uniform_filter1d(np.where(np.isfinite(mean), mean, np.nanmedian(mean)), 21, mode="nearest")
+    return np.stack([np.log(mean), np.log(std + 1e-4), np.log(rmssd + 1e-4), np.log(hf), np.log(lf),
+                     np.log(lf / hf), np.log(vlf), (mean - local) / (np.nanmedian(mean) + 1e-6),
+                     np.log(rng + 1e-4), hf_peak], axis=1)  # fmt: skip
+
+
+def _ecg_features(ecg_epochs: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Cardiac features of the beats detected in the ECG, plus QRS amplitude variability (respiration)."""
+    n, spe = ecg_epochs.shape
+    sfreq = SFREQ["ecg"]
+    flat, _ = _continuous(ecg_epochs, valid)
+    peaks = detect_rpeaks(flat, sfreq)
+    ibi, ok = ibi_from_beats(peaks / sfreq, n * EPOCH_SECONDS, out_sfreq=_SLOW_SFREQ)
+    ibi_epochs = ibi.reshape(n, EPOCH_SECONDS * _SLOW_SFREQ)
+    ibi_valid = valid & ok.reshape(n, -1).mean(axis=1).__ge__(0.5)
+    cardiac = _cardiac_features(ibi_epochs, ibi_valid)
+    amp = np.full(len(peaks), np.nan)
+    if len(peaks):
+        amp = np.abs(np.nan_to_num(flat[peaks]))
+    owner = np.minimum(peaks // spe, n - 1)
+    total = np.bincount(owner, weights=amp, minlength=n)
+    total2 = np.bincount(owner, weights=amp**2, minlength=n)
+    count = np.bincount(owner, minlength=n)
+    mean = total / np.maximum(count, 1)
+    cv = np.sqrt(np.maximum(total2 / np.maximum(count, 1) - mean**2, 0)) / (mean + 1e-9)
+    cv[count < 5] = np.nan
+    out = np.concatenate([cardiac, np.log(cv + 1e-4)[:, None]], axis=1)
+    out[~ibi_valid, :-1] = np.nan
+    return out
+
+
+def _breathing_features(x_epochs: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Rate, regularity and amplitude of a breathing signal (belt, flow or derived respiration)."""
+    n, spe = x_epochs.shape
+    flat, filled = _continuous(x_epochs, valid)
+    x = flat.reshape(n, spe)
+    f, pw = _window_spectrum(_centred_windows(filled, n, spe, 60 * _SLOW_SFREQ), _SLOW_SFREQ)
+    band = (f >= 0.08) & (f <= 0.7)
+    peak = np.argmax(pw[:, band], axis=1)
+    rate = f[band][peak]
+    near = np.abs(f[None, :] - rate[:, None]) <= 0.04
+    total = _band(f, pw, 0.05, 1.0)
+    regularity = (pw * near).sum(axis=1) / total
+    std = np.nanstd(x, axis=1)
+    prev = np.concatenate([[np.nan], std[:-1]])
+    segs = _centred_windows(np.abs(filled - np.median(filled)), n, spe, 60 * _SLOW_SFREQ)
+    peaks = segs.reshape(n, 10, -1).max(axis=2)  # the largest excursion in each 6-s part of the minute
+    amp_cv = peaks.std(axis=1) / (peaks.mean(axis=1) + 1e-9)
+    centred = x - np.nanmedian(x, axis=1, keepdims=True)
+    crossings = (np.diff(np.signbit(centred).astype(np.int8), axis=1) != 0).sum(axis=1) / (2.0 * EPOCH_SECONDS)
+    p = pw[:, (f >= 0.05) & (f < 1.0)]
+    p = p / (p.sum(axis=1, keepdims=True) + 1e-20)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entropy = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1) / np.log(p.shape[1])
+    return np.stack([rate, regularity, np.log(std + 1e-9), amp_cv, np.log(_band(f, pw, 0.05, 0.1) / _band(f, pw, 0.1, 0.5)),
+                     np.log((std + 1e-9) / (prev + 1e-9)), crossings, entropy], axis=1)  # fmt: skip
+
+
+def _spo2_features(x_epochs: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Level, dips and desaturations of SpO2 (%)."""
+    n, spe = x_epochs.shape
+    flat, filled = _continuous(x_epochs, valid)
+    x = flat.reshape(n, spe)
+    level = np.nanmedian(x, axis=1)
+    rng = np.nanmax(x, axis=1) - np.nanmin(x, axis=1)
+    baseline = maximum_filter1d(filled, 120 * _SLOW_SFREQ, mode="nearest")  # 2-min running maximum
+    drop = np.nanmax((baseline - filled).reshape(n, spe), axis=1)
+    slope = np.nanmean(x[:, -8:], axis=1) - np.nanmean(x[:, :8], axis=1)
+    below = (baseline - filled) >= 3.0
+    onsets = np.flatnonzero(np.diff(below.astype(np.int8)) == 1) + 1
+    events = np.bincount(np.minimum(onsets // spe, n - 1), minlength=n).astype(np.float64)
+    events = uniform_filter1d(events, 11, mode="constant") * 11  # desaturations within +-2.5 min
+    return np.stack([level, np.log(rng + 0.1), drop, slope, events, np.log(np.nanstd(x, axis=1) + 0.05)], axis=1)
+
+
+_EXTRACTORS = {"ibi": _cardiac_features, "ecg": _ecg_features, "resp": _breathing_features,
+               "effort": _breathing_features, "airflow": _breathing_features, "spo2": _spo2_features}  # fmt: skip
+
+
 # --- per night --------------------------------------------------------------------------------
 def epoch_features(modality: str, epochs: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
     """Raw base features of every epoch, ``(n_epochs, len(base_feature_names(modality)))`` float32.
@@ -199,11 +342,17 @@ def epoch_features(modality: str, epochs: np.ndarray, valid: np.ndarray | None =
     ok = np.ones(len(x), bool) if valid is None else np.asarray(valid, bool).copy()
     ok &= np.isfinite(x).all(axis=1)
     out = np.full((len(x), len(names)), np.nan, np.float32)
-    if ok.any():
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            values = _biopotential_features(modality, x[ok])
-        out[ok] = np.where(np.isfinite(values), values, np.nan)
-    return out
+    if not ok.any():
+        return out
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices of epochs without data
+        if modality in _EXTRACTORS:  # whole-night series: context windows cross epoch borders
+            values = _EXTRACTORS[modality](x, ok)
+            values[~ok] = np.nan
+        else:
+            values = np.full_like(out, np.nan)
+            values[ok] = _biopotential_features(modality, x[ok])
+    return np.where(np.isfinite(values), values, np.nan).astype(np.float32)
 
 
 def normalise_within_night(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
