@@ -41,6 +41,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "CFS/WSC downloads: polysomnography/ + datasets/), auto (default: nsrr when SOURCE "
         "has polysomnography/ and no metadata.csv)",
     )
+    p.add_argument("--augment", type=int, default=0, metavar="K",
+                   help="also write K randomised copies of every train night (random sampling rate, filters, "
+                        "gain, polarity, mains, artefacts, beat errors, gaps: domain randomisation for training)")
+    p.add_argument("--augment-seed", type=int, default=0, help="seed of the randomised copies")
     add_cluster_options(p)
     p.set_defaults(func=run)
     return p
@@ -68,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         layout=layout,
         cluster=cluster,
+        augment=args.augment,
+        augment_seed=args.augment_seed,
     )
     failed = run[run["status"] == "failed"]
     for _, row in failed.head(10).iterrows():

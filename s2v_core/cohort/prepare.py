@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import tempfile
+import zlib
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -39,8 +40,9 @@ from s2v_core.cohort.store import (
 )
 from s2v_core.errors import S2VError
 from s2v_core.modalities import MODALITIES
-from s2v_core.night import NightMeta
+from s2v_core.night import Night, NightMeta
 from s2v_core.recording.registry import load_recording
+from s2v_core.synth.acquisition import randomise_night
 
 __all__ = [
     "prepare_one",
@@ -54,7 +56,7 @@ _TMP_PREFIX = ".tmp-"
 
 def _entry_row(row: dict, n_epochs: int, modalities: tuple[str, ...], seed: int) -> dict:
     night = str(row["night"])
-    subject = text_or_none(row.get("subject")) or night
+    subject = text_or_none(row.get("subject")) or text_or_none(row.get("augment_of")) or night
     entry = StoreEntry(
         night=night,
         subject=subject,
@@ -77,6 +79,10 @@ def _resolve(source_dir: Path, name) -> Path | None:
     return p if p.is_absolute() else source_dir / p
 
 
+AUGMENT_MARK = "~aug"
+"""Night ids of randomised training copies: ``<night>~aug<k>`` (see ``prepare_store(augment=K)``)."""
+
+
 def prepare_one(
     row: dict,
     source_dir: str | Path,
@@ -92,7 +98,8 @@ def prepare_one(
     row : dict
         ``night``, ``psg_file`` (relative to ``source_dir`` or absolute), optional
         ``hypnogram_file``, ``subject``, ``site``, ``age``, ``sex``, ``ahi`` and ``split``
-        (computed with :func:`split_for_subject` when absent).
+        (computed with :func:`split_for_subject` when absent). A randomised training copy also
+        has ``augment_of`` (the original night id) and ``augment_seed``.
     source_dir, store_dir : path
         Where the recordings are; the store root.
     overwrite : bool
@@ -103,54 +110,32 @@ def prepare_one(
     Returns
     -------
     dict
-        The :class:`StoreEntry` fields plus ``psg_file``, ``status`` (``"done"``, ``"skipped"``
-        or ``"failed"``) and ``error`` (the message of a failure, else ``""``). Never raises for
-        a bad recording: the failure is reported in the row.
+        The :class:`StoreEntry` fields plus ``psg_file``, ``status`` (``"done"``, ``"skipped"``,
+        ``"omitted"`` for a randomised copy of a night outside the train split, or ``"failed"``)
+        and ``error`` (the message of a failure, else ``""``). Never raises for a bad recording:
+        the failure is reported in the row.
     """
     source_dir, store_dir = Path(source_dir), Path(store_dir)
     night_id = text_or_none(row.get("night"))
     base = {"night": night_id, "psg_file": text_or_none(row.get("psg_file")) or ""}
     try:
         night_id = check_night_id(night_id)
-        nights_dir = store_dir / "nights"
-        final = nights_dir / night_id
+        final = store_dir / "nights" / night_id
         if is_finished(final) and not overwrite:
             scaling = json.loads((final / "scaling.json").read_text())
             n_epochs = len(np.load(final / "stages.npy", mmap_mode="r"))
             mods = tuple(m for m in MODALITIES if m in scaling)
-            return {
-                **_entry_row(row, n_epochs, mods, seed),
-                **base,
-                "status": "skipped",
-                "error": "",
-            }
-        psg = _resolve(source_dir, row.get("psg_file"))
-        if psg is None:
-            raise ValueError("no psg_file given for this night")
-        meta = NightMeta(
-            night_id=night_id,
-            subject=text_or_none(row.get("subject")),
-            site=text_or_none(row.get("site")),
-            age=number_or_none(row.get("age")),
-            sex=sex_or_none(row.get("sex")),
-        )
-        night = load_recording(psg, _resolve(source_dir, row.get("hypnogram_file")), meta=meta)
-        nights_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{night_id}-", dir=nights_dir))
-        try:
-            night.save(tmp)
-            raw = night.scaling_stats()
-            stats = {m: list(raw[m]) for m in MODALITIES if m in raw}  # canonical order
-            (tmp / "scaling.json").write_text(json.dumps(stats, indent=1))
-            if final.exists():  # stale or overwritten: replace it whole
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+            return {**_entry_row(row, n_epochs, mods, seed), **base, "status": "skipped", "error": ""}
+        night = _load_row(row, source_dir, night_id)
         known = {k: getattr(night.meta, k) for k in ("subject", "site", "age", "sex")}  # e.g. from a WFDB header
         filled = {**row, **{k: v for k, v in known.items() if v is not None and text_or_none(row.get(k)) is None}}
         entry = _entry_row(filled, night.n_epochs, night.modalities, seed)
+        if row.get("augment_of"):
+            if entry["split"] != "train":
+                return {**entry, **base, "status": "omitted", "error": ""}
+            night = randomise_night(night, np.random.default_rng([int(row.get("augment_seed") or 0),
+                                                                   zlib.crc32(night_id.encode())]))  # fmt: skip
+        _write_night(night, store_dir / "nights", night_id)
         return {**entry, **base, "status": "done", "error": ""}
     except Exception as exc:  # one bad night must never stop a cohort run
         if not isinstance(exc, (S2VError, OSError, ValueError)):
@@ -158,6 +143,50 @@ def prepare_one(
         message = str(exc) or type(exc).__name__
         log.warning("night %s failed: %s", night_id, message)
         return {**base, "status": "failed", "error": message}
+
+
+def _load_row(row: dict, source_dir: Path, night_id: str) -> Night:
+    psg = _resolve(source_dir, row.get("psg_file"))
+    if psg is None:
+        raise ValueError("no psg_file given for this night")
+    meta = NightMeta(
+        night_id=night_id,
+        subject=text_or_none(row.get("subject")),
+        site=text_or_none(row.get("site")),
+        age=number_or_none(row.get("age")),
+        sex=sex_or_none(row.get("sex")),
+    )
+    return load_recording(psg, _resolve(source_dir, row.get("hypnogram_file")), meta=meta)
+
+
+def _write_night(night: Night, nights_dir: Path, night_id: str) -> None:
+    """Save a night and its scaling in a temporary folder, then rename it into place."""
+    final = nights_dir / night_id
+    nights_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{night_id}-", dir=nights_dir))
+    try:
+        night.save(tmp)
+        raw = night.scaling_stats()
+        stats = {m: list(raw[m]) for m in MODALITIES if m in raw}  # canonical order
+        (tmp / "scaling.json").write_text(json.dumps(stats, indent=1))
+        if final.exists():  # stale or overwritten: replace it whole
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def augmented_rows(rows: list[dict], copies: int, seed: int = 0) -> list[dict]:
+    """``copies`` randomised training copies of every row (``<night>~aug<k>``, same subject)."""
+    out = []
+    for row in rows:
+        night = text_or_none(row.get("night"))
+        if night is None or copies < 1:
+            continue
+        for k in range(1, copies + 1):
+            out.append({**row, "night": f"{night}{AUGMENT_MARK}{k}", "augment_of": night, "augment_seed": seed})
+    return out
 
 
 def _write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
@@ -185,6 +214,8 @@ def prepare_store(
     overwrite: bool = False,
     layout: str = "auto",
     cluster=None,
+    augment: int = 0,
+    augment_seed: int = 0,
 ) -> pd.DataFrame:
     """Prepare every night of a source folder into a cohort store (resumable).
 
@@ -206,6 +237,12 @@ def prepare_store(
         Redo nights that are already prepared.
     layout : str
         ``"auto"``, ``"flat"`` or ``"nsrr"`` (see :func:`discover_rows`).
+    augment : int
+        Also write this many randomised copies of every train-split night (domain randomisation,
+        :func:`s2v_core.synth.acquisition.randomise_night`), as nights ``<night>~aug<k>`` of the
+        same subject; copies of val/test nights are not written.
+    augment_seed : int
+        Seed of the randomisation (with the night id, so a copy is reproducible on its own).
     cluster : s2v_core.cohort.cluster.ClusterSpec, optional
         Prepare the nights on a Dask cluster (:mod:`s2v_core.cohort.cluster`); serial when None. The
         nights and the manifest are the same either way; the manifest is written here only.
@@ -220,6 +257,9 @@ def prepare_store(
     """
     source, store = Path(source), Path(store)
     rows = discover_rows(source, metadata_csv, layout=layout)
+    if augment < 0:
+        raise S2VError(f"augment must be >= 0, got {augment}")
+    rows = rows + augmented_rows(rows, augment, augment_seed)
     nights_dir = store / "nights"
     nights_dir.mkdir(parents=True, exist_ok=True)
     for stale in nights_dir.glob(f"{_TMP_PREFIX}*"):  # left by an interrupted run
@@ -280,6 +320,8 @@ def _finish_run(results: list, store: Path, nights_dir: Path, progress: bool) ->
     failed = run.loc[run["status"] == "failed", ["night", "psg_file", "error"]]
     _write_csv_atomic(failed, store / "failures.csv")
     summary = {s: int((run["status"] == s).sum()) for s in ("done", "skipped", "failed")}
+    if (run["status"] == "omitted").any():
+        summary["omitted"] = int((run["status"] == "omitted").sum())  # randomised copies outside train
     run.attrs["summary"] = summary
     text = ", ".join(f"{v} {k}" for k, v in summary.items()) + f"; store: {store}"
     log.info("prepare_store: %s", text)

@@ -10,12 +10,19 @@ from s2v_core.modalities import EPOCH_SECONDS
 
 
 def band_noise(
-    n: int, sfreq: float, bands: list[tuple[float, float]], rng: np.random.Generator
+    n: int,
+    sfreq: float,
+    bands: list[tuple[float, float]],
+    rng: np.random.Generator,
+    *,
+    relative_taper: float | None = None,
 ) -> np.ndarray:
     """Gaussian noise limited to each frequency band, each with unit RMS.
 
     One FFT of white noise is shared by every band (bands that do not overlap are then
-    independent); band edges are raised-cosine tapers 0.5 Hz wide so that bursts do not ring.
+    independent); band edges are raised-cosine tapers 0.5 Hz wide so that bursts do not ring, or
+    ``relative_taper`` times the band width (+ 0.005 Hz) for slow bands, where a 0.5-Hz taper
+    would spread a 0.04-0.15 Hz band far into faster rhythms.
 
     Parameters
     ----------
@@ -36,10 +43,11 @@ def band_noise(
     out = np.empty((len(bands), n), dtype=np.float32)
     shaped = np.zeros_like(spec)
     for i, (lo, hi) in enumerate(bands):
-        i0 = max(int((lo - _TAPER_HZ) / df), 0)
-        i1 = min(int((hi + _TAPER_HZ) / df) + 2, len(spec))
+        taper = _TAPER_HZ if relative_taper is None else relative_taper * (hi - lo) + 0.005
+        i0 = max(int((lo - taper) / df), 0)
+        i1 = min(int((hi + taper) / df) + 2, len(spec))
         shaped[:] = 0
-        shaped[i0:i1] = spec[i0:i1] * _band_gain(np.arange(i0, i1) * df, lo, hi)
+        shaped[i0:i1] = spec[i0:i1] * _band_gain(np.arange(i0, i1) * df, lo, hi, taper)
         out[i] = sp_fft.irfft(shaped, n, workers=-1)
         out[i] /= max(float(np.std(out[i])), 1e-12)
     return out
@@ -70,9 +78,11 @@ def pink_noise(
     return x
 
 
-def lowpass_noise(n: int, sfreq: float, cutoff: float, rng: np.random.Generator) -> np.ndarray:
+def lowpass_noise(
+    n: int, sfreq: float, cutoff: float, rng: np.random.Generator, *, relative_taper: float | None = None
+) -> np.ndarray:
     """Unit-RMS Gaussian noise below ``cutoff`` Hz (slow random fluctuations), float32, shape (n,)."""
-    return band_noise(n, sfreq, [(0.0, cutoff)], rng)[0]
+    return band_noise(n, sfreq, [(0.0, cutoff)], rng, relative_taper=relative_taper)[0]
 
 
 def epoch_envelope(values: np.ndarray, sfreq: float, n: int, ramp_s: float = 2.0) -> np.ndarray:

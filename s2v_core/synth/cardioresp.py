@@ -227,6 +227,10 @@ def spo2(
     return np.clip(x, 60.0, 100.0)
 
 
+_SLOW_HR_DRIFT_BPM = 7.5
+"""SD of the slow (< 0.03 Hz) heart-rate drift; 1.5 bpm made stages far easier than in real nights."""
+
+
 def heart_beats(
     stages: np.ndarray,
     base_hr: float,
@@ -249,12 +253,16 @@ def heart_beats(
     stages = np.asarray(stages)
     n = len(resp.phase)
     hr = epoch_envelope(
-        base_hr + _stage([6.0, 3.0, 0.0, -4.0, 3.0], stages), fs, n, ramp_s=20.0
+        base_hr + _stage([2.0, 0.0, -1.0, -0.5, 1.0], stages), fs, n, ramp_s=20.0
     ).astype(np.float64)
-    lf = band_noise(n, fs, [(0.04, 0.15)], rng)[0]
-    hr += lf * epoch_envelope(_stage([2.5, 2.0, 1.5, 0.6, 3.5], stages), fs, n)
-    hr += 1.5 * lowpass_noise(n, fs, 0.03, rng)
-    rsa = epoch_envelope(_stage([1.5, 2.0, 2.5, 3.0, 1.2], stages), fs, n) * max(
+    # narrow band edges: a 0.5-Hz taper would leak this LF noise into the respiratory band and
+    # give REM the highest RMSSD/HF, where real REM has the lowest (calibrated against slpdb)
+    lf = band_noise(n, fs, [(0.04, 0.15)], rng, relative_taper=0.25)[0]
+    hr += lf * epoch_envelope(_stage([1.7, 1.3, 1.0, 1.0, 1.8], stages), fs, n)
+    # slow drifts as large as the stage differences: real heart rate wanders over minutes
+    drift = epoch_envelope(_stage([0.8, 1.0, 0.8, 0.4, 1.0], stages), fs, n, ramp_s=60.0)  # N3 is steady
+    hr += _SLOW_HR_DRIFT_BPM * drift * lowpass_noise(n, fs, 0.03, rng, relative_taper=0.25)
+    rsa = epoch_envelope(_stage([2.2, 2.4, 2.4, 2.3, 1.8], stages), fs, n) * max(
         1 - 0.012 * (age - 30), 0.3
     )
     hr += 2.0 * rsa * resp.volume(0.1)

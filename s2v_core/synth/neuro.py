@@ -38,12 +38,12 @@ NEURAL_SFREQ = 128
 # RMS amplitude (uV) of each EEG component at a central derivation, by stage W N1 N2 N3 REM.
 _EEG_RMS = {
     "background": np.array([8.0, 10.0, 11.0, 13.0, 8.0]),  # 1/f
-    "delta": np.array([3.0, 7.0, 16.0, 42.0, 7.0]),  # 0.5-2 Hz
-    "theta": np.array([3.0, 10.0, 7.0, 6.0, 8.0]),  # 4-7 Hz
-    "alpha": np.array([4.0, 4.0, 2.0, 1.5, 3.0]),  # 8-12 Hz; eyes-closed wake set separately
+    "delta": np.array([4.0, 7.0, 14.0, 20.0, 7.0]),  # 0.3-1.5 Hz
+    "theta": np.array([3.5, 6.0, 6.0, 6.0, 7.0]),  # 4-7 Hz
+    "alpha": np.array([3.0, 3.5, 2.0, 1.5, 3.0]),  # 8-12 Hz; eyes-closed wake set separately
     "beta": np.array([4.0, 2.0, 1.5, 1.0, 2.5]),  # 15-30 Hz
 }
-_ALPHA_EYES_CLOSED_UV = 15.0
+_ALPHA_EYES_CLOSED_UV = 4.5
 
 # Relative gain of each component per derivation (bipolar frontal/occipital see different mixes).
 _DERIVATION_GAIN = {
@@ -164,7 +164,7 @@ def eeg_eog_sources(
     }
     rms["alpha"] = np.where(eyes_closed, _ALPHA_EYES_CLOSED_UV, rms["alpha"])
     rms["delta"] = rms["delta"] * max(1.0 - 0.008 * (age - 30.0), 0.45)
-    bands = [(0.5, 2.0), (4.0, 7.0), (alpha_hz - 1.5, alpha_hz + 1.5), (15.0, 30.0)]
+    bands = [(0.3, 1.5), (4.0, 7.0), (alpha_hz - 1.5, alpha_hz + 1.5), (15.0, 30.0)]
     comps = dict(
         zip(("delta", "theta", "alpha", "beta"), band_noise(n, fs, bands, rng), strict=True)
     )
