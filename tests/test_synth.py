@@ -258,10 +258,10 @@ def test_eeg_spectra_follow_stages(long_night):
 
     st = long_night.stages
     rel_delta = _mean_by_stage(band(0.5, 4) / band(0.5, 30), st)
-    alpha, sigma = _mean_by_stage(band(8, 12), st), _mean_by_stage(band(11, 16), st)
+    rel_alpha, sigma = _mean_by_stage(band(8, 12) / band(0.5, 30), st), _mean_by_stage(band(11, 16), st)
     assert rel_delta[N3] > rel_delta[N2] > rel_delta[W]
     assert rel_delta[N3] > 0.7  # calibrated against DREAMS N3 (tests/test_synth_calibration.py)
-    assert alpha[W] > 2 * alpha[N2]
+    assert rel_alpha[W] > 1.5 * rel_alpha[N2]  # DREAMS: 0.12 vs 0.057 of the power (absolute alpha is lower in W)
     assert sigma[N2] > 1.3 * sigma[N3] and sigma[N2] > 2 * sigma[REM]
     # N3 carries high-amplitude slow waves: peak-to-peak above 75 uV in most N3 epochs.
     n3 = x[st == N3]

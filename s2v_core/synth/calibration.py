@@ -7,6 +7,7 @@ same engineered features the model reads (:mod:`s2v_core.signals.features`):
 
 * EEG, ``contrast:<band>:<stage>``: mean log relative power of the band in epochs of the stage
   minus its mean in all other epochs (e.g. alpha in wake, delta in N3, sigma in N2, theta in N1);
+* EEG, ``share:<band>:<stage>``: the band's mean share of the 0.3-25 Hz power in the stage;
 * IBI, ``z:<feature>:<stage>``: median over nights of the within-night robust z-score of a heart
   rate variability feature in epochs of the stage (heart rate, RMSSD, HF power, LF/HF, VLF power).
 
@@ -28,6 +29,7 @@ from s2v_core.signals.features import base_feature_names, epoch_features, normal
 from s2v_core.stages import N1, N2, N3, REM, STAGE_NAMES, W
 
 __all__ = [
+    "EEG_BANDS",
     "EEG_CONTRASTS",
     "IBI_FEATURES",
     "REFERENCE_FILE",
@@ -44,6 +46,9 @@ EEG_CONTRASTS: tuple[tuple[str, int], ...] = (
     ("alpha", W), ("beta", W), ("theta", N1), ("sigma", N2), ("delta", N3), ("slow", N3), ("theta", REM),
 )  # fmt: skip
 """(band, stage) pairs whose contrast is measured in the EEG."""
+
+EEG_BANDS: tuple[str, ...] = ("slow", "delta", "theta", "alpha", "sigma", "beta")
+"""Bands of :mod:`s2v_core.signals.features` whose share of the power is measured per stage."""
 
 IBI_FEATURES: tuple[str, ...] = ("log_ibi", "log_ibi_rmssd", "log_hf_2min", "log_lf_hf", "log_vlf_5min")
 """HRV features whose within-night z-score is measured per stage."""
@@ -69,6 +74,12 @@ def eeg_contrasts(nights: Iterable[Night]) -> dict[str, float]:
         here, rest = col[(s == stage) & np.isfinite(col)], col[(s != stage) & np.isfinite(col)]
         if len(here) >= 5 and len(rest) >= 5:
             out[f"contrast:{band}:{STAGE_NAMES[stage]}"] = float(here.mean() - rest.mean())
+    for band in EEG_BANDS:
+        share = np.exp(x[:, names.index(f"rel_{band}")])
+        for stage in (W, N1, N2, N3, REM):
+            sel = (s == stage) & np.isfinite(share)
+            if sel.sum() >= 5:
+                out[f"share:{band}:{STAGE_NAMES[stage]}"] = float(share[sel].mean())
     return out
 
 

@@ -38,12 +38,13 @@ NEURAL_SFREQ = 128
 # RMS amplitude (uV) of each EEG component at a central derivation, by stage W N1 N2 N3 REM.
 _EEG_RMS = {
     "background": np.array([8.0, 10.0, 11.0, 13.0, 8.0]),  # 1/f
-    "delta": np.array([4.0, 7.0, 14.0, 20.0, 7.0]),  # 0.3-1.5 Hz
-    "theta": np.array([3.5, 6.0, 6.0, 6.0, 7.0]),  # 4-7 Hz
-    "alpha": np.array([3.0, 3.5, 2.0, 1.5, 3.0]),  # 8-12 Hz; eyes-closed wake set separately
-    "beta": np.array([4.0, 2.0, 1.5, 1.0, 2.5]),  # 15-30 Hz
+    "delta": np.array([7.0, 10.0, 14.0, 20.0, 8.0]),  # 0.3-1.5 Hz
+    "theta": np.array([2.0, 3.5, 4.5, 3.0, 4.0]),  # 4-7 Hz
+    "alpha": np.array([2.5, 3.5, 3.8, 3.0, 3.0]),  # 8-12 Hz; eyes-closed wake set separately
+    "beta": np.array([2.0, 0.8, 0.4, 0.12, 1.0]),  # 15-30 Hz
 }
 _ALPHA_EYES_CLOSED_UV = 4.5
+_BACKGROUND_EXPONENT = 1.5  # aperiodic 1/f^1.5 background: real sleep EEG spectra fall steeply
 
 # Relative gain of each component per derivation (bipolar frontal/occipital see different mixes).
 _DERIVATION_GAIN = {
@@ -66,13 +67,13 @@ def _spindles(
     stages: np.ndarray, fs: int, n: int, age: float, rng: np.random.Generator
 ) -> np.ndarray:
     """Sleep spindles: waxing-waning 11-16 Hz bursts of 0.5-2 s, mostly in N2."""
-    density = _by_stage(np.array([0.0, 0.3, 5.0, 1.0, 0.0]), stages)  # per minute
+    density = _by_stage(np.array([0.0, 1.5, 4.0, 0.5, 0.0]), stages)  # per minute
     density = density * max(1.0 - 0.007 * (age - 30.0), 0.35)
     onsets = event_onsets(density, fs, rng)
     k, length = len(onsets), 2 * fs
     dur = rng.uniform(0.5, 2.0, k)[:, None]
     freq = rng.uniform(11.5, 15.0, k)[:, None]
-    amp = rng.uniform(15.0, 45.0, k)[:, None]
+    amp = rng.uniform(10.0, 30.0, k)[:, None]
     t = np.arange(length)[None, :] / fs
     window = np.where(t < dur, np.sin(np.pi * np.clip(t / dur, 0, 1)) ** 2, 0.0)
     waves = amp * window * np.sin(2 * np.pi * freq * t + rng.uniform(0, 2 * np.pi, (k, 1)))
@@ -178,7 +179,7 @@ def eeg_eog_sources(
     comps["kcomplex"] = _kcomplexes(stages, fs, n, rng)
     comps["sawtooth"] = _sawtooth(stages, fs, n, rng)
     bg_env = epoch_envelope(rms["background"], fs, n)
-    shared_bg = pink_noise(n, fs, rng) * bg_env
+    shared_bg = pink_noise(n, fs, rng, exponent=_BACKGROUND_EXPONENT) * bg_env
     eye_h, eye_v = _eye_movements(stages, eyes_closed, fs, n, rng)
     comps["blink"] = eye_v
 
@@ -187,7 +188,7 @@ def eeg_eog_sources(
         if src not in wanted and not (src == "eeg_fpz" and any(s in wanted for s in EOG_SOURCES)):
             continue
         g = _DERIVATION_GAIN[src]
-        own_bg = pink_noise(n, fs, rng) * bg_env
+        own_bg = pink_noise(n, fs, rng, exponent=_BACKGROUND_EXPONENT) * bg_env
         x = g["background"] * (0.7 * shared_bg + 0.7 * own_bg)
         for name in ("delta", "theta", "alpha", "beta", "spindle", "kcomplex", "sawtooth", "blink"):
             x += g[name] * comps[name]
