@@ -283,8 +283,8 @@ def get_model():
 def _predict(night_key: str, subset: tuple[str, ...], model_key: str, _night: Night):
     from s2v_core.inference.predict import predict_night
 
-    model, _, mid = get_model()
-    return predict_night(model, _night, subset, name=mid)
+    model, extra, mid = get_model()
+    return predict_night(model, _night, subset, name=mid, ranges=extra.get("feature_ranges"))
 
 
 def prediction(loaded: LoadedNight, subset: tuple[str, ...]):

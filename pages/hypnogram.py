@@ -191,7 +191,9 @@ def render() -> None:
     reference = night.stages
     has_expert = bool((reference >= 0).any())
     tracks = {"expert": reference, "predicted": pred.stages} if has_expert else {"predicted": pred.stages}
-    st.caption(f"Model {pred.model_id} on {', '.join(subset)}"
+    for w in pred.warnings:  # inputs unlike the training data, low confidence: shown, not folded away
+        st.warning(w, icon=":material/warning:")
+    st.caption(f"Model {pred.model_id} on {', '.join(subset)}; mean confidence {float(pred.confidence.mean()):.0%}"
                + ("" if has_expert else " — no expert hypnogram loaded, so no agreement statistics"))
     _apply_click(night.n_epochs)
     epoch = st.session_state.get(C.K_EPOCH)
@@ -199,6 +201,8 @@ def render() -> None:
     st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode="points", key=CHART_KEY)
     _signal_viewer(loaded, pred.stages)
     st.subheader("Hypnodensity")
+    st.caption("Stage probabilities per epoch; the widest band at an epoch is the model's confidence in its stage "
+               "(exported as the confidence column).")
     st.plotly_chart(hypnodensity_figure(pred.probabilities, start=night.start_time), width="stretch")
     if has_expert:
         st.subheader("Agreement with the expert")

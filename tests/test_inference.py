@@ -78,6 +78,7 @@ def test_to_frame_columns_and_clock_time(night, model):
         "clock_time",
         "stage",
         "label",
+        "confidence",
         "p_W",
         "p_N1",
         "p_N2",

@@ -6,12 +6,15 @@ import argparse
 import math
 
 from s2v_core.cli.options import (
+    TOKENIZERS,
     add_device_option,
     add_quiet_option,
     add_seed_option,
     add_threads_option,
+    add_tokenizer_option,
     apply_threads,
 )
+from s2v_core.errors import S2VError
 
 __all__ = ["add_parser", "run"]
 
@@ -28,6 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--pretrained", help="pretrained checkpoint folder (s2v pretrain, RUN/best)")
     src.add_argument("--preset", default="small", help="backbone preset without --pretrained")
+    add_tokenizer_option(p, default=None)
+    p.add_argument("--site-weight", action="append", metavar="SITE=W", default=[],
+                   help="draw the windows of a site's nights W times as often (repeatable), e.g. dreams=20")
     p.add_argument("--out", required=True, help="run folder: history.csv, best/")
     p.add_argument("--epochs", type=int, default=8, help="passes over the training windows")
     p.add_argument("--batch-size", type=int, default=16, help="windows per step")
@@ -80,7 +86,11 @@ def run(args: argparse.Namespace) -> int:
         n_classes=args.classes,
         init_head=args.init_head,
         patience=args.patience,
+        model_overrides=TOKENIZERS[args.tokenizer] if args.tokenizer else {},
+        site_weights=_site_weights(args.site_weight),
     )
+    if args.tokenizer and args.pretrained:
+        raise S2VError("--tokenizer applies without --pretrained (the checkpoint fixes the tokenizers)")
 
     def report(row: dict) -> None:
         if not args.quiet:
@@ -92,3 +102,14 @@ def run(args: argparse.Namespace) -> int:
     kappa = res.best.get("kappa", math.nan)
     print(f"kept pass {res.best.get('epoch')} (val kappa {kappa:.3f}): {res.checkpoint}")
     return 0
+
+
+def _site_weights(items: list[str]) -> dict[str, float]:
+    out = {}
+    for item in items:
+        site, _, value = item.partition("=")
+        try:
+            out[site.strip()] = float(value)
+        except ValueError:
+            raise S2VError(f"--site-weight expects SITE=W, e.g. dreams=20; got {item!r}") from None
+    return out

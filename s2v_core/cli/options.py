@@ -25,7 +25,9 @@ __all__ = [
     "add_quiet_option",
     "add_seed_option",
     "add_sfreq_option",
+    "TOKENIZERS",
     "add_threads_option",
+    "add_tokenizer_option",
     "apply_threads",
     "cluster_from_args",
     "load_model",
@@ -124,6 +126,21 @@ def add_sfreq_option(p: argparse.ArgumentParser) -> None:
     """``--sfreq``: the sampling rate of a DREAMS text excerpt (the file does not store it)."""
     p.add_argument("--sfreq", type=float, default=None,
                    help="sampling rate in Hz of a DREAMS text excerpt (default: from the span of its hypnogram)")
+
+
+TOKENIZERS: dict[str, dict] = {
+    "raw": {},
+    "features": {"raw_branch": False, "features": 1},
+    "raw+features": {"features": 1},
+}
+"""``--tokenizer`` choices -> ModelConfig overrides (a test keeps ``features`` at the library's version)."""
+
+
+def add_tokenizer_option(p: argparse.ArgumentParser, default: str | None = "raw") -> None:
+    """``--tokenizer raw|features|raw+features``: what each modality's tokenizer reads."""
+    p.add_argument("--tokenizer", choices=tuple(TOKENIZERS), default=default,
+                   help="what the tokenizers read: the raw samples (the paper's), engineered per-night-normalised "
+                        "features (transfer better to real recordings), or both (default: %(default)s)")
 
 
 def model_folder(arg: str | None) -> Path:

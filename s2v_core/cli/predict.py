@@ -40,10 +40,11 @@ def run(args: argparse.Namespace) -> int:
     from s2v_core.views.exports import prediction_summary, prediction_table
 
     apply_threads(args.threads)
-    model, _, mid = load_model(args.model, args.device)
+    model, extra, mid = load_model(args.model, args.device)
     night = load_recording(args.file, args.hypnogram, mapping=parse_channel_map(args.map),
                            allow_mismatch=args.allow_mismatch, sfreq=args.sfreq)  # fmt: skip
-    pred = predict_night(model, night, modalities_from(args.modalities), name=mid, device=args.device)
+    pred = predict_night(model, night, modalities_from(args.modalities), name=mid, device=args.device,
+                         ranges=extra.get("feature_ranges"))  # fmt: skip
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     prediction_table(pred, night).to_csv(out, index=False)
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     for k, m in summary.get("agreement", {}).items():
         if m.get("kappa") is not None:
             print(f"  {k}: accuracy {m['accuracy']:.3f}  kappa {m['kappa']:.3f}  macro-F1 {m['macro_f1']:.3f}")
-    for w in night.warnings:
+    print(f"  mean confidence {summary['mean_confidence']:.2f}")
+    for w in pred.warnings + night.warnings:
         print("warning:", w)
     return 0

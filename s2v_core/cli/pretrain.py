@@ -17,7 +17,13 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from s2v_core.cli.options import add_device_option, add_quiet_option, add_seed_option
+from s2v_core.cli.options import (
+    TOKENIZERS,
+    add_device_option,
+    add_quiet_option,
+    add_seed_option,
+    add_tokenizer_option,
+)
 from s2v_core.errors import S2VError
 
 if TYPE_CHECKING:  # torch-free at import time: `s2v info` must not pay for importing torch
@@ -78,6 +84,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--spectral-bands", type=int,
                    help="add a log band-power branch with this many bands to every tokenizer "
                         "(default 0: the paper's raw tokenizer; the shipped model uses 48)")
+    add_tokenizer_option(p, default=None)
     p.add_argument("--epochs", type=int, help="epochs (default 10)")
     p.add_argument("--batch-size", type=int, help="windows per batch and process (default 16)")
     p.add_argument("--lr", type=float, help="peak learning rate (default 3e-4; paper 5e-5)")
@@ -115,6 +122,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.modalities:
         names = [m.strip() for m in args.modalities.split(",") if m.strip()]
         changes["model_overrides"] = {**base.model_overrides, "modalities": names}
+    if getattr(args, "tokenizer", None) is not None:
+        overrides = changes.get("model_overrides", base.model_overrides)
+        changes["model_overrides"] = {**overrides, "raw_branch": True, "features": 0, **TOKENIZERS[args.tokenizer]}
     if getattr(args, "spectral_bands", None) is not None:
         overrides = changes.get("model_overrides", base.model_overrides)
         changes["model_overrides"] = {**overrides, "spectral_bands": args.spectral_bands}

@@ -45,6 +45,8 @@ from s2v_core.recording.registry import load_recording
 from s2v_core.synth.acquisition import randomise_night
 
 __all__ = [
+    "AUGMENT_MARK",
+    "augmented_rows",
     "prepare_one",
     "prepare_store",
 ]

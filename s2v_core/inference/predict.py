@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 
 from s2v_core.errors import S2VError
+from s2v_core.inference.familiarity import LOW_CONFIDENCE, unfamiliar_modalities
 from s2v_core.modalities import EPOCH_SECONDS, MODALITIES
 from s2v_core.model.checkpoint import load_checkpoint
 from s2v_core.model.device import resolve_device
@@ -96,6 +97,9 @@ class Prediction:
         Fused hidden states, when asked for.
     coverage : np.ndarray, shape (n_epochs,), int8, optional
         Number of used modalities with a valid signal at each epoch (0: predicted from nothing).
+    warnings : list of str
+        Night-level cautions: inputs unlike the training data, low confidence (see
+        :mod:`s2v_core.inference.familiarity`).
     """
 
     stages: np.ndarray
@@ -106,10 +110,16 @@ class Prediction:
     model_id: str = ""
     embeddings: np.ndarray | None = field(default=None, repr=False)
     coverage: np.ndarray | None = field(default=None, repr=False)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def n_epochs(self) -> int:
         return int(len(self.stages))
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """Per-epoch confidence: the probability of the predicted stage, ``(n_epochs,)`` float32."""
+        return self.probabilities.max(axis=1).astype(np.float32)
 
     @property
     def gate_columns(self) -> tuple[str, ...]:
@@ -158,6 +168,7 @@ class Prediction:
             ]
         df["stage"] = self.stages.astype(int)
         df["label"] = np.asarray(STAGE_NAMES, dtype=object)[self.stages.astype(int)]
+        df["confidence"] = np.round(self.confidence, 5)
         for k, name in enumerate(STAGE_NAMES):
             df[f"p_{name}"] = np.round(self.probabilities[:, k], 5)
         for j, col in enumerate(self.gate_columns):
@@ -339,6 +350,7 @@ def predict_night(
     with_embeddings: bool = False,
     name: str = "",
     max_windows: int = MAX_WINDOWS_PER_PASS,
+    ranges: dict | None = None,
 ) -> Prediction:
     """Stage every epoch of ``night`` from the chosen modalities.
 
@@ -360,6 +372,9 @@ def predict_night(
         Stored as ``Prediction.model_id``.
     max_windows : int
         Windows per forward pass (memory bound for very long nights).
+    ranges : dict, optional
+        The training feature ranges of the model (``extra["feature_ranges"]`` of its checkpoint):
+        modalities outside them are reported in ``Prediction.warnings``.
 
     Returns
     -------
@@ -392,6 +407,7 @@ def predict_night(
     coverage = np.sum([valid[m] for m in subset], axis=0).astype(np.int8).reshape(n)
     emb = None if fused is None else fused.reshape(-1, fused.shape[-1])[:n].numpy()
     return Prediction(
+        warnings=_night_warnings(night, subset, probs, coverage, ranges),
         stages=probs.argmax(axis=1).astype(np.int8),
         probabilities=probs.astype(np.float32),
         modalities=subset,
@@ -401,3 +417,20 @@ def predict_night(
         embeddings=None if emb is None else emb.astype(np.float32),
         coverage=coverage,
     )
+
+
+def _night_warnings(night: Night, subset: tuple[str, ...], probs: np.ndarray, coverage: np.ndarray,
+                    ranges: dict | None) -> list[str]:  # fmt: skip
+    """Cautions about one night's prediction (inputs unlike the training data, low confidence)."""
+    out = []
+    for m, names in unfamiliar_modalities(night, ranges, subset).items():
+        shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        out.append(f"{m} looks unlike the recordings this model was trained on ({shown} outside the "
+                   "training range): treat its stages with caution")  # fmt: skip
+    covered = coverage > 0
+    if covered.any():
+        mean_conf = float(probs[covered].max(axis=1).mean())
+        if mean_conf < LOW_CONFIDENCE:
+            out.append(f"low confidence: the predicted stage has {mean_conf:.0%} probability on average "
+                       f"(below {LOW_CONFIDENCE:.0%}); the model is unsure about this recording")  # fmt: skip
+    return out

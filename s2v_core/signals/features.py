@@ -37,6 +37,7 @@ __all__ = [
     "base_feature_names",
     "epoch_features",
     "feature_names",
+    "features_from_raw",
     "n_features",
     "night_features",
     "normalise_within_night",
@@ -401,8 +402,16 @@ def night_features(modality: str, epochs: np.ndarray, valid: np.ndarray | None =
     """
     x = np.asarray(epochs)
     ok = np.ones(len(x), bool) if valid is None else np.asarray(valid, bool)
-    raw = epoch_features(modality, x, ok)
-    ok = ok & np.isfinite(raw).any(axis=1)
+    return features_from_raw(epoch_features(modality, x, ok), ok)
+
+
+def features_from_raw(raw: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Steps 1-3 of the module docstring on raw base features (:func:`epoch_features`).
+
+    The normalisation uses exactly the rows given: pass a stretch of a night to normalise within
+    that stretch (as a 30-min recording is normalised within its 30 minutes).
+    """
+    ok = np.asarray(valid, bool) & np.isfinite(raw).any(axis=1)
     z = normalise_within_night(raw, ok)
     centre, past = _smooth(z, ok)
     out = np.concatenate([z, centre, past], axis=1)

@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ import torch.nn.functional as F
 from s2v_core.cohort.store import CohortStore
 from s2v_core.errors import S2VError
 from s2v_core.evaluation.staging import staging_metrics
+from s2v_core.inference.familiarity import training_ranges
 from s2v_core.inference.predict import MERGE_GROUPS, REPRESENTATIVE_STAGE
 from s2v_core.modalities import MODALITIES
 from s2v_core.model.checkpoint import load_checkpoint, save_checkpoint
@@ -94,6 +96,7 @@ class FinetuneConfig:
     patience: int | None = None  # stop after this many passes without a better val kappa
     model_overrides: dict = field(default_factory=dict)  # ModelConfig fields changed from the preset (no pretrained)
     site_weights: dict = field(default_factory=dict)  # {site: w}: its windows are drawn w times as often
+    feature_crops: bool = True  # features of training windows also normalised over 30-60-min crops
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "window_epochs"):
@@ -458,7 +461,8 @@ def finetune(
         torch.manual_seed(cfg.seed)  # weight init of new parts, dropout inside the model
         model = build_model(cfg, pretrained).to(device)
         spec = {"raw": model.config.reads_samples, "features": model.config.features}
-        sets = {s: WindowDataset(store, s, window_epochs=cfg.window_epochs, **spec) for s in ("train", "val")}
+        sets = {s: WindowDataset(store, s, window_epochs=cfg.window_epochs, feature_crops=cfg.feature_crops and s == "train",
+                                 crop_seed=cfg.seed, **spec) for s in ("train", "val")}  # fmt: skip
         if len(sets["train"]) == 0:
             raise S2VError(f"{store_path}: the train split has no windows; nothing to fine-tune on")
         out.mkdir(parents=True, exist_ok=True)
@@ -498,6 +502,7 @@ class _FinetuneRun:
         self.step_options = {"class_weights": weights, "label_smoothing": cfg.label_smoothing,
                              "grad_clip": cfg.grad_clip, "night_loss": night_loss, "n_classes": cfg.n_classes}  # fmt: skip
         self.window_weights = _window_weights(store, self.train, cfg.site_weights)
+        self.ranges = _feature_ranges(self.train) if model.config.features else None
         params = [p for p in model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
         self.gen = torch.Generator().manual_seed(cfg.seed)  # window order and modality dropout
@@ -543,7 +548,23 @@ class _FinetuneRun:
             "class_names": list(STAGE_NAMES),
             "selection": self.selection,
         }
+        if self.ranges is not None:
+            extra["feature_ranges"] = self.ranges
         save_checkpoint(folder, self.model, self.model.config, extra=extra, step=step)
+
+
+def _feature_ranges(train: WindowDataset) -> dict:
+    """Training ranges of the per-night feature medians (:func:`~s2v_core.inference.familiarity.training_ranges`)."""
+    medians: dict[str, list[np.ndarray]] = {}
+    for k in range(len(train.night_ids)):
+        for m in train.present(k):
+            raw = train.raw_features(k, m)
+            ok = np.isfinite(raw).any(axis=1)
+            if ok.sum() >= 10:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # a feature never defined in this night
+                    medians.setdefault(m, []).append(np.nanmedian(raw[ok], axis=0))
+    return training_ranges(medians)
 
 
 def _window_weights(store: CohortStore, train: WindowDataset, site_weights: dict) -> torch.Tensor | None:

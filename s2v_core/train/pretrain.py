@@ -223,7 +223,8 @@ class _Run:
         self.bf16 = ctx.device.type == "cuda" and (cfg.bf16 is None or cfg.bf16)
         mods = self.model_cfg.modalities
         spec = {"raw": self.model_cfg.reads_samples, "features": self.model_cfg.features}
-        self.train_ds = WindowDataset(self.store, "train", modalities=mods, window_epochs=cfg.window_epochs, **spec)
+        self.train_ds = WindowDataset(self.store, "train", modalities=mods, window_epochs=cfg.window_epochs,
+                                      feature_crops=True, crop_seed=cfg.seed, **spec)  # fmt: skip
         self.val_ds = WindowDataset(self.store, "val", modalities=mods, window_epochs=cfg.window_epochs, **spec)
         if len(self.train_ds) < cfg.batch_size:
             raise S2VError(

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from s2v_core.cohort.store import CohortStore
 from s2v_core.modalities import MODALITIES, check_modality, samples_per_epoch
 from s2v_core.night import apply_scaling
-from s2v_core.signals.features import n_features, night_features
+from s2v_core.signals.features import epoch_features, features_from_raw, n_features
 
 __all__ = [
     "MIN_VALID_FRACTION",
@@ -115,12 +115,17 @@ class WindowDataset(Dataset):
         min_valid_fraction: float = MIN_VALID_FRACTION,
         raw: bool = True,
         features: int = 0,
+        feature_crops: bool = False,
+        crop_seed: int = 0,
     ):
         self.store = store if isinstance(store, CohortStore) else CohortStore(store)
         if not (raw or features):
             raise ValueError("a window needs the raw samples, the features or both")
         self.raw, self.features = bool(raw), int(features)
-        self._feature_cache: dict[tuple[int, str], np.ndarray] = {}
+        self.feature_crops, self.crop_seed = bool(feature_crops) and bool(features), int(crop_seed)
+        self._raw_features: dict[tuple[int, str], np.ndarray] = {}
+        self._night_features: dict[tuple[int, str], np.ndarray] = {}
+        self._draws: dict[int, int] = {}
         wanted = MODALITIES if modalities is None else tuple(check_modality(m) for m in modalities)
         self.modalities: tuple[str, ...] = tuple(m for m in MODALITIES if m in wanted)
         if window_epochs < 1:
@@ -205,18 +210,59 @@ class WindowDataset(Dataset):
         """The whole ``(n_epochs, spe)`` array of one night's modality, memory-mapped, physical units."""
         return np.load(self._folders[night_index] / f"{modality}.npy", mmap_mode="r")
 
+    def present(self, night_index: int) -> tuple[str, ...]:
+        """Modalities (of this dataset's) that night ``night_index`` has."""
+        return self._present[night_index]
+
     def token_width(self, modality: str) -> int:
         """Width of one epoch's input of ``modality``: scaled samples, then features."""
         return (samples_per_epoch(modality) if self.raw else 0) + (n_features(modality) if self.features else 0)
 
-    def night_features(self, night_index: int, modality: str) -> np.ndarray:
-        """The engineered features of a whole night (computed once per night and kept)."""
+    def raw_features(self, night_index: int, modality: str) -> np.ndarray:
+        """Unnormalised base features of a whole night (computed once per night and kept)."""
         key = (night_index, modality)
-        if key not in self._feature_cache:
+        if key not in self._raw_features:
             valid = np.load(self._folders[night_index] / "valid.npy")[:, MODALITIES.index(modality)]
-            signal = self.signal(night_index, modality)
-            self._feature_cache[key] = night_features(modality, signal, valid)
-        return self._feature_cache[key]
+            self._raw_features[key] = epoch_features(modality, self.signal(night_index, modality), valid)
+        return self._raw_features[key]
+
+    def night_features(self, night_index: int, modality: str) -> np.ndarray:
+        """The engineered features of a whole night, normalised within it (kept once computed)."""
+        key = (night_index, modality)
+        if key not in self._night_features:
+            valid = np.load(self._folders[night_index] / "valid.npy")[:, MODALITIES.index(modality)]
+            self._night_features[key] = features_from_raw(self.raw_features(night_index, modality), valid)
+        return self._night_features[key]
+
+    def _crop(self, index: int, length: int) -> tuple[int, int] | None:
+        """The stretch a training window's features are normalised over (None: the whole night).
+
+        With ``feature_crops``, each draw of a window picks one of: the whole night (40 %), the
+        window itself (30 %, a 1-h recording), or a random 60-epoch part of it with the rest
+        padded (30 %, a 30-min recording such as the DREAMS excerpts). Draws are reproducible:
+        they follow ``crop_seed``, the window and how often it was drawn before.
+        """
+        if not self.feature_crops:
+            return None
+        count = self._draws.get(index, 0)
+        self._draws[index] = count + 1
+        rng = np.random.default_rng([self.crop_seed, index, count])
+        u = rng.random()
+        if u < 0.4:
+            return None
+        if u < 0.7 or length <= 60:
+            return 0, length
+        first = int(rng.integers(0, length - 60 + 1))
+        return first, first + 60
+
+    def _window_features(self, k: int, m: str, start: int, stop: int, crop, ok: np.ndarray) -> np.ndarray:
+        """Features of the window's rows, normalised over the whole night or over ``crop``."""
+        if crop is None:
+            return self.night_features(k, m)[start:stop]
+        a, b = crop
+        out = np.zeros((stop - start, n_features(m)), np.float32)
+        out[a:b] = features_from_raw(self.raw_features(k, m)[start + a : start + b], ok[a:b])
+        return out
 
     # --- items ---------------------------------------------------------------------------------
     def __getitem__(self, key: int | PairIndex | tuple) -> dict:
@@ -242,11 +288,14 @@ class WindowDataset(Dataset):
         )
         stop, w = start + length, self.window_epochs
         folder = self._folders[k]
+        crop = self._crop(index, length)
+        keep = np.zeros(w, bool)  # epochs of the window the item shows (the rest is padding)
+        keep[slice(*crop) if crop else slice(0, length)] = True
         valid_rows = np.load(folder / "valid.npy", mmap_mode="r")[start:stop]
         stages = np.full(w, -1, np.int64)
         stages[:length] = np.load(folder / "stages.npy", mmap_mode="r")[start:stop]
-        pad_valid = np.zeros(w, bool)
-        pad_valid[:length] = True
+        stages[~keep] = -1
+        pad_valid = keep.copy()
         inputs, valid = {}, {}
         for m in self._present[k] if modalities is None else modalities:
             x = np.zeros((w, self.token_width(m)), np.float32)
@@ -258,8 +307,17 @@ class WindowDataset(Dataset):
                     rows = self.signal(k, m)[start:stop]  # reads only this window's rows
                     x[:length, :spe] = apply_scaling(rows, *self._scaling[k][m], ok[:length])
                 if self.features:
-                    x[:length, spe:] = self.night_features(k, m)[start:stop]
-            inputs[m], valid[m] = torch.from_numpy(x), torch.from_numpy(ok)
+                    x[:length, spe:] = self._window_features(k, m, start, stop, crop, ok[:length])
+                ok &= keep
+                x[~keep] = 0.0
+            inputs[m], valid[m] = x, ok
+        if crop is not None and crop[0] > 0:  # a crop starts the window, as a short recording would
+            shift = -crop[0]
+            stages, pad_valid = np.roll(stages, shift), np.roll(pad_valid, shift)
+            inputs = {m: np.roll(v, shift, axis=0) for m, v in inputs.items()}
+            valid = {m: np.roll(v, shift) for m, v in valid.items()}
+        inputs = {m: torch.from_numpy(v) for m, v in inputs.items()}
+        valid = {m: torch.from_numpy(v) for m, v in valid.items()}
         return {
             "inputs": inputs,
             "valid": valid,

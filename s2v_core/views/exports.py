@@ -87,6 +87,8 @@ def prediction_json(pred, night) -> dict:
         "stages": [int(s) for s in pred.stages],
         "labels": [STAGE_NAMES[s] for s in pred.stages],
         "stage_codes": {"W": 0, "N1": 1, "N2": 2, "N3": 3, "REM": 4, "unscored": -1},
+        "confidence": [round(float(c), 4) for c in pred.confidence],
+        "warnings": list(pred.warnings),
     }
 
 
@@ -129,6 +131,8 @@ def prediction_summary(pred: Any, night: Night) -> dict[str, Any]:
         "global_gates": {m: round(g, 4) for m, g in pred.global_gates.items()},
         "predicted_counts": {s: int((pred.stages == k).sum()) for k, s in enumerate(STAGE_NAMES)},
         "epochs_without_signal": int((pred.coverage == 0).sum()),
+        "mean_confidence": round(float(pred.confidence.mean()), 4),
+        "model_warnings": list(pred.warnings),
     }
     if (night.stages >= 0).any():
         summary["agreement"] = agreement_by_classes(night.stages, pred)

@@ -1,0 +1,86 @@
+"""Does a recording look like what the model was trained on? Feature ranges and warnings.
+
+At the end of fine-tuning, :func:`training_ranges` summarises the training nights: for every
+modality and base feature of :mod:`s2v_core.signals.features` (raw values, before the per-night
+normalisation), the 1st and 99th percentile over nights of the per-night median. The ranges are
+saved in the checkpoint (``extra["feature_ranges"]``).
+
+For a new night, :func:`unfamiliar_modalities` computes the same per-night medians and counts the
+features that fall outside the training range (widened by a quarter of its width on each side).
+A modality with more than :data:`MAX_OUTSIDE_SHARE` of its features outside is reported: its
+predictions rest on inputs unlike anything seen in training (another montage, a unit or scaling
+problem, a population or device the synthetic and public training data do not cover).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+from s2v_core.night import Night
+from s2v_core.signals.features import FEATURE_VERSION, base_feature_names, epoch_features
+
+__all__ = [
+    "LOW_CONFIDENCE",
+    "MAX_OUTSIDE_SHARE",
+    "night_medians",
+    "training_ranges",
+    "unfamiliar_modalities",
+]
+
+MAX_OUTSIDE_SHARE = 0.3
+"""A modality is unfamiliar when more than this share of its features' night medians are outside."""
+
+LOW_CONFIDENCE = 0.55
+"""A night whose mean per-epoch confidence (top stage probability) is below this gets a warning."""
+
+_WIDEN = 0.25
+
+
+def night_medians(modality: str, epochs: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Per-night median of each raw base feature over the valid epochs, ``(n_base,)``; NaN if none."""
+    raw = epoch_features(modality, epochs, valid)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a modality without valid epochs
+        return np.nanmedian(raw[np.asarray(valid, bool)], axis=0) if np.any(valid) else np.full(raw.shape[1], np.nan)
+
+
+def training_ranges(medians: Mapping[str, Iterable[np.ndarray]]) -> dict:
+    """``{"version", "modalities": {m: {"lo", "hi", "n_nights"}}}`` from per-night medians."""
+    out = {"version": FEATURE_VERSION, "modalities": {}}
+    for m, rows in medians.items():
+        x = np.array([r for r in rows if np.isfinite(r).any()], dtype=np.float64)
+        if len(x) < 3:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            lo, hi = np.nanpercentile(x, 1, axis=0), np.nanpercentile(x, 99, axis=0)
+        out["modalities"][m] = {"lo": [round(float(v), 6) for v in lo], "hi": [round(float(v), 6) for v in hi],
+                                "n_nights": len(x)}  # fmt: skip
+    return out
+
+
+def unfamiliar_modalities(night: Night, ranges: Mapping | None, modalities: Iterable[str]) -> dict[str, list[str]]:
+    """Modalities of ``night`` whose features lie outside the training ranges, with those features.
+
+    Returns an empty dict without ranges (models trained before they were recorded) or when the
+    feature version differs.
+    """
+    if not ranges or ranges.get("version") != FEATURE_VERSION:
+        return {}
+    out = {}
+    for m in modalities:
+        ref = ranges.get("modalities", {}).get(m)
+        if ref is None or m not in night.signals:
+            continue
+        med = night_medians(m, night.signals[m], night.epoch_valid[m])
+        lo, hi = np.asarray(ref["lo"]), np.asarray(ref["hi"])
+        width = np.maximum(hi - lo, 1e-9)
+        ok = np.isfinite(med)
+        outside = ok & ((med < lo - _WIDEN * width) | (med > hi + _WIDEN * width))
+        if ok.any() and outside.sum() > MAX_OUTSIDE_SHARE * ok.sum():
+            names = base_feature_names(m)
+            out[m] = [names[j] for j in np.flatnonzero(outside)]
+    return out

@@ -1,0 +1,64 @@
+"""Confidence and 'unlike the training data' warnings (s2v_core.inference.familiarity)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from s2v_core.inference.familiarity import night_medians, training_ranges, unfamiliar_modalities
+from s2v_core.inference.predict import load_classifier, predict_night
+from s2v_core.recording.loading import load_night
+from s2v_core.shipped import shipped_night
+from s2v_core.signals.features import FEATURE_VERSION, base_feature_names
+from s2v_core.train.finetune import FinetuneConfig, finetune
+from tests.conftest import synthetic_store
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+@pytest.fixture(scope="module")
+def night():
+    return load_night(*shipped_night())
+
+
+def _ranges_around(night, modalities, spread=0.05):
+    """Ranges from copies of the night itself with small gain changes (features ignore gain)."""
+    medians = {m: [night_medians(m, night.signals[m] * g, night.epoch_valid[m]) * (1 + d)
+                   for g, d in ((1, -spread), (2, 0), (0.5, spread))] for m in modalities}  # fmt: skip
+    return training_ranges(medians)
+
+
+def test_a_night_like_the_training_nights_is_familiar(night):
+    ranges = _ranges_around(night, ("eeg", "ibi"))
+    assert ranges["version"] == FEATURE_VERSION and set(ranges["modalities"]) == {"eeg", "ibi"}
+    assert len(ranges["modalities"]["eeg"]["lo"]) == len(base_feature_names("eeg"))
+    assert unfamiliar_modalities(night, ranges, ("eeg", "ibi")) == {}
+
+
+def test_white_noise_in_place_of_eeg_is_reported(night):
+    ranges = _ranges_around(night, ("eeg",))
+    rng = np.random.default_rng(0)
+    noise = dataclasses.replace(night, signals={**night.signals, "eeg": rng.normal(0, 20, night.signals["eeg"].shape).astype(np.float32)})
+    out = unfamiliar_modalities(noise, ranges, ("eeg",))
+    assert set(out) == {"eeg"} and len(out["eeg"]) >= 3
+
+
+def test_no_ranges_or_another_feature_version_gives_no_warning(night):
+    assert unfamiliar_modalities(night, None, ("eeg",)) == {}
+    assert unfamiliar_modalities(night, {"version": 999, "modalities": {}}, ("eeg",)) == {}
+
+
+def test_a_feature_model_keeps_its_training_ranges_and_predictions_carry_confidence(tmp_path, night):
+    _, store = synthetic_store(tmp_path, 5, hours=0.5)
+    cfg = FinetuneConfig(epochs=1, batch_size=4, window_epochs=20, model_overrides={"raw_branch": False, "features": 1},
+                         preset="tiny", freeze_tokenizers=False)  # fmt: skip
+    res = finetune(store, tmp_path / "run", cfg)
+    model, _, extra = load_classifier(res.checkpoint)
+    ranges = extra["feature_ranges"]
+    assert ranges["version"] == FEATURE_VERSION and "ecg" in ranges["modalities"]  # modalities of >= 3 train nights
+    pred = predict_night(model, night, ("eeg", "ibi"), ranges=ranges)
+    assert pred.confidence.shape == (night.n_epochs,) and (pred.confidence >= 0.2).all() and (pred.confidence <= 1).all()
+    assert "confidence" in pred.to_frame().columns
+    assert any("low confidence" in w for w in pred.warnings) == (float(pred.confidence.mean()) < 0.55)
