@@ -11,7 +11,7 @@ from s2v_core.recording.registry import load_recording
 from s2v_core.synth.calibration import compare, load_reference, night_statistics
 from s2v_core.synth.cohort import generate_cohort
 
-KEY = ("contrast:alpha:W", "contrast:beta:W", "contrast:theta:N1", "contrast:sigma:N2", "contrast:slow:N3",
+KEY = ("contrast:alpha:W", "contrast:beta:W", "contrast:theta:N1", "contrast:sigma:N2", "contrast:sdelta:N3",
        "z:log_ibi:W", "z:log_ibi:N3", "z:log_ibi_rmssd:REM", "z:log_hf_2min:N2", "z:log_vlf_5min:N3")  # fmt: skip
 """Statistics that must each be within tolerance (wake alpha, N1 theta, N2 spindles, N3 slow waves,
 heart rate in wake and N3, vagal tone in REM and N2, the steady heart of N3)."""

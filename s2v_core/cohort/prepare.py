@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 import zlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from tqdm.auto import tqdm
 from s2v_core.cohort.cluster import open_client, run_tasks, worker_failure
 from s2v_core.cohort.sources import discover_rows
 from s2v_core.cohort.store import (
+    CohortStore,
     StoreEntry,
     check_night_id,
     is_finished,
@@ -47,6 +49,7 @@ from s2v_core.synth.acquisition import randomise_night
 __all__ = [
     "AUGMENT_MARK",
     "augmented_rows",
+    "combine_stores",
     "prepare_one",
     "prepare_store",
 ]
@@ -330,3 +333,54 @@ def _finish_run(results: list, store: Path, nights_dir: Path, progress: bool) ->
     if progress:
         print(text)
     return run
+
+
+def combine_stores(
+    stores: Sequence[str | Path],
+    out: str | Path,
+    *,
+    drop_subjects: Iterable[str] = (),
+    split_of: Callable[[StoreEntry], str] | None = None,
+) -> Path:
+    """A store whose nights are those of ``stores`` (linked, not copied), with optional changes.
+
+    Parameters
+    ----------
+    stores : paths
+        Prepared stores; their night ids must not repeat.
+    out : path
+        The new store (created; must not hold a manifest yet).
+    drop_subjects : iterable of str
+        Subjects left out (e.g. the held-out subject of a leave-one-subject-out fold).
+    split_of : callable, optional
+        New split of each night from its :class:`StoreEntry` (default: keep the split).
+
+    Returns
+    -------
+    Path
+        ``out``.
+    """
+    out = Path(out)
+    if (out / "manifest.csv").exists():
+        raise S2VError(f"{out}: already a store; combine into a new folder")
+    dropped = set(drop_subjects)
+    frames, seen = [], set()
+    (out / "nights").mkdir(parents=True, exist_ok=True)
+    for path in stores:
+        store = CohortStore(path)
+        rows = []
+        for night in store.nights():
+            entry = store.entry(night)
+            if entry.subject in dropped:
+                continue
+            if night in seen:
+                raise S2VError(f"night {night!r} is in more than one of the stores to combine")
+            seen.add(night)
+            row = asdict(entry)
+            if split_of is not None:
+                row["split"] = split_of(entry)
+            os.symlink(store.folder(night).resolve(), out / "nights" / night, target_is_directory=True)
+            rows.append(row)
+        frames.append(_manifest_frame(rows))
+    _write_csv_atomic(pd.concat(frames, ignore_index=True) if frames else _manifest_frame([]), out / "manifest.csv")
+    return out

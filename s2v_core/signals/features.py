@@ -9,10 +9,10 @@ filter (biopotential features only use 0.3-25 Hz, which a 50-Hz recording still 
 Per modality, :func:`epoch_features` gives the raw values of each base feature for every epoch;
 :func:`night_features` turns them into what the model reads:
 
-1. each base feature is robustly standardised within the night (median and IQR over the valid
-   epochs), then clipped to +-5;
-2. two smoothed copies are appended, as scorers read context: a centred moving average over
-   7.5 min and a trailing (past-only) one over 2.5 min;
+1. each base feature is robustly standardised within the night (minus the median, over the IQR,
+   both over the valid epochs), then clipped to +-5;
+2. two smoothed copies are appended, as scorers read context: a centred triangular moving
+   average over 7.5 min and a trailing (past-only) one over 2 min, each standardised the same way;
 3. invalid epochs are 0 (the night's median).
 
 So the feature vector of a modality has ``3 * len(base_feature_names(m))`` entries
@@ -25,7 +25,8 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy.ndimage import maximum_filter1d, uniform_filter1d
+from scipy import signal as sps
+from scipy.ndimage import convolve1d, maximum_filter1d, uniform_filter1d
 
 from s2v_core.modalities import EPOCH_SECONDS, SFREQ, check_modality
 from s2v_core.signals.cardio import detect_rpeaks, ibi_from_beats
@@ -49,13 +50,19 @@ FEATURE_VERSION = 1
 BAND_LIMIT_HZ = (0.3, 25.0)
 """Biopotential features use this band only: a 50-Hz recording has nothing above 25 Hz."""
 
-SMOOTHING_EPOCHS = (15, 5)
-"""Centred moving average over 15 epochs (7.5 min), trailing one over 5 epochs (2.5 min)."""
+SMOOTHING_EPOCHS = (15, 4)
+"""Centred triangular moving average over 15 epochs (7.5 min), trailing one over 4 epochs (2 min)."""
 
 _CLIP = 5.0
 _FEATURE_SFREQ = 64  # biopotential features are computed on the 0.3-25 Hz band at 64 Hz
 _EEG_BANDS = (("slow", 0.3, 1.0), ("delta", 1.0, 4.0), ("theta", 4.0, 8.0), ("alpha", 8.0, 12.0),
               ("sigma", 12.0, 16.0), ("beta", 16.0, 25.0))  # fmt: skip
+_SLEEP_EEG = ("rel_sdelta", "rel_fdelta", "rel_delta", "rel_theta", "rel_alpha", "rel_sigma", "rel_beta",
+              "ratio_delta_theta", "ratio_delta_sigma", "ratio_delta_beta", "ratio_alpha_theta",
+              "ratio_sigma_theta_alpha", "ratio_theta_alpha_sigma_beta", "log_power", "log_std", "log_iqr",
+              "spectral_edge", "median_frequency", "spectral_entropy", "aperiodic_slope", "peak_8_16",
+              "hjorth_mobility", "hjorth_complexity", "zero_crossings", "abs_skewness", "kurtosis",
+              "sigma_bursts", "slow_wave_ptp")  # fmt: skip
 _EMG_BANDS = (("low", 0.3, 4.0), ("mid", 4.0, 12.0), ("high", 12.0, 25.0))
 _TIME_DOMAIN = ("log_power", "hjorth_mobility", "hjorth_complexity", "zero_crossings",
                 "perm_entropy", "petrosian_fd", "log_iqr", "kurtosis", "spectral_entropy",
@@ -74,11 +81,8 @@ _BASE_NAMES: dict[str, tuple[str, ...]] = {
     "effort": _BREATHING,
     "airflow": _BREATHING,
     "spo2": _SPO2,
-    "eeg": tuple(f"rel_{b}" for b, _, _ in _EEG_BANDS)
-    + ("ratio_delta_beta", "ratio_theta_alpha", "ratio_sigma_theta", "ratio_alpha_delta")
-    + _TIME_DOMAIN,
-    "eog": tuple(f"rel_{b}" for b, _, _ in _EEG_BANDS)
-    + ("ratio_slow_fast",) + _TIME_DOMAIN,
+    "eeg": _SLEEP_EEG,
+    "eog": _SLEEP_EEG,
     "emg": tuple(f"rel_{b}" for b, _, _ in _EMG_BANDS) + _TIME_DOMAIN,
 }
 
@@ -192,6 +196,98 @@ def _biopotential_features(modality: str, x: np.ndarray) -> np.ndarray:
         cols.append(np.log((bp[:, 0] + bp[:, 1]) / bp[:, 2:].sum(axis=1)))
     cols += _time_domain(y, freqs, power, _FEATURE_SFREQ)
     return np.stack(cols, axis=1)
+
+
+# --- EEG and EOG: the sleep-scoring feature set -----------------------------------------------
+_SLEEP_BANDS = {"sdelta": (0.5, 2.0), "fdelta": (2.0, 4.0), "delta": (0.5, 4.0), "theta": (4.0, 8.0),
+                "alpha": (8.0, 12.0), "sigma": (12.0, 16.0), "beta": (16.0, 25.0)}  # fmt: skip
+_TOTAL = (0.5, 25.0)
+_SHAPE_BAND = (0.5, 20.0)  # time-domain shape features read this band-passed signal
+
+
+def _median_welch(x: np.ndarray, sfreq: int) -> tuple[np.ndarray, np.ndarray]:
+    """Median over 4-s Hann segments (50 % overlap) of the periodogram, per epoch (robust to artefacts)."""
+    seg = 4 * sfreq
+    segs = np.lib.stride_tricks.sliding_window_view(x, seg, axis=1)[:, :: seg // 2]
+    segs = segs - segs.mean(axis=2, keepdims=True)
+    win = np.hanning(seg + 2)[1:-1].astype(np.float32)
+    spec = np.fft.rfft(segs * win, axis=2)
+    psd = np.median(spec.real**2 + spec.imag**2, axis=1) / (sfreq * (win**2).sum())
+    return np.fft.rfftfreq(seg, 1.0 / sfreq), psd
+
+
+def _band_sum(freqs: np.ndarray, psd: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    return psd[:, (freqs >= lo) & (freqs < hi)].sum(axis=1)
+
+
+def _sleep_eeg_features(x: np.ndarray, ok: np.ndarray, sfreq: int) -> np.ndarray:
+    """:data:`_SLEEP_EEG` features of every epoch: band powers, ratios, amplitude, spectral shape,
+    Hjorth, zero crossings, moments, spindle bursts and slow-wave size, all from 0.5-25 Hz.
+
+    ``x`` is the whole night (all epochs, in order) so that the band-pass runs continuously.
+    """
+    eps, lg = 1e-6, np.log10
+    sos = sps.butter(4, _SHAPE_BAND, btype="bandpass", fs=sfreq, output="sos")
+    flat = np.where(ok[:, None], np.nan_to_num(x), 0.0).ravel().astype(np.float64)
+    xt = sps.sosfiltfilt(sos, flat).reshape(x.shape).astype(np.float32)
+    freqs, psd = _median_welch(np.where(ok[:, None], np.nan_to_num(x), 0.0).astype(np.float32), sfreq)
+    total = _band_sum(freqs, psd, *_TOTAL) + eps
+    bp = {b: _band_sum(freqs, psd, lo, hi) + eps for b, (lo, hi) in _SLEEP_BANDS.items()}
+    cols = [lg(bp[b] / total) for b in _SLEEP_BANDS]
+    cols += [lg(bp["delta"] / bp["theta"]), lg(bp["delta"] / bp["sigma"]), lg(bp["delta"] / bp["beta"]),
+             lg(bp["alpha"] / bp["theta"]), lg(bp["sigma"] / (bp["theta"] + bp["alpha"])),
+             lg((bp["theta"] + bp["alpha"]) / (bp["sigma"] + bp["beta"]))]  # fmt: skip
+    n = x.shape[1]
+    xc = xt - xt.mean(axis=1, keepdims=True)
+    v0 = (xc * xc).mean(axis=1)
+    std = np.sqrt(v0) + eps
+    part = np.partition(xc, [n // 4, 3 * n // 4], axis=1)
+    cols += [lg(total), lg(std), lg(part[:, 3 * n // 4] - part[:, n // 4] + eps)]
+    band = (freqs >= _TOTAL[0]) & (freqs < _TOTAL[1])
+    f_in, p_in = freqs[band], psd[:, band] + eps * 1e-3
+    cum = np.cumsum(p_in, axis=1)
+    cum /= cum[:, -1:]
+    pn = p_in / p_in.sum(axis=1, keepdims=True)
+    fit = (freqs >= 1.0) & (freqs < 25.0)
+    lf = np.log10(freqs[fit]) - np.log10(freqs[fit]).mean()
+    lp = np.log10(psd[:, fit] + eps * 1e-3)
+    peak_band = (freqs >= 8.0) & (freqs < 16.0)
+    cols += [f_in[np.argmax(cum >= 0.95, axis=1)], f_in[np.argmax(cum >= 0.5, axis=1)],
+             -(pn * np.log2(pn)).sum(axis=1) / np.log2(pn.shape[1]),
+             (lp - lp.mean(axis=1, keepdims=True)) @ lf / (lf**2).sum(),
+             freqs[peak_band][np.argmax(psd[:, peak_band], axis=1)]]  # fmt: skip
+    d1 = np.diff(xt, axis=1)
+    d2 = np.diff(d1, axis=1)
+    v1, v2 = d1.var(axis=1) + eps, d2.var(axis=1) + eps
+    mobility = np.sqrt(v1 / (v0 + eps))
+    signs = np.signbit(xc)
+    dev = xc / std[:, None]
+    cols += [mobility, np.sqrt(v2 / v1) / mobility, (signs[:, 1:] != signs[:, :-1]).sum(axis=1) / EPOCH_SECONDS,
+             np.abs((dev**3).mean(axis=1)), (dev**4).mean(axis=1) - 3.0]  # fmt: skip (skew: sign-free, for flipped files)
+    cols += [_sigma_bursts(xt, sfreq), _slow_wave_size(xt, std, sfreq)]
+    return np.stack(cols, axis=1)
+
+
+def _sigma_bursts(xt: np.ndarray, sfreq: int) -> np.ndarray:
+    """Spindle bursts: 95th percentile over median of the 12-16 Hz share in 1-s windows (hop 0.5 s)."""
+    segs = np.lib.stride_tricks.sliding_window_view(xt, sfreq, axis=1)[:, :: sfreq // 2]
+    spec = np.fft.rfft(segs * np.hanning(sfreq).astype(np.float32), axis=2)
+    pw = spec.real**2 + spec.imag**2
+    fr = np.fft.rfftfreq(sfreq, 1.0 / sfreq)
+    rel = pw[:, :, (fr >= 12) & (fr <= 16)].sum(axis=2) / (pw[:, :, (fr >= 0.5) & (fr <= 20)].sum(axis=2) + 1e-6)
+    k = rel.shape[1]
+    part = np.partition(rel, [k // 2, int(0.95 * k)], axis=1)
+    return np.log10((part[:, int(0.95 * k)] + 1e-6) / (part[:, k // 2] + 1e-6))
+
+
+def _slow_wave_size(xt: np.ndarray, std: np.ndarray, sfreq: int) -> np.ndarray:
+    """Slow waves and K-complexes: the largest 1-s peak-to-peak of the signal averaged to 8 Hz, over its std."""
+    n_ep, n = xt.shape
+    step = sfreq // 8
+    smooth = xt[:, : n // step * step].reshape(n_ep, -1, step).mean(axis=2)
+    per_s = smooth[:, : smooth.shape[1] // 8 * 8].reshape(n_ep, -1, 8)
+    ptp = per_s.max(axis=2) - per_s.min(axis=2)
+    return np.log10(ptp.max(axis=1) / std + 1e-6)
 
 
 # --- cardio-respiratory (4-Hz series) --------------------------------------------------------
@@ -322,7 +418,9 @@ def _spo2_features(x_epochs: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return np.stack([level, np.log(rng + 0.1), drop, slope, events, np.log(np.nanstd(x, axis=1) + 0.05)], axis=1)
 
 
-_EXTRACTORS = {"ibi": _cardiac_features, "ecg": _ecg_features, "resp": _breathing_features,
+_EXTRACTORS = {"eeg": lambda x, ok: _sleep_eeg_features(x, ok, SFREQ["eeg"]),
+               "eog": lambda x, ok: _sleep_eeg_features(x, ok, SFREQ["eog"]),
+               "ibi": _cardiac_features, "ecg": _ecg_features, "resp": _breathing_features,
                "effort": _breathing_features, "airflow": _breathing_features, "spo2": _spo2_features}  # fmt: skip
 
 
@@ -357,9 +455,9 @@ def epoch_features(modality: str, epochs: np.ndarray, valid: np.ndarray | None =
 
 
 def normalise_within_night(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Robust z-scores per column over the valid epochs (median, IQR / 1.349), clipped to +-5.
+    """Robust scores per column over the valid epochs: ``(x - median) / IQR``, clipped to +-5.
 
-    Non-finite entries and invalid epochs become 0.
+    Non-finite entries and invalid epochs become 0; a constant column is all zeros.
     """
     v = np.asarray(values, np.float64)
     ok = np.asarray(valid, bool)[:, None] & np.isfinite(v)
@@ -369,27 +467,31 @@ def normalise_within_night(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
         if len(col) < 2:
             continue
         q25, med, q75 = np.percentile(col, [25, 50, 75])
-        scale = (q75 - q25) / 1.349
+        scale = q75 - q25
         if not scale > 1e-9:
-            scale = col.std() or 1.0
+            scale = 1.349 * col.std()
+        if not scale > 1e-9:
+            continue
         out[ok[:, j], j] = np.clip((col - med) / scale, -_CLIP, _CLIP)
     return out
 
 
-def _smooth(z: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Centred and trailing moving averages over valid epochs only (zeros elsewhere)."""
-    centre, past = SMOOTHING_EPOCHS
-    w = np.asarray(valid, np.float32)[:, None]
-    num_c = uniform_filter1d(z * w, centre, axis=0, mode="constant")
-    den_c = uniform_filter1d(w, centre, axis=0, mode="constant")
-    csum = np.cumsum(np.vstack([np.zeros((1, z.shape[1]), np.float32), z * w]), axis=0)
-    wsum = np.cumsum(np.vstack([np.zeros((1, 1), np.float32), w]), axis=0)
-    idx = np.arange(1, len(z) + 1)
-    lo = np.maximum(idx - past, 0)
-    num_p, den_p = csum[idx] - csum[lo], wsum[idx] - wsum[lo]
-    c = np.divide(num_c, den_c, out=np.zeros_like(num_c), where=den_c > 1e-6)
-    p = np.divide(num_p, den_p, out=np.zeros_like(num_p), where=den_p > 1e-6)
-    return c.astype(np.float32), p.astype(np.float32)
+_TRIANGLE = np.concatenate([np.arange(1, 9), np.arange(7, 0, -1)]).astype(np.float64)  # 15 epochs, 7.5 min
+
+
+def _rolling(values: np.ndarray, valid: np.ndarray, kernel: np.ndarray, centred: bool) -> np.ndarray:
+    """Weighted moving average down the epochs over valid values only (NaN where none)."""
+    w = (np.asarray(valid, bool)[:, None] & np.isfinite(values)).astype(np.float64)
+    x = np.where(w > 0, values, 0.0)
+    if centred:
+        num = convolve1d(x * w, kernel, axis=0, mode="constant")
+        den = convolve1d(w, kernel, axis=0, mode="constant")
+    else:  # the window ends at the epoch
+        k = len(kernel)
+        pad_x, pad_w = np.pad(x * w, ((k - 1, 0), (0, 0))), np.pad(w, ((k - 1, 0), (0, 0)))
+        num = sum(kernel[j] * pad_x[j : j + len(x)] for j in range(k))
+        den = sum(kernel[j] * pad_w[j : j + len(x)] for j in range(k))
+    return np.divide(num, den, out=np.full_like(num, np.nan), where=den > 1e-9)
 
 
 def night_features(modality: str, epochs: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
@@ -412,8 +514,10 @@ def features_from_raw(raw: np.ndarray, valid: np.ndarray) -> np.ndarray:
     that stretch (as a 30-min recording is normalised within its 30 minutes).
     """
     ok = np.asarray(valid, bool) & np.isfinite(raw).any(axis=1)
+    raw = np.asarray(raw, np.float64)
     z = normalise_within_night(raw, ok)
-    centre, past = _smooth(z, ok)
+    centre = normalise_within_night(_rolling(raw, ok, _TRIANGLE, centred=True), ok)
+    past = normalise_within_night(_rolling(raw, ok, np.ones(SMOOTHING_EPOCHS[1]), centred=False), ok)
     out = np.concatenate([z, centre, past], axis=1)
     out[~ok] = 0.0
     return out.astype(np.float32)

@@ -5,9 +5,9 @@ measures them): the EEG of the DREAMS excerpts and the heart beats of PhysioNet 
 statistics are scale-free, so amplifiers and units do not matter, and they are computed on the
 same engineered features the model reads (:mod:`s2v_core.signals.features`):
 
-* EEG, ``contrast:<band>:<stage>``: mean log relative power of the band in epochs of the stage
+* EEG, ``contrast:<band>:<stage>``: mean log10 relative power of the band in epochs of the stage
   minus its mean in all other epochs (e.g. alpha in wake, delta in N3, sigma in N2, theta in N1);
-* EEG, ``share:<band>:<stage>``: the band's mean share of the 0.3-25 Hz power in the stage;
+* EEG, ``share:<band>:<stage>``: the band's mean share of the 0.5-25 Hz power in the stage;
 * IBI, ``z:<feature>:<stage>``: median over nights of the within-night robust z-score of a heart
   rate variability feature in epochs of the stage (heart rate, RMSSD, HF power, LF/HF, VLF power).
 
@@ -43,11 +43,11 @@ __all__ = [
 REFERENCE_FILE = Path(__file__).resolve().parents[1] / "data" / "synth_calibration.json"
 
 EEG_CONTRASTS: tuple[tuple[str, int], ...] = (
-    ("alpha", W), ("beta", W), ("theta", N1), ("sigma", N2), ("delta", N3), ("slow", N3), ("theta", REM),
+    ("alpha", W), ("beta", W), ("theta", N1), ("sigma", N2), ("fdelta", N3), ("sdelta", N3), ("theta", REM),
 )  # fmt: skip
 """(band, stage) pairs whose contrast is measured in the EEG."""
 
-EEG_BANDS: tuple[str, ...] = ("slow", "delta", "theta", "alpha", "sigma", "beta")
+EEG_BANDS: tuple[str, ...] = ("sdelta", "fdelta", "theta", "alpha", "sigma", "beta")
 """Bands of :mod:`s2v_core.signals.features` whose share of the power is measured per stage."""
 
 IBI_FEATURES: tuple[str, ...] = ("log_ibi", "log_ibi_rmssd", "log_hf_2min", "log_lf_hf", "log_vlf_5min")
@@ -75,7 +75,7 @@ def eeg_contrasts(nights: Iterable[Night]) -> dict[str, float]:
         if len(here) >= 5 and len(rest) >= 5:
             out[f"contrast:{band}:{STAGE_NAMES[stage]}"] = float(here.mean() - rest.mean())
     for band in EEG_BANDS:
-        share = np.exp(x[:, names.index(f"rel_{band}")])
+        share = 10.0 ** x[:, names.index(f"rel_{band}")]  # the features are log10 shares
         for stage in (W, N1, N2, N3, REM):
             sel = (s == stage) & np.isfinite(share)
             if sel.sum() >= 5:

@@ -38,13 +38,13 @@ NEURAL_SFREQ = 128
 # RMS amplitude (uV) of each EEG component at a central derivation, by stage W N1 N2 N3 REM.
 _EEG_RMS = {
     "background": np.array([8.0, 10.0, 11.0, 13.0, 8.0]),  # 1/f
-    "delta": np.array([7.0, 10.0, 14.0, 20.0, 8.0]),  # 0.3-1.5 Hz
+    "delta": np.array([7.0, 8.0, 14.0, 20.0, 8.0]),  # 0.4-2.2 Hz
     "theta": np.array([2.0, 3.5, 4.5, 3.0, 4.0]),  # 4-7 Hz
-    "alpha": np.array([2.5, 3.5, 3.8, 3.0, 3.0]),  # 8-12 Hz; eyes-closed wake set separately
-    "beta": np.array([2.0, 0.8, 0.4, 0.12, 1.0]),  # 15-30 Hz
+    "alpha": np.array([2.5, 4.5, 3.8, 3.0, 3.0]),  # 8-12 Hz; eyes-closed wake set separately
+    "beta": np.array([2.0, 0.8, 0.3, 0.08, 1.0]),  # 15-30 Hz
 }
 _ALPHA_EYES_CLOSED_UV = 4.5
-_BACKGROUND_EXPONENT = 1.5  # aperiodic 1/f^1.5 background: real sleep EEG spectra fall steeply
+_BACKGROUND_EXPONENT = 1.2  # aperiodic 1/f^1.5 background: real sleep EEG spectra fall steeply
 
 # Relative gain of each component per derivation (bipolar frontal/occipital see different mixes).
 _DERIVATION_GAIN = {
@@ -73,7 +73,7 @@ def _spindles(
     k, length = len(onsets), 2 * fs
     dur = rng.uniform(0.5, 2.0, k)[:, None]
     freq = rng.uniform(11.5, 15.0, k)[:, None]
-    amp = rng.uniform(10.0, 30.0, k)[:, None]
+    amp = rng.uniform(14.0, 36.0, k)[:, None]
     t = np.arange(length)[None, :] / fs
     window = np.where(t < dur, np.sin(np.pi * np.clip(t / dur, 0, 1)) ** 2, 0.0)
     waves = amp * window * np.sin(2 * np.pi * freq * t + rng.uniform(0, 2 * np.pi, (k, 1)))
@@ -165,7 +165,7 @@ def eeg_eog_sources(
     }
     rms["alpha"] = np.where(eyes_closed, _ALPHA_EYES_CLOSED_UV, rms["alpha"])
     rms["delta"] = rms["delta"] * max(1.0 - 0.008 * (age - 30.0), 0.45)
-    bands = [(0.3, 1.5), (4.0, 7.0), (alpha_hz - 1.5, alpha_hz + 1.5), (15.0, 30.0)]
+    bands = [(0.4, 2.2), (4.0, 7.0), (alpha_hz - 1.5, alpha_hz + 1.5), (15.0, 30.0)]
     comps = dict(
         zip(("delta", "theta", "alpha", "beta"), band_noise(n, fs, bands, rng), strict=True)
     )
