@@ -1,0 +1,73 @@
+"""Combining stores and the real-data adaptation stage (s2v_core.train.adapt)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+import pytest
+
+from s2v_core.cohort.prepare import combine_stores, prepare_store
+from s2v_core.cohort.store import CohortStore
+from s2v_core.errors import S2VError
+from s2v_core.inference.predict import load_classifier
+from s2v_core.synth.cohort import generate_cohort
+from s2v_core.train.adapt import ADAPTATION, adapt_to_real, real_site_weights
+from s2v_core.train.finetune import FinetuneConfig, finetune
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    root = tmp_path_factory.mktemp("adapt")
+    generate_cohort(4, root / "synth", seed=1, hours=0.5, progress=False)
+    prepare_store(root / "synth", root / "s", progress=False)
+    generate_cohort(3, root / "lab", seed=2, hours=0.5, progress=False)
+    meta = pd.read_csv(root / "lab" / "metadata.csv")
+    meta["site"], meta["night"] = "lab", "lab-" + meta["night"]
+    meta["subject"] = "lab-" + meta["subject"]
+    meta.to_csv(root / "lab" / "metadata.csv", index=False)
+    prepare_store(root / "lab", root / "r", progress=False)
+    return root / "s", root / "r"
+
+
+def test_combined_store_links_nights_drops_subjects_and_resplits(stores, tmp_path):
+    s, r = stores
+    drop = CohortStore(r).entry(CohortStore(r).nights()[0]).subject
+    out = combine_stores([s, r], tmp_path / "c", drop_subjects=[drop], split_of=lambda e: "train")
+    c = CohortStore(out)
+    assert len(c) == len(CohortStore(s)) + len(CohortStore(r)) - sum(
+        CohortStore(r).entry(n).subject == drop for n in CohortStore(r).nights())
+    assert set(c.manifest["split"]) == {"train"}
+    assert all((out / "nights" / n).is_symlink() for n in c.nights())
+    assert c.night(c.nights()[0]).n_epochs > 0
+    with pytest.raises(S2VError, match="more than one"):
+        combine_stores([s, s], tmp_path / "twice")
+    with pytest.raises(S2VError, match="already a store"):
+        combine_stores([s], out)
+
+
+def test_real_sites_get_the_asked_share_of_draws(stores):
+    s, r = stores
+    w = real_site_weights(CohortStore(s), CohortStore(r), 0.4)
+    assert set(w) == {"lab"}
+    n_synth = sum(-(-CohortStore(s).entry(n).n_epochs // 120) for n in CohortStore(s).nights())
+    n_real = sum(-(-CohortStore(r).entry(n).n_epochs // 120) for n in CohortStore(r).nights())
+    share = w["lab"] * n_real / (w["lab"] * n_real + n_synth)
+    assert share == pytest.approx(0.4)
+    with pytest.raises(S2VError, match="both the synthetic and the real"):
+        real_site_weights(CohortStore(s), CohortStore(s))
+
+
+def test_adaptation_starts_from_the_classifier_and_keeps_the_last_pass(stores, tmp_path):
+    s, r = stores
+    base = finetune(s, tmp_path / "base", FinetuneConfig(epochs=1, batch_size=4, window_epochs=20, preset="tiny",
+                                                         model_overrides={"raw_branch": False, "features": 1},
+                                                         freeze_tokenizers=False))  # fmt: skip
+    cfg = dataclasses.replace(ADAPTATION, epochs=2, batch_size=4, window_epochs=20)
+    res = adapt_to_real(s, r, tmp_path / "adapt", base.checkpoint, cfg=cfg)
+    assert len(res.history) == 2 and res.best["epoch"] == 2  # no validation nights: the last pass
+    _, _, extra = load_classifier(res.checkpoint)
+    assert extra["finetune_config"]["init_head"] is True
+    assert extra["finetune_config"]["site_weights"]["lab"] > 0
