@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from s2v_core.cohort.prepare import AUGMENT_MARK
 from s2v_core.cohort.store import CohortStore
 from s2v_core.evaluation import shortcut
 from s2v_core.experiments import common_modalities
@@ -88,7 +89,8 @@ def embed_cohort(store: CohortStore, models: dict, common: tuple[str, ...], per_
                  seed: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:  # fmt: skip
     """Night and sampled-epoch tables for every model, and the common-subset embeddings."""
     night_rows, epoch_rows, common_emb = [], [], {k: {"nights": [], "epochs": []} for k in models}
-    for i, night_id in enumerate(store.nights()):
+    originals = [n for n in store.nights() if AUGMENT_MARK not in n]  # randomised training copies left out
+    for i, night_id in enumerate(originals):
         e = store.entry(night_id)
         night = store.night(night_id)
         per_model = {k: inference_embed.epoch_embeddings(m, night) for k, m in models.items()}
@@ -109,7 +111,7 @@ def embed_cohort(store: CohortStore, models: dict, common: tuple[str, ...], per_
             common_emb[key]["nights"].append(inference_embed.pool_epochs(c_emb, c_cov))
             ok = picked[(c_cov[picked] > 0) & np.isfinite(c_emb[picked]).all(axis=1)]
             common_emb[key]["epochs"].append((ok, c_emb[ok]))
-        log.info("%d/%d %s: %d epochs sampled", i + 1, len(store), night_id, len(picked))
+        log.info("%d/%d %s: %d epochs sampled", i + 1, len(originals), night_id, len(picked))
     return pd.DataFrame(night_rows), pd.DataFrame(epoch_rows), common_emb
 
 
@@ -234,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
                            "model_id": model_id(folders["classifier"])},  # fmt: skip
         },
         "common_modalities": list(common),
-        "store": {"path": _rel(work / "store"), "nights": len(store),
+        "store": {"path": _rel(work / "store"), "nights": sum(AUGMENT_MARK not in n for n in store.nights()),
                   "splits": store.manifest["split"].value_counts().to_dict()},  # fmt: skip
         "maps": {"methods": list(em.METHODS), "seed": args.seed,
                  "fitted": "per model and level, on that model's rows; features standardised"},  # fmt: skip

@@ -202,7 +202,7 @@ def _biopotential_features(modality: str, x: np.ndarray) -> np.ndarray:
 _SLEEP_BANDS = {"sdelta": (0.5, 2.0), "fdelta": (2.0, 4.0), "delta": (0.5, 4.0), "theta": (4.0, 8.0),
                 "alpha": (8.0, 12.0), "sigma": (12.0, 16.0), "beta": (16.0, 25.0)}  # fmt: skip
 _TOTAL = (0.5, 25.0)
-_SHAPE_BAND = (0.5, 20.0)  # time-domain shape features read this band-passed signal
+_SHAPE_BAND = (0.3, 25.0)  # every EEG/EOG feature reads the night band-passed to this
 
 
 def _median_welch(x: np.ndarray, sfreq: int) -> tuple[np.ndarray, np.ndarray]:
@@ -222,22 +222,25 @@ def _band_sum(freqs: np.ndarray, psd: np.ndarray, lo: float, hi: float) -> np.nd
 
 def _sleep_eeg_features(x: np.ndarray, ok: np.ndarray, sfreq: int) -> np.ndarray:
     """:data:`_SLEEP_EEG` features of every epoch: band powers, ratios, amplitude, spectral shape,
-    Hjorth, zero crossings, moments, spindle bursts and slow-wave size, all from 0.5-25 Hz.
+    Hjorth, zero crossings, moments, spindle bursts and slow-wave size, all from 0.3-25 Hz.
 
-    ``x`` is the whole night (all epochs, in order) so that the band-pass runs continuously.
+    ``x`` is the whole night (all epochs, in order): it is band-passed (0.3-25 Hz) as one signal,
+    then halved to 64 Hz, where every feature is computed.
     """
     eps, lg = 1e-6, np.log10
     sos = sps.butter(4, _SHAPE_BAND, btype="bandpass", fs=sfreq, output="sos")
     flat = np.where(ok[:, None], np.nan_to_num(x), 0.0).ravel().astype(np.float64)
-    xt = sps.sosfiltfilt(sos, flat).reshape(x.shape).astype(np.float32)
-    freqs, psd = _median_welch(np.where(ok[:, None], np.nan_to_num(x), 0.0).astype(np.float32), sfreq)
+    step = max(1, sfreq // _FEATURE_SFREQ)
+    fs = sfreq // step
+    xt = sps.sosfiltfilt(sos, flat)[::step].reshape(len(x), -1).astype(np.float32)
+    freqs, psd = _median_welch(xt, fs)
     total = _band_sum(freqs, psd, *_TOTAL) + eps
     bp = {b: _band_sum(freqs, psd, lo, hi) + eps for b, (lo, hi) in _SLEEP_BANDS.items()}
     cols = [lg(bp[b] / total) for b in _SLEEP_BANDS]
     cols += [lg(bp["delta"] / bp["theta"]), lg(bp["delta"] / bp["sigma"]), lg(bp["delta"] / bp["beta"]),
              lg(bp["alpha"] / bp["theta"]), lg(bp["sigma"] / (bp["theta"] + bp["alpha"])),
              lg((bp["theta"] + bp["alpha"]) / (bp["sigma"] + bp["beta"]))]  # fmt: skip
-    n = x.shape[1]
+    n = xt.shape[1]
     xc = xt - xt.mean(axis=1, keepdims=True)
     v0 = (xc * xc).mean(axis=1)
     std = np.sqrt(v0) + eps
@@ -264,7 +267,7 @@ def _sleep_eeg_features(x: np.ndarray, ok: np.ndarray, sfreq: int) -> np.ndarray
     dev = xc / std[:, None]
     cols += [mobility, np.sqrt(v2 / v1) / mobility, (signs[:, 1:] != signs[:, :-1]).sum(axis=1) / EPOCH_SECONDS,
              np.abs((dev**3).mean(axis=1)), (dev**4).mean(axis=1) - 3.0]  # fmt: skip (skew: sign-free, for flipped files)
-    cols += [_sigma_bursts(xt, sfreq), _slow_wave_size(xt, std, sfreq)]
+    cols += [_sigma_bursts(xt, fs), _slow_wave_size(xt, std, fs)]
     return np.stack(cols, axis=1)
 
 
