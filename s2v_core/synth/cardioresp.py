@@ -161,10 +161,10 @@ def breathing(
     stages = np.asarray(stages)
     n_ep = len(stages)
     n = n_ep * EPOCH_SECONDS * fs
-    target = base_rate + _stage([1.0, 0.5, 0.0, -0.5, 1.0], stages) + rng.normal(0, 0.3, n_ep)
+    target = base_rate + _stage([0.0, 0.1, 0.2, 0.6, 0.6], stages) + rng.normal(0, 0.3, n_ep)
     rate = epoch_envelope(target, fs, n, ramp_s=10.0).astype(np.float64)
     rate += lowpass_noise(n, fs, 0.05, rng) * epoch_envelope(
-        _stage([1.2, 0.9, 0.5, 0.2, 2.0], stages), fs, n
+        _stage([1.2, 0.9, 0.5, 0.2, 1.2], stages), fs, n
     )
     rate += lowpass_noise(n, fs, 0.25, rng) * epoch_envelope(
         _stage([0.5, 0.3, 0.15, 0.05, 1.3], stages), fs, n
@@ -258,11 +258,11 @@ def heart_beats(
     # narrow band edges: a 0.5-Hz taper would leak this LF noise into the respiratory band and
     # give REM the highest RMSSD/HF, where real REM has the lowest (calibrated against slpdb)
     lf = band_noise(n, fs, [(0.04, 0.15)], rng, relative_taper=0.25)[0]
-    hr += lf * epoch_envelope(_stage([1.7, 1.3, 1.0, 1.0, 1.8], stages), fs, n)
+    hr += lf * epoch_envelope(_stage([1.4, 1.3, 1.0, 0.8, 1.2], stages), fs, n)
     # slow drifts as large as the stage differences: real heart rate wanders over minutes
-    drift = epoch_envelope(_stage([0.8, 1.0, 0.8, 0.4, 1.0], stages), fs, n, ramp_s=60.0)  # N3 is steady
+    drift = epoch_envelope(_stage([0.7, 1.0, 0.8, 0.4, 0.8], stages), fs, n, ramp_s=60.0)  # N3 is steady
     hr += _SLOW_HR_DRIFT_BPM * drift * lowpass_noise(n, fs, 0.03, rng, relative_taper=0.25)
-    rsa = epoch_envelope(_stage([2.2, 2.4, 2.4, 2.3, 1.8], stages), fs, n) * max(
+    rsa = epoch_envelope(_stage([2.1, 2.4, 2.4, 2.3, 2.0], stages), fs, n) * max(
         1 - 0.012 * (age - 30), 0.3
     )
     hr += 2.0 * rsa * resp.volume(0.1)
