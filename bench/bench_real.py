@@ -293,7 +293,7 @@ def main() -> int:
     print("\ngoals:", json.dumps(goals, default=lambda v: round(v, 3) if isinstance(v, float) else v))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(
-        {"pooled": results, "folds": folds, "goals": goals, "peer_seconds": round(peer_s, 1),
+        {"pooled": results, "folds": folds, "goals": goals, "previous_commit": PREVIOUS_COMMIT, "peer_seconds": round(peer_s, 1),
          "seconds": round(time.perf_counter() - t0, 1), "synthetic_held_out": synth.reset_index().to_dict("records")},
         indent=1, default=float) + "\n")  # fmt: skip
     table.to_csv(args.out / "per_recording.csv", index=False)

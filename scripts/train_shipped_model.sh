@@ -19,6 +19,7 @@
 # 7. export of both classifiers + model card into models/sleep2vec-small/
 # 8. cohort embeddings of both backbones and the classifier, with site-probe scores, into
 #    models/sleep2vec-small/embeddings/ (the app's Embedding map page)
+# 9. the model card rewritten with the recipe's wall time (recipe_started/recipe_finished stamps)
 # Then `python bench/bench_real.py` (leave-one-subject-out figures and peers; needs the bench
 # extras) and `python scripts/export_model.py --work W --out models/sleep2vec-small --card-only`
 # put its results into the model card.
@@ -31,6 +32,8 @@ PY="${PY:-.venv/bin/python}"
 NIGHTS="${NIGHTS:-48}"; HOURS="${HOURS:-3}"; AUGMENT="${AUGMENT:-1}"
 PRE_EPOCHS="${PRE_EPOCHS:-20}"; FT_EPOCHS="${FT_EPOCHS:-10}"; TOKENIZER="${TOKENIZER:-features}"
 mkdir -p "$W"
+# wall-time stamps for the model card (this invocation; steps already done are skipped on a rerun)
+date +%s > "$W/recipe_started"; rm -f "$W/recipe_finished"
 [ -f "$W/cohort/metadata.csv" ] || "$S2V" synth --nights "$NIGHTS" --hours "$HOURS" --seed 2026 --out "$W/cohort"
 [ -f "$W/store/manifest.csv" ] || "$S2V" prepare "$W/cohort" --out "$W/store" --seed 0 --augment "$AUGMENT"
 for LOSS in dash infonce; do
@@ -47,3 +50,5 @@ if "$PY" -c "import sys; sys.path.insert(0, 'scripts'); from real_data import SH
 fi
 "$PY" scripts/export_model.py --work "$W" --out models/sleep2vec-small
 "$PY" scripts/export_cohort_embeddings.py --work "$W" --out models/sleep2vec-small/embeddings
+date +%s > "$W/recipe_finished"
+"$PY" scripts/export_model.py --work "$W" --out models/sleep2vec-small --card-only > /dev/null

@@ -1,0 +1,76 @@
+"""scripts/export_model.py: the model card's real-data lines and the recipe's wall time."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def export_model():
+    spec = importlib.util.spec_from_file_location("export_model", REPO / "scripts" / "export_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _summary(tmp_path: Path, *, with_previous: bool = True) -> Path:
+    fig = {"kappa": 0.5, "lo": 0.4, "hi": 0.6, "n_subjects": 4, "n_epochs": 240}
+    pooled = {
+        "dreams_1-4 EEG 5-class | ours LOSO": {**fig, "kappa": 0.612},
+        "dreams_1-4 EEG 5-class | ours zero-shot": {**fig, "kappa": 0.281},
+        "dreams_1,2,4 EEG 5-class | ours LOSO": {**fig, "kappa": 0.633},
+        "dreams_1,2,4 EEG 5-class | YASA": {**fig, "kappa": 0.664},
+        "dreams_3 (50 Hz) EEG 5-class | ours LOSO": {"kappa": 0.31, "lo": float("nan"), "hi": float("nan")},
+        "slpdb IBI 3-class | ours LOSO": {**fig, "kappa": 0.377},
+        "slpdb IBI 3-class | sleepecg": {**fig, "kappa": 0.041},
+    }
+    held = [{"subset": "FULL (all each night has)", "shipped": 0.95, "previous": 0.93},
+            {"subset": "ibi", "shipped": 0.60, "previous": 0.70}]
+    if not with_previous:
+        held = [{k: v for k, v in r.items() if k != "previous"} for r in held]
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps({"pooled": pooled, "synthetic_held_out": held, "previous_commit": "abc1234"}))
+    return path
+
+
+def test_real_lines_quote_ours_next_to_the_peers(export_model, tmp_path):
+    text = "\n".join(export_model.real_lines(_summary(tmp_path)))
+    assert "| DREAMS EEG, excerpts 1-4, 5-class | 0.61 [0.40, 0.60] | 0.28 [0.40, 0.60] | - |" in text
+    assert "YASA 0.66 [0.40, 0.60]" in text
+    # YASA has no figure on the 50-Hz excerpt: it refuses it, and the card says so
+    assert "| DREAMS excerpt 3 (50 Hz) EEG, 5-class | 0.31 | n/a | YASA refuses it |" in text
+    assert "sleepecg 0.04" in text
+    # held-out synthetic subjects: shipped vs previous, with the difference
+    assert "| ibi | 0.600 | 0.700 | -0.100 |" in text
+    assert "commit `abc1234`" in text
+
+
+def test_real_lines_without_a_previous_model_or_a_benchmark(export_model, tmp_path):
+    text = "\n".join(export_model.real_lines(_summary(tmp_path, with_previous=False)))
+    assert "previous model" not in text
+    missing = export_model.real_lines(tmp_path / "absent.json")
+    assert len(missing) == 1 and "python bench/bench_real.py" in missing[0]
+
+
+def test_recipe_minutes_from_the_stamps(export_model, tmp_path):
+    assert export_model.recipe_minutes(tmp_path) is None
+    (tmp_path / "recipe_started").write_text("1000\n")
+    (tmp_path / "recipe_finished").write_text("2500\n")
+    assert export_model.recipe_minutes(tmp_path) == pytest.approx(25.0)
+    (tmp_path / "recipe_finished").unlink()  # still running: up to now
+    (tmp_path / "recipe_started").write_text(f"{time.time() - 600}\n")
+    assert export_model.recipe_minutes(tmp_path) == pytest.approx(10.0, abs=0.5)
+    (tmp_path / "recipe_started").write_text("not a time")
+    assert export_model.recipe_minutes(tmp_path) is None
+    meta = {"minutes": 9.4, "recipe_minutes": 24.6}
+    assert export_model._recipe_time(meta) == (
+        "25 min wall time here on 2 cores, of which training (DASH pretraining, fine-tuning, adaptation) 9 min"
+    )
+    assert export_model._recipe_time({"minutes": 9.4}).endswith("9 min here")
