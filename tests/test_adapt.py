@@ -11,6 +11,7 @@ from s2v_core.cohort.prepare import combine_stores, prepare_store
 from s2v_core.cohort.store import CohortStore
 from s2v_core.errors import S2VError
 from s2v_core.inference.predict import load_classifier
+from s2v_core.signals.features import FEATURE_VERSION
 from s2v_core.synth.cohort import generate_cohort
 from s2v_core.train.adapt import ADAPTATION, adapt_to_real, real_site_weights
 from s2v_core.train.finetune import FinetuneConfig, finetune
@@ -63,7 +64,7 @@ def test_real_sites_get_the_asked_share_of_draws(stores):
 def test_adaptation_starts_from_the_classifier_and_keeps_the_last_pass(stores, tmp_path):
     s, r = stores
     base = finetune(s, tmp_path / "base", FinetuneConfig(epochs=1, batch_size=4, window_epochs=20, preset="tiny",
-                                                         model_overrides={"raw_branch": False, "features": 1},
+                                                         model_overrides={"raw_branch": False, "features": FEATURE_VERSION},
                                                          freeze_tokenizers=False))  # fmt: skip
     cfg = dataclasses.replace(ADAPTATION, epochs=2, batch_size=4, window_epochs=20)
     res = adapt_to_real(s, r, tmp_path / "adapt", base.checkpoint, cfg=cfg)

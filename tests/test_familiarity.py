@@ -52,7 +52,7 @@ def test_no_ranges_or_another_feature_version_gives_no_warning(night):
 
 def test_a_feature_model_keeps_its_training_ranges_and_predictions_carry_confidence(tmp_path, night):
     _, store = synthetic_store(tmp_path, 5, hours=0.5)
-    cfg = FinetuneConfig(epochs=1, batch_size=4, window_epochs=20, model_overrides={"raw_branch": False, "features": 1},
+    cfg = FinetuneConfig(epochs=1, batch_size=4, window_epochs=20, model_overrides={"raw_branch": False, "features": FEATURE_VERSION},
                          preset="tiny", freeze_tokenizers=False)  # fmt: skip
     res = finetune(store, tmp_path / "run", cfg)
     model, _, extra = load_classifier(res.checkpoint)

@@ -13,10 +13,12 @@ from s2v_core.model.tokenizer import ModalityTokenizer
 from s2v_core.recording.loading import load_night
 from s2v_core.shipped import shipped_night
 from s2v_core.signals.features import (
+    ABSOLUTE_SCALE,
     FEATURE_VERSION,
     base_feature_names,
     epoch_features,
     feature_names,
+    features_from_raw,
     n_features,
     night_features,
     normalise_within_night,
@@ -116,3 +118,40 @@ def test_a_feature_model_predicts_a_night(night):
 
 def test_canonical_rates_are_what_the_features_assume():
     assert SFREQ["eeg"] == 128 and SFREQ["ibi"] == 4  # the feature windows are sized for these
+
+
+@pytest.mark.parametrize("modality", ["eeg", "eog"])
+def test_absolute_columns_do_not_depend_on_the_stretch_they_are_computed_over(night, modality):
+    """The within-night columns of a 30-min stretch differ from the whole night's; the absolute
+    ones (scale-free features on fixed constants) are the same rows, whatever else was recorded."""
+    x, ok = night.signals[modality], night.epoch_valid[modality]
+    raw = epoch_features(modality, x, ok)
+    full = features_from_raw(raw, ok, modality)
+    part = features_from_raw(raw[40:100], ok[40:100], modality)
+    names = feature_names(modality)
+    absolute = [j for j, n in enumerate(names) if n.endswith("@abs")]
+    relative = [j for j, n in enumerate(names) if "@" not in n]
+    assert len(absolute) == len(ABSOLUTE_SCALE[modality]) > 20
+    np.testing.assert_allclose(part[:, absolute], full[40:100, absolute], atol=1e-6)
+    assert np.abs(part[:, relative] - full[40:100, relative]).mean() > 0.05
+    # amplitudes are never absolute: a gain change must not reach the model
+    assert not any(n.startswith(("log_power", "log_std", "log_iqr")) for n in ABSOLUTE_SCALE[modality])
+
+
+@pytest.mark.parametrize("modality", ["eeg", "eog"])
+def test_absolute_constants_put_generated_nights_near_the_unit_scale(night, modality):
+    """The fixed centre/spread constants came from the generator's nights; if the generator or a
+    feature definition moves, this says the constants must be re-measured."""
+    x, ok = night.signals[modality], night.epoch_valid[modality]
+    f = night_features(modality, x, ok)[ok]
+    names = feature_names(modality)
+    cols = f[:, [j for j, n in enumerate(names) if n.endswith("@abs")]]
+    med = np.median(cols, axis=0)
+    assert np.mean(np.abs(med) < 1.5) > 0.8, dict(zip(ABSOLUTE_SCALE[modality], med.round(2), strict=True))
+    assert (np.abs(cols) < 5.0).mean() > 0.95  # hardly anything clipped
+
+
+def test_features_from_raw_checks_the_width_against_the_modality(night):
+    raw = epoch_features("ibi", night.signals["ibi"], night.epoch_valid["ibi"])
+    with pytest.raises(ValueError, match="eeg: 10 raw features, expected 28"):
+        features_from_raw(raw, night.epoch_valid["ibi"], "eeg")

@@ -130,8 +130,8 @@ def add_sfreq_option(p: argparse.ArgumentParser) -> None:
 
 TOKENIZERS: dict[str, dict] = {
     "raw": {},
-    "features": {"raw_branch": False, "features": 1},
-    "raw+features": {"features": 1},
+    "features": {"raw_branch": False, "features": 2},
+    "raw+features": {"features": 2},
 }
 """``--tokenizer`` choices -> ModelConfig overrides (a test keeps ``features`` at the library's version)."""
 

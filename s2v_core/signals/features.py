@@ -13,10 +13,16 @@ Per modality, :func:`epoch_features` gives the raw values of each base feature f
    both over the valid epochs), then clipped to +-5;
 2. two smoothed copies are appended, as scorers read context: a centred triangular moving
    average over 7.5 min and a trailing (past-only) one over 2 min, each standardised the same way;
-3. invalid epochs are 0 (the night's median).
+3. for EEG and EOG, the scale-free base features (relative band powers, ratios, spectral shape,
+   Hjorth, zero crossings, moments: not the amplitudes) are appended once more *without* the
+   within-night normalisation, as is and smoothed (centred, 7.5 min), standardised by fixed
+   constants (:data:`ABSOLUTE_SCALE`). Normalising within a recording says how an epoch differs from
+   the rest of that recording only: in a 30-min excerpt with no wake (DREAMS excerpt 2) the lightest
+   N2 then looks like wake. The absolute values keep what the recording is as a whole;
+4. invalid epochs are 0 (the night's median; the reference centre for the absolute columns).
 
-So the feature vector of a modality has ``3 * len(base_feature_names(m))`` entries
-(:func:`feature_names`). Everything is vectorised numpy over epochs: a night of eight hours takes
+So the feature vector of a modality has ``3 * len(base_feature_names(m))`` entries, plus
+``2 * len(ABSOLUTE_SCALE[m])`` for EEG and EOG (:func:`feature_names`). Everything is vectorised numpy over epochs: a night of eight hours takes
 well under a second per modality.
 """
 
@@ -32,6 +38,7 @@ from s2v_core.modalities import EPOCH_SECONDS, SFREQ, check_modality
 from s2v_core.signals.cardio import detect_rpeaks, ibi_from_beats
 
 __all__ = [
+    "ABSOLUTE_SCALE",
     "BAND_LIMIT_HZ",
     "FEATURE_VERSION",
     "SMOOTHING_EPOCHS",
@@ -44,8 +51,9 @@ __all__ = [
     "normalise_within_night",
 ]
 
-FEATURE_VERSION = 1
-"""Changes whenever a feature definition changes (stores keep the version they were written with)."""
+FEATURE_VERSION = 2
+"""Changes whenever a feature definition changes (checkpoints keep the version they were trained with).
+2: absolute scale-free EEG/EOG columns appended (:data:`ABSOLUTE_SCALE`)."""
 
 BAND_LIMIT_HZ = (0.3, 25.0)
 """Biopotential features use this band only: a 50-Hz recording has nothing above 25 Hz."""
@@ -87,6 +95,37 @@ _BASE_NAMES: dict[str, tuple[str, ...]] = {
 }
 
 
+ABSOLUTE_SCALE: dict[str, dict[str, tuple[float, float]]] = {
+    # (centre, spread) of each raw feature: median and IQR over the training nights of the recipe's
+    # synthetic cohort (48 nights, seed 2026; generator calibrated against DREAMS), rounded. Fixed
+    # constants, so every recording is read on the same scale; tests/test_features.py checks that
+    # the generator's nights still come out near (0, 1) with them.
+    "eeg": {
+        "rel_sdelta": (-0.29, 0.11), "rel_fdelta": (-0.67, 0.15), "rel_delta": (-0.135, 0.1),
+        "rel_theta": (-0.87, 0.28), "rel_alpha": (-1.21, 0.37), "rel_sigma": (-1.63, 0.26),
+        "rel_beta": (-1.6, 0.32), "ratio_delta_theta": (0.72, 0.37), "ratio_delta_sigma": (1.48, 0.34),
+        "ratio_delta_beta": (1.46, 0.41), "ratio_alpha_theta": (-0.33, 0.25),
+        "ratio_sigma_theta_alpha": (-0.91, 0.23), "ratio_theta_alpha_sigma_beta": (0.59, 0.23),
+        "spectral_edge": (11.8, 3.5), "median_frequency": (1.75, 0.5), "spectral_entropy": (0.72, 0.11),
+        "aperiodic_slope": (-1.82, 0.3), "peak_8_16": (9.75, 1.5), "hjorth_mobility": (0.48, 0.17),
+        "hjorth_complexity": (2.47, 0.84), "zero_crossings": (10.1, 2.9), "abs_skewness": (0.1, 0.16),
+        "kurtosis": (0.12, 1.8),
+    },
+    "eog": {
+        "rel_sdelta": (-0.04, 0.08), "rel_fdelta": (-1.74, 1.6), "rel_delta": (-0.018, 0.031),
+        "rel_theta": (-1.63, 1.2), "rel_alpha": (-2.12, 0.85), "rel_sigma": (-2.46, 1.0),
+        "rel_beta": (-2.36, 1.2), "ratio_delta_theta": (1.6, 1.2), "ratio_delta_sigma": (2.45, 1.0),
+        "ratio_delta_beta": (2.34, 1.2), "ratio_alpha_theta": (-0.25, 0.46),
+        "ratio_sigma_theta_alpha": (-0.82, 0.66), "ratio_theta_alpha_sigma_beta": (0.5, 0.77),
+        "spectral_edge": (3.25, 4.8), "median_frequency": (0.75, 0.5), "spectral_entropy": (0.36, 0.23),
+        "aperiodic_slope": (-1.8, 1.4), "peak_8_16": (9.75, 2.5), "hjorth_mobility": (0.19, 0.1),
+        "hjorth_complexity": (5.3, 4.7), "zero_crossings": (3.5, 3.2), "abs_skewness": (0.125, 0.26),
+        "kurtosis": (0.14, 2.6),
+    },
+}  # fmt: skip
+"""Per modality, the scale-free base features also given to the model without within-night normalisation."""
+
+
 def base_feature_names(modality: str) -> tuple[str, ...]:
     """Names of the base features of ``modality`` (before the two smoothed copies)."""
     return _BASE_NAMES[check_modality(modality)]
@@ -95,12 +134,14 @@ def base_feature_names(modality: str) -> tuple[str, ...]:
 def feature_names(modality: str) -> tuple[str, ...]:
     """Names of the features :func:`night_features` returns for ``modality``, in column order."""
     base = base_feature_names(modality)
-    return base + tuple(f"{n}@centre" for n in base) + tuple(f"{n}@past" for n in base)
+    absolute = tuple(ABSOLUTE_SCALE.get(modality, {}))
+    return (base + tuple(f"{n}@centre" for n in base) + tuple(f"{n}@past" for n in base)
+            + tuple(f"{n}@abs" for n in absolute) + tuple(f"{n}@abs_centre" for n in absolute))  # fmt: skip
 
 
 def n_features(modality: str) -> int:
     """Number of columns :func:`night_features` returns for ``modality``."""
-    return 3 * len(base_feature_names(modality))
+    return 3 * len(base_feature_names(modality)) + 2 * len(ABSOLUTE_SCALE.get(modality, {}))
 
 
 # --- biopotentials (EEG, EOG, chin EMG) -------------------------------------------------------
@@ -507,20 +548,38 @@ def night_features(modality: str, epochs: np.ndarray, valid: np.ndarray | None =
     """
     x = np.asarray(epochs)
     ok = np.ones(len(x), bool) if valid is None else np.asarray(valid, bool)
-    return features_from_raw(epoch_features(modality, x, ok), ok)
+    return features_from_raw(epoch_features(modality, x, ok), ok, modality)
 
 
-def features_from_raw(raw: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Steps 1-3 of the module docstring on raw base features (:func:`epoch_features`).
+def _absolute(values: np.ndarray, modality: str) -> np.ndarray:
+    """Columns of :data:`ABSOLUTE_SCALE` standardised by its fixed constants, clipped, NaN -> 0."""
+    names = base_feature_names(modality)
+    scale = ABSOLUTE_SCALE[modality]
+    idx = [names.index(n) for n in scale]
+    centre = np.array([c for c, _ in scale.values()])
+    spread = np.array([s for _, s in scale.values()])
+    with np.errstate(invalid="ignore"):
+        z = np.clip((values[:, idx] - centre) / spread, -_CLIP, _CLIP)
+    return np.where(np.isfinite(z), z, 0.0)
+
+
+def features_from_raw(raw: np.ndarray, valid: np.ndarray, modality: str) -> np.ndarray:
+    """Steps 1-4 of the module docstring on raw base features (:func:`epoch_features`) of ``modality``.
 
     The normalisation uses exactly the rows given: pass a stretch of a night to normalise within
     that stretch (as a 30-min recording is normalised within its 30 minutes).
     """
-    ok = np.asarray(valid, bool) & np.isfinite(raw).any(axis=1)
     raw = np.asarray(raw, np.float64)
+    if raw.shape[1] != len(base_feature_names(modality)):
+        raise ValueError(f"{modality}: {raw.shape[1]} raw features, expected {len(base_feature_names(modality))}")
+    ok = np.asarray(valid, bool) & np.isfinite(raw).any(axis=1)
     z = normalise_within_night(raw, ok)
-    centre = normalise_within_night(_rolling(raw, ok, _TRIANGLE, centred=True), ok)
+    centre_raw = _rolling(raw, ok, _TRIANGLE, centred=True)
+    centre = normalise_within_night(centre_raw, ok)
     past = normalise_within_night(_rolling(raw, ok, np.ones(SMOOTHING_EPOCHS[1]), centred=False), ok)
-    out = np.concatenate([z, centre, past], axis=1)
+    parts = [z, centre, past]
+    if modality in ABSOLUTE_SCALE:
+        parts += [_absolute(raw, modality), _absolute(centre_raw, modality)]
+    out = np.concatenate(parts, axis=1)
     out[~ok] = 0.0
     return out.astype(np.float32)

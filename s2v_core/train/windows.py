@@ -231,7 +231,7 @@ class WindowDataset(Dataset):
         key = (night_index, modality)
         if key not in self._night_features:
             valid = np.load(self._folders[night_index] / "valid.npy")[:, MODALITIES.index(modality)]
-            self._night_features[key] = features_from_raw(self.raw_features(night_index, modality), valid)
+            self._night_features[key] = features_from_raw(self.raw_features(night_index, modality), valid, modality)
         return self._night_features[key]
 
     def _crop(self, index: int, length: int) -> tuple[int, int] | None:
@@ -261,7 +261,7 @@ class WindowDataset(Dataset):
             return self.night_features(k, m)[start:stop]
         a, b = crop
         out = np.zeros((stop - start, n_features(m)), np.float32)
-        out[a:b] = features_from_raw(self.raw_features(k, m)[start + a : start + b], ok[a:b])
+        out[a:b] = features_from_raw(self.raw_features(k, m)[start + a : start + b], ok[a:b], m)
         return out
 
     # --- items ---------------------------------------------------------------------------------
