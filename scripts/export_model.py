@@ -328,7 +328,7 @@ def _meta(work: Path, out: Path, store: CohortStore, test: pd.DataFrame, adapted
                  "augmented": sum("~aug" in n for n in store.nights()), "val_nights": len(store.nights("val"))},
         "real_data": real_text,
         "adaptation": adaptation,
-        "tokenizer": ("engineered per-night-normalised features (`s2v_core/signals/features.py`)" if config.features
+        "tokenizer": ("engineered features normalised within the night, plus the scale-free EEG/EOG ones on fixed constants (`s2v_core/signals/features.py`)" if config.features
                       and not config.raw_branch else "raw-sample MLP" + (" plus features" if config.features else "")),
         "single_summary": ", ".join(
             f"{r['subset']} {r['kappa']:.2f}" for r in test.to_dict("records")
