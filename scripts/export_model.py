@@ -100,7 +100,7 @@ def real_lines(path: Path = REAL_RESULTS) -> list[str]:
     held = doc.get("synthetic_held_out") or []
     if held and "previous" in held[0]:
         lines += ["", "The same benchmark scores the shipped classifier and the previous shipped one (synthetic nights only,"
-                  f" raw-sample tokenizer, commit `{doc.get('previous_commit', 'e5a7fa1')}`) on the held-out synthetic"
+                  f" raw-sample tokenizer, commit `{doc.get('previous_commit', '?')}`) on the held-out synthetic"
                   " subjects of this recipe's store (5-class kappa):", "",
                   "| subset | this model | previous model | difference |", "|---|---|---|---|"]
         for r in held:
@@ -344,6 +344,17 @@ def _meta(work: Path, out: Path, store: CohortStore, test: pd.DataFrame, adapted
     }
 
 
+def stored_test_table(out: Path) -> pd.DataFrame | None:
+    """The test-split table of ``metrics.json`` when it was measured on the classifier now in ``out``."""
+    try:
+        doc = json.loads((out / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if doc.get("meta", {}).get("model_id") != model_id(out / "classifier") or not doc.get("test"):
+        return None
+    return pd.DataFrame(doc["test"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", required=True)
@@ -356,9 +367,10 @@ def main() -> None:
     if not args.card_only:
         adapted = _copy_classifiers(work, out)
     store = CohortStore(work / "store")
-    test_nights = [n for n in store.nights("test")]
-    model, _, _ = load_classifier(out / "classifier")
-    test = evaluate_test_split(model, store, test_nights)
+    test = stored_test_table(out) if args.card_only else None
+    if test is None:
+        model, _, _ = load_classifier(out / "classifier")
+        test = evaluate_test_split(model, store, store.nights("test"))
     meta = _meta(work, out, store, test, adapted)
     real = real_lines()
     (out / "metrics.json").write_text(json.dumps({"meta": meta, "test": test.to_dict("records")}, indent=1, default=float))

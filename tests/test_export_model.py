@@ -74,3 +74,14 @@ def test_recipe_minutes_from_the_stamps(export_model, tmp_path):
         "25 min wall time here on 2 cores, of which training (DASH pretraining, fine-tuning, adaptation) 9 min"
     )
     assert export_model._recipe_time({"minutes": 9.4}).endswith("9 min here")
+
+
+def test_card_only_reuses_the_test_table_of_the_same_classifier(export_model, tmp_path, monkeypatch):
+    (tmp_path / "classifier").mkdir()
+    assert export_model.stored_test_table(tmp_path) is None  # no metrics.json yet
+    doc = {"meta": {"model_id": "classifier-00000000"}, "test": [{"subset": "FULL", "kappa": 0.9}]}
+    (tmp_path / "metrics.json").write_text(json.dumps(doc))
+    monkeypatch.setattr(export_model, "model_id", lambda folder: "classifier-00000000")
+    assert export_model.stored_test_table(tmp_path)["kappa"].tolist() == [0.9]
+    monkeypatch.setattr(export_model, "model_id", lambda folder: "classifier-11111111")  # another classifier: measure again
+    assert export_model.stored_test_table(tmp_path) is None

@@ -155,3 +155,10 @@ def test_features_from_raw_checks_the_width_against_the_modality(night):
     raw = epoch_features("ibi", night.signals["ibi"], night.epoch_valid["ibi"])
     with pytest.raises(ValueError, match="eeg: 10 raw features, expected 28"):
         features_from_raw(raw, night.epoch_valid["ibi"], "eeg")
+
+
+def test_the_cli_tokenizer_choices_use_the_library_feature_version():
+    from s2v_core.cli.options import TOKENIZERS
+
+    assert TOKENIZERS["raw"].get("features", 0) == 0
+    assert TOKENIZERS["features"]["features"] == TOKENIZERS["raw+features"]["features"] == FEATURE_VERSION
