@@ -329,7 +329,9 @@ def _meta(work: Path, out: Path, store: CohortStore, test: pd.DataFrame, adapted
         "real_data": real_text,
         "adaptation": adaptation,
         "tokenizer": ("engineered features normalised within the night, plus the scale-free EEG/EOG ones on fixed constants (`s2v_core/signals/features.py`)" if config.features
-                      and not config.raw_branch else "raw-sample MLP" + (" plus features" if config.features else "")),
+                      and not config.raw_branch else "raw-sample MLP" + (" plus features" if config.features else ""))
+                     + (f", each feature read through its one-hot bin between {config.feature_bins} edges on [-2, 2] (a learned step"
+                        " function: flat outside the training range instead of extrapolating)" if config.features and config.feature_bins else ""),
         "single_summary": ", ".join(
             f"{r['subset']} {r['kappa']:.2f}" for r in test.to_dict("records")
             if r["subset"] in MODALITIES and r.get("kappa") is not None

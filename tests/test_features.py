@@ -162,3 +162,4 @@ def test_the_cli_tokenizer_choices_use_the_library_feature_version():
 
     assert TOKENIZERS["raw"].get("features", 0) == 0
     assert TOKENIZERS["features"]["features"] == TOKENIZERS["raw+features"]["features"] == FEATURE_VERSION
+    assert TOKENIZERS["features-binned"]["features"] == FEATURE_VERSION and TOKENIZERS["features-binned"]["feature_bins"] > 0

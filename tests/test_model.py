@@ -504,3 +504,41 @@ def test_spectral_bands_config_checkpoint_and_defaults(tmp_path):
     # a config written before the option existed still loads (as the paper's tokenizer)
     old = {k: v for k, v in get_preset("tiny").to_dict().items() if k != "spectral_bands"}
     assert ModelConfig.from_dict(old).spectral_bands == 0
+
+
+def test_feature_bins_are_step_functions_flat_beyond_the_edges():
+    from s2v_core.model.tokenizer import FEATURE_BIN_RANGE, FeatureBins, ModalityTokenizer
+
+    bins = FeatureBins(9)
+    x = torch.tensor([[-100.0, -2.5, -0.1, 0.1, 2.5, 100.0]])
+    code = bins(x).reshape(1, 6, 10)
+    assert torch.equal(code.sum(-1), torch.ones(1, 6))  # one-hot
+    assert code[0].argmax(-1).tolist() == [0, 0, 4, 5, 9, 9]  # far outside = the outer bin
+    with pytest.raises(ValueError):
+        FeatureBins(0)
+    tok = ModalityTokenizer(0, 8, dropout=0.0, raw_branch=False, n_features=3, feature_bins=9).eval()
+    inside, beyond = torch.tensor([[FEATURE_BIN_RANGE + 0.5] * 3]), torch.tensor([[1e6] * 3])
+    torch.testing.assert_close(tok(inside), tok(beyond))  # no linear extrapolation
+    assert not torch.allclose(tok(torch.zeros(1, 3)), tok(inside))
+
+
+def test_feature_bins_config_checkpoint_and_defaults(tmp_path):
+    from s2v_core.model.checkpoint import load_checkpoint, save_checkpoint
+
+    for bad in (-1, True, 65, 2.5):
+        with pytest.raises(ConfigError, match="feature_bins"):
+            get_preset("tiny", raw_branch=False, features=2, feature_bins=bad)
+    cfg = get_preset("tiny", raw_branch=False, features=2, feature_bins=9)
+    model = Sleep2Vec(cfg, seed=0).eval()
+    values = Sleep2Vec(get_preset("tiny", raw_branch=False, features=2), seed=0)
+    assert count_parameters(cfg) > count_parameters(values.config)  # wider first layer
+    save_checkpoint(tmp_path / "ck", model, cfg)
+    loaded, lcfg, _ = load_checkpoint(tmp_path / "ck")  # rebuilt on the meta device
+    assert lcfg.feature_bins == 9
+    x = {"eeg": torch.randn(2, 6, cfg.token_width("eeg")), "ibi": torch.randn(2, 6, cfg.token_width("ibi"))}
+    valid = torch.ones(2, 6, dtype=torch.bool)
+    a, b = model.encode(x, valid), loaded.encode(x, valid)
+    for m in a:
+        torch.testing.assert_close(a[m], b[m])
+    old = {k: v for k, v in cfg.to_dict().items() if k != "feature_bins"}
+    assert ModelConfig.from_dict(old).feature_bins == 0  # checkpoints from before the option

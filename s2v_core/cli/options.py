@@ -131,16 +131,17 @@ def add_sfreq_option(p: argparse.ArgumentParser) -> None:
 TOKENIZERS: dict[str, dict] = {
     "raw": {},
     "features": {"raw_branch": False, "features": 2},
+    "features-binned": {"raw_branch": False, "features": 2, "feature_bins": 9},
     "raw+features": {"features": 2},
 }
-"""``--tokenizer`` choices -> ModelConfig overrides (a test keeps ``features`` at the library's version)."""
+"""``--tokenizer`` choices -> ModelConfig overrides (``features-binned``: each feature through its one-hot bin, see FeatureBins; a test keeps ``features`` at the library's version)."""
 
 
 def add_tokenizer_option(p: argparse.ArgumentParser, default: str | None = "raw") -> None:
     """``--tokenizer raw|features|raw+features``: what each modality's tokenizer reads."""
     p.add_argument("--tokenizer", choices=tuple(TOKENIZERS), default=default,
                    help="what the tokenizers read: the raw samples (the paper's), engineered per-night-normalised "
-                        "features (transfer better to real recordings), or both (default: %(default)s)")
+                        "features (transfer better to real recordings), the same features read through one-hot bins (features-binned: a step function per feature, flat outside the training range), or both (default: %(default)s)")
 
 
 def model_folder(arg: str | None) -> Path:

@@ -97,6 +97,7 @@ class ModelConfig:
     spectral_bands: int = 0  # 0: the paper's raw tokenizer; > 0: add a log band-power branch
     raw_branch: bool = True  # the paper's raw-sample MLP; False: tokens from engineered features only
     features: int = 0  # 0: none; else the version of s2v_core.signals.features read by the tokenizers
+    feature_bins: int = 0  # 0: the feature branch reads the values; k > 0: their one-hot bins between k edges
     use_cls: bool = True  # prepend a learned CLS token to every sequence
     proj_dim: int = 128  # projection-head output width for the contrastive loss
     mask_ratio: float = 0.15  # fraction of valid tokens replaced by the mask vector in pretraining
@@ -126,6 +127,10 @@ class ModelConfig:
                 f"features must be 0 (none) or {FEATURE_VERSION} (the feature set this version "
                 f"computes), got {self.features!r}"
             )
+        if isinstance(self.feature_bins, bool) or not isinstance(self.feature_bins, int) or not (
+            0 <= self.feature_bins <= 64
+        ):
+            raise ConfigError(f"feature_bins must be an integer in [0, 64], got {self.feature_bins!r}")
         if not (self.reads_samples or self.features):
             raise ConfigError("a tokenizer needs raw samples (raw_branch or spectral_bands) or features")
         _check_fraction("dropout", self.dropout)

@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
+    "FEATURE_BIN_RANGE",
     "BandPower",
+    "FeatureBins",
     "ModalityTokenizer",
     "band_matrix",
 ]
+
+FEATURE_BIN_RANGE = 2.0
+"""The bin edges of :class:`FeatureBins` are spread evenly over [-2, 2] (features are standardised)."""
 
 
 def band_matrix(samples: int, n_bands: int) -> np.ndarray:
@@ -65,6 +71,33 @@ class BandPower(nn.Module):
             return torch.log(power @ self.bands + 1e-6)  # (..., n_out)
 
 
+class FeatureBins(nn.Module):
+    """One-hot bin of every standardised feature (no trainable weights): ``(..., f) -> (..., f * (k + 1))``.
+
+    ``k`` edges spread evenly over ``[-FEATURE_BIN_RANGE, FEATURE_BIN_RANGE]`` cut each feature
+    into ``k + 1`` bins; a linear map of the one-hot code is then a learned step function of each
+    feature. Why: a network that reads the feature values themselves extrapolates linearly
+    outside the training range, and a real recording's features often lie there (another site,
+    another montage, a 30-min excerpt normalised within itself); a step function stays flat
+    beyond its outer edges, as a decision tree does. On the recipe's synthetic nights, a linear
+    classifier on these codes stages DREAMS excerpts 1, 2, 4 zero-shot at kappa 0.68, one on the
+    feature values at 0.33 (bench/RESULTS.md, issue 12).
+    """
+
+    def __init__(self, n_edges: int):
+        super().__init__()
+        if n_edges < 1:
+            raise ValueError(f"need >= 1 bin edge, got {n_edges}")
+        self.n_bins = n_edges + 1
+        # not a buffer: checkpoints are rebuilt on the meta device, and the edges follow from the config
+        self.edges = tuple(np.linspace(-FEATURE_BIN_RANGE, FEATURE_BIN_RANGE, n_edges).tolist())
+
+    def forward(self, x: Tensor) -> Tensor:
+        edges = torch.tensor(self.edges, dtype=torch.float32, device=x.device)
+        idx = torch.bucketize(x.float().contiguous(), edges)  # (..., f) in 0 .. n_edges
+        return F.one_hot(idx, self.n_bins).flatten(-2).to(x.dtype)
+
+
 class ModalityTokenizer(nn.Module):
     """From one epoch's input to a token: up to three branches, summed, then LayerNorm.
 
@@ -72,7 +105,8 @@ class ModalityTokenizer(nn.Module):
       hidden width ``2 d``;
     * spectral (``spectral_bands > 0``): ``Linear(LayerNorm(BandPower(x)))``;
     * features (``n_features > 0``): the same MLP-plus-residual shape on the engineered,
-      per-night normalised features of :mod:`s2v_core.signals.features`.
+      per-night normalised features of :mod:`s2v_core.signals.features`, read as they are or,
+      with ``feature_bins > 0``, through their one-hot bins (:class:`FeatureBins`).
 
     The input of one token is the raw samples (when a raw or spectral branch reads them) followed
     by the features. Each modality has its own instance (weights are not shared).
@@ -92,6 +126,9 @@ class ModalityTokenizer(nn.Module):
         Build the raw-sample MLP (the paper's tokenizer).
     n_features : int
         Width of the engineered-feature input (0: no feature branch).
+    feature_bins : int
+        0: the feature branch reads the feature values; k > 0: their one-hot bins between k
+        evenly spaced edges (:class:`FeatureBins`).
 
     Examples
     --------
@@ -100,6 +137,8 @@ class ModalityTokenizer(nn.Module):
     >>> tok(torch.zeros(2, 5, 120)).shape
     torch.Size([2, 5, 8])
     >>> ModalityTokenizer(0, 8, raw_branch=False, n_features=30)(torch.zeros(2, 5, 30)).shape
+    torch.Size([2, 5, 8])
+    >>> ModalityTokenizer(0, 8, raw_branch=False, n_features=30, feature_bins=9)(torch.zeros(2, 5, 30)).shape
     torch.Size([2, 5, 8])
     """
 
@@ -112,6 +151,7 @@ class ModalityTokenizer(nn.Module):
         *,
         raw_branch: bool = True,
         n_features: int = 0,
+        feature_bins: int = 0,
     ):
         super().__init__()
         if (raw_branch or spectral_bands) and samples_per_token < 1:
@@ -130,8 +170,13 @@ class ModalityTokenizer(nn.Module):
             self.spectral = nn.Sequential(power, nn.LayerNorm(power.n_out), nn.Linear(power.n_out, d_token))
         self.feature_mlp: nn.Sequential | None = None
         self.feature_residual: nn.Linear | None = None
+        self.feature_bins: FeatureBins | None = None
         if n_features:
-            self.feature_mlp, self.feature_residual = _mlp_with_residual(n_features, d_token, dropout)
+            width = n_features
+            if feature_bins:
+                self.feature_bins = FeatureBins(feature_bins)
+                width = n_features * self.feature_bins.n_bins
+            self.feature_mlp, self.feature_residual = _mlp_with_residual(width, d_token, dropout)
         self.norm = nn.LayerNorm(d_token)
 
     @property
@@ -158,6 +203,8 @@ class ModalityTokenizer(nn.Module):
         if self.spectral is not None:
             out = out + self.spectral(raw)
         if self.feature_mlp is not None:
+            if self.feature_bins is not None:
+                feats = self.feature_bins(feats)
             out = out + self.feature_mlp(feats) + self.feature_residual(feats)
         return self.norm(out)  # (..., d)
 
