@@ -17,10 +17,11 @@ def main() -> None:
         st.Page("pages/model.py", title="Model", icon=":material/memory:"),
     ]
     page = st.navigation(pages)
-    from app_state import warm_up_model  # after st.navigation: see app_state.py
+    from app_state import guarded, warm_up_model  # after st.navigation: see app_state.py
 
     warm_up_model()
-    page.run()
+    with guarded("opening this page"):  # each page guards its own work; this catches e.g. a failed import
+        page.run()
 
 
 main()

@@ -8,7 +8,16 @@ modality subset, model id), so a widget change never re-reads a file or re-runs 
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
+import re
+import secrets
+import shutil
+import sys
 import tempfile
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,10 +26,12 @@ import streamlit as st
 
 from s2v_core.errors import S2VError
 from s2v_core.io.edf_header import check_header
+from s2v_core.limits.jsonfile import read_json
 from s2v_core.modalities import MODALITIES
 from s2v_core.night import Night
 from s2v_core.recording.loading import load_night, with_hypnogram
-from s2v_core.shipped import MODEL_DIR, shipped_night
+from s2v_core.sanitize.text import markdown_safe
+from s2v_core.shipped import MODEL_DIR, REPO_ROOT, cache_dir, shipped_night
 from s2v_core.synth.cohort import full_sample_night
 
 
@@ -58,6 +69,8 @@ K_ACTIVE = "active_modalities"
 K_EPOCH = "selected_epoch"
 K_EPOCH_CLICK = "selected_epoch_click"  # last hypnogram click already applied to K_EPOCH
 K_MODEL_DIR = "model_dir"
+K_MODEL_LABEL = "model_label"  # how the model in use is named to the user (never a server path)
+K_MODEL_UPLOAD = "model_upload_folder"  # KeptFolder holding an uploaded checkpoint, see use_uploaded_model()
 
 SOURCES = ("Sample night (8 h PSG)", "Shipped 1-h excerpt", "Upload EDF/BDF")
 MAX_UPLOAD_MB = 2048
@@ -112,9 +125,9 @@ def remember_upload(key: str) -> None:
     if up is not None:
         data = up.getvalue()
         kept[key] = KeptFile(up.name, hashlib.sha256(data).hexdigest(), data, up.file_id)
+    st.session_state[K_KEPT_UPLOADS] = kept  # before the release: a failing release loses no upload
     if old is not None and (up is None or old.file_id != up.file_id):
         _release_upload(old.file_id)
-    st.session_state[K_KEPT_UPLOADS] = kept
 
 
 def _release_upload(file_id: str) -> None:
@@ -212,17 +225,323 @@ def active_modalities(night: Night) -> tuple[str, ...]:
 
 
 def show_error(exc: Exception) -> None:
-    """Errors from the library are written for users; show them as they are."""
-    st.error(str(exc))
+    """Errors from the library are written for users; show them as they are, less server paths."""
+    st.error(markdown_safe(public_message(str(exc))))  # labels and file names: no links, no markup
+
+
+# --- what users see of failures and of the server ----------------------------------------------
+log = logging.getLogger("sleep2vec_studio.app")
+if not logging.getLogger().handlers and not log.handlers:  # `streamlit run` configures no root handler
+    _handler = logging.StreamHandler(sys.stderr)
+    _handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log.addHandler(_handler)
+
+# An absolute path (POSIX, ~/..., or C:\...) not inside a word or a URL; ':' ends a path, as in
+# the library's "PATH: problem" messages.
+_ABS_PATH = re.compile(r"(?<![\w.~/\\:-])(?:~?/|[A-Za-z]:\\)[^\s'\"`<>|,;:()\[\]{}]+")
+_QUOTED_PATH = re.compile(r"(['\"`])((?:~?/|[A-Za-z]:\\)[^'\"`\n]+)\1")  # may hold spaces
+
+
+def _server_dirs() -> list[str]:
+    """Server folders that may appear in messages (longest first): named, not shown, to users."""
+    dirs = {REPO_ROOT, MODEL_DIR, Path.home(), Path(tempfile.gettempdir()), Path.cwd(), Path(sys.prefix),
+            cache_dir()}
+    out = set()
+    for d in dirs:
+        for form in (d, d.resolve()):
+            if len(form.parts) > 1:  # never the bare root '/'
+                out.add(str(form))
+    return sorted(out, key=len, reverse=True)
+
+
+def _file_name(text: str) -> str:
+    """The last component of the path ``text`` (trailing sentence punctuation kept)."""
+    tail = ""
+    while text and text[-1] in ".'\"":  # sentence punctuation after a path stays
+        tail, text = text[-1] + tail, text[:-1]
+    name = text.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    return (name or "…") + tail
+
+
+def public_message(text: str) -> str:
+    """``text`` with every absolute server path replaced by its last component (a file name).
+
+    Library messages name files by path; users of the app see file names only, so the layout of
+    the server (home folder, temporary folders, where the app is installed) never reaches them.
+    """
+    for d in _server_dirs():  # known folders first: a space in one would stop the pattern midway
+        text = text.replace(d + os.sep, "/…/").replace(d, Path(d).name or "…")
+    text = _QUOTED_PATH.sub(lambda m: m.group(1) + _file_name(m.group(2)) + m.group(1), text)
+    return _ABS_PATH.sub(lambda m: _file_name(m.group(0)), text)
+
+
+def public_value(value):
+    """:func:`public_message` applied to every string in a JSON-like value (dicts, lists)."""
+    if isinstance(value, str):
+        return public_message(value)
+    if isinstance(value, dict):
+        return {public_message(str(k)): public_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [public_value(v) for v in value]
+    return value
+
+
+def new_incident_id() -> str:
+    """A short random id that ties a message shown to a user to its server-log record."""
+    return secrets.token_hex(3)
+
+
+def incident_message(what: str, incident: str) -> str:
+    return f"Something went wrong {what} (incident {incident}); the details are in the server log."
+
+
+def report_incident(what: str, exc: BaseException) -> str:
+    """Log ``exc`` with its traceback under a new incident id and show the user a short message."""
+    incident = new_incident_id()
+    log.error("incident %s: something went wrong %s: %s: %s", incident, what, type(exc).__name__, exc,
+              exc_info=(type(exc), exc, exc.__traceback__), extra={"incident": incident})
+    st.error(incident_message(what, incident))
+    return incident
+
+
+@dataclass
+class Guard:
+    """What :func:`guarded` saw: ``failed`` after any error, ``incident`` after an unexpected one."""
+
+    failed: bool = False
+    incident: str | None = None
+
+
+@contextmanager
+def guarded(what: str) -> Iterator[Guard]:
+    """Turn every failure inside the block into a one-line message; ``what`` says what was being done.
+
+    A :class:`~s2v_core.errors.S2VError` (an expected problem: a bad file, a missing model) is
+    shown as its message, server paths replaced by file names. Any other exception is logged with
+    its traceback under a short incident id, and the user sees "Something went wrong <what>
+    (incident 3f9a2c); the details are in the server log" instead of a traceback. Streamlit's
+    own control flow (``st.rerun``, ``st.stop``, page switches) passes through: those exceptions
+    derive from ``BaseException``. The block is left at the failure; check ``guard.failed``::
+
+        with guarded("reading the recording") as g:
+            loaded = selected_night()
+        if g.failed:
+            return None
+
+    Also usable as a decorator (the function then returns None after a failure), e.g. for
+    widget callbacks, which Streamlit runs outside the page's own code.
+    """
+    guard = Guard()
+    try:
+        yield guard
+    except S2VError as exc:
+        guard.failed = True
+        show_error(exc)
+    except Exception as exc:  # noqa: BLE001 - the point: nothing unexpected reaches the user as a traceback
+        guard.failed = True
+        guard.incident = report_incident(what, exc)
+
+
+# widget callbacks run before the page's code, outside its guard
+remember_upload = guarded("keeping the uploaded file")(remember_upload)
 
 
 # --- model and predictions -----------------------------------------------------------------
 SHIPPED_CLASSIFIER = MODEL_DIR / "classifier"
 
 
+SHIPPED_LABEL = f"{MODEL_DIR.name} (shipped)"
+ENV_MODEL_DIRS = "S2V_MODEL_DIRS"  # os.pathsep-separated folders whose checkpoints the Model page offers
+ENV_ANY_MODEL_PATH = "S2V_ALLOW_ANY_MODEL_PATH"  # "1": the Model page also loads a typed server path
+MAX_SCANNED_DIRS = 500  # per allow-listed folder, when looking for checkpoints in it
+
+
 def model_dir() -> Path:
     """The classifier folder in use: chosen on the Model page, else the shipped model."""
     return Path(st.session_state.get(K_MODEL_DIR) or SHIPPED_CLASSIFIER)
+
+
+def model_label() -> str:
+    """The model in use as the user sees it: a name, never a server path."""
+    label = st.session_state.get(K_MODEL_LABEL)
+    if label:
+        return label
+    path = model_dir()
+    return SHIPPED_LABEL if path == SHIPPED_CLASSIFIER else path.name
+
+
+def any_model_path_allowed() -> bool:
+    """Whether the Model page may load any server folder typed by the user (off unless set)."""
+    return os.environ.get(ENV_ANY_MODEL_PATH, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _model_roots() -> list[tuple[Path, bool]]:
+    """(folder, is the shipped models/ folder) for the shipped models and each of S2V_MODEL_DIRS."""
+    roots = [(MODEL_DIR.parent, True)]
+    for entry in os.environ.get(ENV_MODEL_DIRS, "").split(os.pathsep):
+        if entry.strip():
+            roots.append((Path(entry.strip()).expanduser(), False))
+    return roots
+
+
+def _is_classifier_folder(path: Path) -> bool:
+    try:
+        if not (path / "model.safetensors").is_file():
+            return False
+        meta = read_json(path / "config.json")  # size and nesting capped (issue 16)
+        return isinstance(meta, dict) and meta.get("kind") == "classifier"
+    except (OSError, ValueError, S2VError):
+        return False
+
+
+def _checkpoints_under(root: Path) -> list[Path]:
+    """``root`` itself if it is a classifier checkpoint, else those up to two levels below it."""
+    if _is_classifier_folder(root):
+        return [root]
+    found, level, scanned = [], [root], 0
+    for _ in range(2):
+        below = []
+        for d in level:
+            try:
+                children = sorted(c for c in d.iterdir() if c.is_dir() and not c.name.startswith("."))
+            except OSError:
+                continue
+            for c in children:
+                scanned += 1
+                if scanned > MAX_SCANNED_DIRS:
+                    return found
+                (found if _is_classifier_folder(c) else below).append(c)
+        level = below
+    return found
+
+
+def allowed_model_folders() -> dict[str, Path]:
+    """Display name -> classifier checkpoint folder, for every checkpoint the Model page offers.
+
+    The shipped ``models/`` folder and each folder of ``S2V_MODEL_DIRS`` (the folder itself if it
+    is a checkpoint, else checkpoints up to two levels below it, e.g. ``RUN/best``). Users pick a
+    name; the path behind it never leaves the server, and no name a user sends is ever a path.
+    """
+    out: dict[str, Path] = {}
+    for root, shipped in _model_roots():
+        for path in _checkpoints_under(root):
+            if path == SHIPPED_CLASSIFIER:
+                name = SHIPPED_LABEL
+            else:
+                rel = path.relative_to(root).as_posix()
+                name = rel if shipped else (root.name if rel == "." else f"{root.name}/{rel}")
+            unique, k = name, 2
+            while unique in out:
+                unique, k = f"{name} ({k})", k + 1
+            out[unique] = path
+    return out
+
+
+class KeptFolder:
+    """A private temporary folder owned by one session (an uploaded checkpoint).
+
+    Removed by :meth:`remove` when replaced, or when the object is garbage-collected: the session
+    state holding it is dropped when the session ends (and at interpreter exit at the latest).
+    """
+
+    def __init__(self, prefix: str = "s2v-model-"):
+        self.path = Path(tempfile.mkdtemp(prefix=prefix))
+        self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.path), ignore_errors=True)
+
+    def remove(self) -> None:
+        self._finalizer()
+
+
+def _load_model_folder(path: Path) -> None:
+    """Load ``path`` into the shared model cache (raises when it is not a loadable classifier)."""
+    stamp = str((path / "model.safetensors").stat().st_mtime_ns)
+    _model(str(path), stamp)
+
+
+def _set_model(path: Path, label: str, upload: KeptFolder | None = None) -> None:
+    old = st.session_state.get(K_MODEL_UPLOAD)
+    st.session_state[K_MODEL_DIR] = str(path)
+    st.session_state[K_MODEL_LABEL] = label
+    st.session_state[K_MODEL_UPLOAD] = upload
+    if old is not None and old is not upload:
+        old.remove()
+
+
+def use_shipped_model() -> None:
+    """Back to the shipped model; an uploaded checkpoint's folder is removed."""
+    old = st.session_state.pop(K_MODEL_UPLOAD, None)
+    st.session_state.pop(K_MODEL_DIR, None)
+    st.session_state.pop(K_MODEL_LABEL, None)
+    if old is not None:
+        old.remove()
+
+
+def use_model_folder(name: str) -> None:
+    """Use the allow-listed checkpoint called ``name`` (see :func:`allowed_model_folders`)."""
+    path = allowed_model_folders().get(name)
+    if path is None:
+        raise S2VError("that model folder is not one this server offers; choose one from the list")
+    _load_model_folder(path)
+    if path == SHIPPED_CLASSIFIER:
+        use_shipped_model()
+    else:
+        _set_model(path, name)
+
+
+def use_model_path(text: str) -> None:
+    """Use a checkpoint folder typed by the user: only with S2V_ALLOW_ANY_MODEL_PATH=1.
+
+    Every failure gives the same message, which says nothing about the folder (whether it exists,
+    what is in it, what its config.json holds); the details go to the server log.
+    """
+    if not any_model_path_allowed():
+        raise S2VError("loading a checkpoint from a folder on the server is switched off here; "
+                       "upload the checkpoint's files or choose one of the offered folders")
+    path = Path(text.strip()).expanduser()
+    try:
+        if not text.strip() or not (path / "config.json").is_file():
+            raise S2VError("no config.json")
+        _load_model_folder(path)
+    except Exception as exc:  # noqa: BLE001 - one message for every failure, on purpose
+        incident = new_incident_id()
+        log.warning("incident %s: checkpoint folder %r could not be loaded: %s", incident, text, exc,
+                    exc_info=(type(exc), exc, exc.__traceback__), extra={"incident": incident})
+        raise S2VError(f"that folder could not be loaded as a staging checkpoint (a folder written by "
+                       f"`s2v finetune`, e.g. RUN/best, with config.json and model.safetensors); incident "
+                       f"{incident}, the details are in the server log") from None
+    _set_model(path, path.name)
+
+
+CHECKPOINT_UPLOAD_FILES = {".json": "config.json", ".safetensors": "model.safetensors"}
+
+
+def use_uploaded_model(files) -> None:
+    """Use an uploaded checkpoint: its ``config.json`` and ``model.safetensors`` (uploaded files).
+
+    The files are written to a private temporary folder of this session (``s2v-model-*``), loaded
+    once to check them, and kept while the checkpoint is in use: the folder is removed when
+    another model is chosen, when loading fails, or when the session ends.
+    """
+    files = list(files or [])
+    suffixes = sorted(Path(f.name).suffix.lower() for f in files)
+    if suffixes != sorted(CHECKPOINT_UPLOAD_FILES):
+        got = ", ".join(Path(f.name).name for f in files) or "nothing"
+        raise S2VError(f"upload the two files of one checkpoint folder, config.json and model.safetensors "
+                       f"(got {got}); the optional optimizer files are not needed")
+    kept = KeptFolder()
+    folder = kept.path / "uploaded"  # the model id reads "uploaded-<hash of the files>"
+    try:
+        folder.mkdir()
+        for f in files:
+            (folder / CHECKPOINT_UPLOAD_FILES[Path(f.name).suffix.lower()]).write_bytes(f.getvalue())
+        _load_model_folder(folder)
+    except S2VError as exc:
+        kept.remove()
+        raise S2VError(str(exc).replace(str(folder), "uploaded checkpoint")) from None
+    except BaseException:
+        kept.remove()
+        raise
+    _set_model(folder, "uploaded checkpoint", kept)
 
 
 @st.cache_resource(show_spinner="Loading the model...", max_entries=3)
@@ -272,8 +591,8 @@ def get_model():
     path = model_dir()
     if not (path / "model.safetensors").exists():
         raise S2VError(
-            f"no model at {path}: train the shipped model with its recipe (see README) "
-            "or load a checkpoint folder on the Model page"
+            f"no model at {model_label()}: train the shipped model with its recipe (see README) "
+            "or load a checkpoint on the Model page"
         )
     stamp = str((path / "model.safetensors").stat().st_mtime_ns)
     return _model(str(path), stamp)
@@ -331,10 +650,10 @@ def embeddings_parquet_bytes(loaded: LoadedNight, subset: tuple[str, ...]) -> by
 
 def night_or_explain(missing: str = "Choose or upload a night on the Night page first.") -> LoadedNight | None:
     """The selected night, or None after showing why there is none (an error, or ``missing``)."""
-    try:
+    loaded = None
+    with guarded("reading the recording") as g:
         loaded = selected_night()
-    except S2VError as exc:
-        show_error(exc)
+    if g.failed:
         return None
     if loaded is None:
         st.info(missing)
@@ -346,12 +665,10 @@ def night_and_prediction():
     loaded = night_or_explain()
     if loaded is None:
         return None
-    try:
-        subset = active_modalities(loaded.night)
-        if not subset:
-            st.warning("No modality is switched on: switch at least one on in the sidebar.")
-            return None
-        return loaded, prediction(loaded, subset)
-    except S2VError as exc:
-        show_error(exc)
+    subset = active_modalities(loaded.night)
+    if not subset:
+        st.warning("No modality is switched on: switch at least one on in the sidebar.")
         return None
+    with guarded("staging the night") as g:
+        pred = prediction(loaded, subset)
+    return None if g.failed else (loaded, pred)

@@ -18,11 +18,18 @@ first finding; the parent records it under a signature (exception type and inner
 ``s2v_core`` frame), tells the next child to let that signature pass, and restarts it for
 the time left, so one run reports every distinct finding. ``--engine random`` (the default
 when atheris is missing) is a seeded, reproducible mutation loop without coverage feedback.
+
+The hypnogram and metadata targets run with the limits of ``s2v_core.io.text_limits`` lowered
+(``targets.LOW_LIMITS``; ``--real-limits`` keeps them) so that inputs of ``--max-len`` bytes reach
+the row, annotation, element and size limits too; a refusal by a limit is an accepted outcome
+(an ``S2VError`` naming the file, one line of at most ``targets.MAX_MESSAGE_CHARS`` characters),
+counted in the summary.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -40,9 +47,13 @@ DEFAULT_CORPUS = ROOT / "tests" / "fuzz_corpus"
 TARGETS = ("edf", "hypnogram", "metadata")
 SEED_DIRS = {"edf": ("edf",), "hypnogram": ("hypnogram", "edf"), "metadata": ("metadata",)}
 """Target -> corpus sub-folders that seed it (the EDF+ files also seed the hypnogram target)."""
+LOW_LIMIT_TARGETS = ("hypnogram", "metadata")
+"""Targets fuzzed with the text limits lowered (``targets.LOW_LIMITS``, unless --real-limits) so
+that inputs of --max-len bytes reach every limit; a refusal by a limit is an accepted outcome."""
 KNOWN_ENV = "S2V_FUZZ_KNOWN"  # file of finding signatures a child lets pass
 RECORD_ENV = "S2V_FUZZ_RECORD"  # file where a child describes the finding it stops on
 TIMEOUT_ENV = "S2V_FUZZ_TIMEOUT"  # CPU seconds per input before Hang is raised in the child
+REAL_LIMITS_ENV = "S2V_FUZZ_REAL_LIMITS"  # set: the child keeps the real text limits
 _STATS = re.compile(r"^#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)/", re.MULTILINE)
 
 
@@ -81,7 +92,7 @@ def mutate_edf_field(data: bytes, rng: random.Random) -> bytes:
         index = rng.randrange(n_signals)
         offset, width = seeds.signal_field_span(rng.choice(names), index, n_signals)
     extra = (str(rng.randint(-(10**7), 10**8)), f"{rng.uniform(-1e4, 1e4):.3g}", "", "abc")
-    token = rng.choice((*seeds.NUMBER_TOKENS, *extra, "EDF Annotations", "EDF+D", "1.5"))
+    token = rng.choice((*seeds.NUMBER_TOKENS, *seeds.LIMIT_TOKENS, *extra, "EDF Annotations", "EDF+D", "1.5"))
     return seeds.set_field(data, offset, width, token)
 
 
@@ -100,6 +111,8 @@ def _child(target: str, libfuzzer_args: list[str]) -> None:
         import s2v_core.io.edf  # noqa: F401
         import s2v_core.io.hypnogram  # noqa: F401
         import s2v_core.io.metadata  # noqa: F401
+    if target in LOW_LIMIT_TARGETS and not os.environ.get(REAL_LIMITS_ENV):
+        targets.lower_limits()
     known_file = Path(os.environ.get(KNOWN_ENV, os.devnull))
     known = set(known_file.read_text().split("\n")) if known_file.is_file() else set()
     record = os.environ.get(RECORD_ENV)
@@ -169,6 +182,8 @@ def fuzz_atheris(target: str, seconds: float, corpus: Path, workdir: Path, args)
         cmd += [f"-{k}={v}" for k, v in options.items()] + [str(work_corpus), str(seed_dir)]
         env = {**os.environ, KNOWN_ENV: str(known_file), RECORD_ENV: str(record)}
         env[TIMEOUT_ENV] = str(args.timeout)
+        if args.real_limits:
+            env[REAL_LIMITS_ENV] = "1"
         log_path = workdir / f"{target}-{run_index}.log"
         with open(log_path, "w") as fh:
             proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, check=False)
@@ -238,6 +253,10 @@ def fuzz_random(target: str, seconds: float, corpus: Path, workdir: Path, args) 
     sys.stdout.flush()
     saved_stdout = os.dup(1)  # the EDF C library prints to stdout on some bad headers
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    limits = contextlib.ExitStack()
+    if target in LOW_LIMIT_TARGETS and not args.real_limits:
+        limits.enter_context(targets.lowered_limits())  # restored below (tests share the process)
+    refusals_before = targets.REFUSALS["limits"]
     try:
         while time.monotonic() - started < seconds:
             data = mutate(rng, rng.choice(pool), pool)[: args.max_len]
@@ -252,11 +271,13 @@ def fuzz_random(target: str, seconds: float, corpus: Path, workdir: Path, args) 
                 unit.write_bytes(data)
                 findings[found["signature"]] = {**found, "input": str(unit)}
     finally:
+        limits.close()
         os.dup2(saved_stdout, 1)
         os.close(saved_stdout)
     engine = f"random(seed={args.seed})"
     elapsed = round(time.monotonic() - started, 1)
     summary = {"target": target, "engine": engine, "executions": execs, "cov": None, "ft": None}
+    summary["limit_refusals"] = targets.REFUSALS["limits"] - refusals_before
     return {**summary, "seconds": elapsed, "findings": list(findings.values())}
 
 
@@ -270,6 +291,9 @@ def print_summary(results: list[dict]) -> None:
         row = (r["target"], r["engine"], r["seconds"], r["executions"], f"{rate:.0f}")
         row += (r["cov"] or "-", r["ft"] or "-", len(r["findings"]))
         print("{:<10} {:<16} {:>6} {:>9} {:>7} {:>6} {:>6} {:>5}".format(*row))
+    for r in results:
+        if r.get("limit_refusals"):  # parser calls (several per input) refused by a text limit
+            print(f"{r['target']}: {r['limit_refusals']} parser calls refused by a limit (accepted)")
     for r in results:
         for f in r["findings"]:
             print(f"\n[{r['target']}] {f['signature']}: {f['error']}\n  input: {f.get('input')}")
@@ -287,6 +311,8 @@ def _parser() -> argparse.ArgumentParser:
     add("--timeout", type=int, default=2, help="seconds per input")
     add("--max-len", type=int, default=10240, help="largest input, bytes")
     add("--rss-mb", type=int, default=2048, help="memory limit of an atheris child, MB")
+    add("--real-limits", action="store_true",
+        help="keep the real text limits (default: lowered for the hypnogram and metadata targets)")
     add("--max-restarts", type=int, default=20, help="most findings per target (atheris)")
     add("--json", type=Path, help="also write the summary here")
     add("--reproduce", type=Path, help="run --target once on this input file")

@@ -322,4 +322,5 @@ def _experiments() -> None:
             st.dataframe(table.round(3), hide_index=True, width="stretch")
 
 
-render()
+with C.guarded("showing the Embedding map page"):
+    render()

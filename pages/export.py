@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 
 import streamlit as st
@@ -10,6 +9,7 @@ import streamlit as st
 import app_state as C
 from s2v_core.evaluation import staging_metrics
 from s2v_core.views.exports import (
+    epochs_csv,
     figure_html,
     hypnogram_csv,
     hypnogram_edf_annotations,
@@ -74,9 +74,7 @@ def render() -> None:
                        file_name=f"{stem}_hypnogram.csv", mime="text/csv")
     c2.download_button("Hypnogram as EDF+ annotations", hypnogram_edf_annotations(pred.stages, night.start_time),
                        file_name=f"{stem}_hypnogram.edf", mime="application/octet-stream")
-    buf = io.StringIO()
-    pred.to_frame(night.start_time).to_csv(buf, index=False)
-    c1.download_button("Per-epoch probabilities and gates (CSV)", buf.getvalue(), file_name=f"{stem}_epochs.csv",
+    c1.download_button("Per-epoch probabilities and gates (CSV)", epochs_csv(pred, night), file_name=f"{stem}_epochs.csv",
                        mime="text/csv")
     c2.download_button("Summary (JSON)", json.dumps(prediction_json(pred, night), indent=1),
                        file_name=f"{stem}.json", mime="application/json")
@@ -90,4 +88,5 @@ def render() -> None:
     _figures(night, pred, stem)
 
 
-render()
+with C.guarded("showing the Export page"):
+    render()

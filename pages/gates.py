@@ -43,4 +43,5 @@ def render() -> None:
         st.warning("Some gate weights are not finite.")
 
 
-render()
+with C.guarded("showing the Gates page"):
+    render()

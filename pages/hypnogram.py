@@ -15,6 +15,8 @@ from s2v_core.errors import S2VError
 from s2v_core.evaluation import STAT_DEFINITIONS, compare_sleep_statistics, staging_metrics
 from s2v_core.modalities import EPOCH_SECONDS
 from s2v_core.night import Night
+from s2v_core.recording.pairing import mismatch_problems
+from s2v_core.sanitize.text import markdown_safe
 from s2v_core.stages import STAGE_NAMES
 from s2v_core.views.plots import confusion_figure, hypnodensity_figure, hypnogram_figure
 from s2v_core.views.plots_signals import signal_figure, spectrogram_figure
@@ -165,7 +167,7 @@ def _agreement(reference: np.ndarray, predicted: np.ndarray) -> None:
     try:
         m = staging_metrics(reference, predicted, n_classes=n_classes)
     except ValueError as exc:
-        st.info(f"No agreement statistics: {exc}")
+        st.info(f"No agreement statistics: {markdown_safe(exc)}")
         return
     c = st.columns(4)
     c[0].metric("Accuracy", f"{m.accuracy:.1%}")
@@ -190,11 +192,21 @@ def render() -> None:
     subset = pred.modalities
     reference = night.stages
     has_expert = bool((reference >= 0).any())
-    tracks = {"expert": reference, "predicted": pred.stages} if has_expert else {"predicted": pred.stages}
+    # A hypnogram of another recording (dates or scored span far off) is never presented as this
+    # night's expert scoring: a prominent error with both dates, and its track named for what it is.
+    mismatched = mismatch_problems(night.warnings)
+    for problem in mismatched:
+        st.error(markdown_safe(f"The hypnogram {night.hypnogram_source} does not match this recording: {problem} "
+                               "Upload the hypnogram of this recording; agreement below is with this file, not "
+                               "with the expert scoring of this night."), icon=":material/error:")
+    ref_name = "uploaded hypnogram (mismatched)" if mismatched else "expert"
+    tracks = {ref_name: reference, "predicted": pred.stages} if has_expert else {"predicted": pred.stages}
     for w in pred.warnings:  # inputs unlike the training data, low confidence: shown, not folded away
-        st.warning(w, icon=":material/warning:")
+        st.warning(markdown_safe(w), icon=":material/warning:")
     st.caption(f"Model {pred.model_id} on {', '.join(subset)}; mean confidence {float(pred.confidence.mean()):.0%}"
-               + ("" if has_expert else " — no expert hypnogram loaded, so no agreement statistics"))
+               + ("" if has_expert else f" — the hypnogram {markdown_safe(night.hypnogram_source)} has no scored epoch within "
+                  "this recording, so no agreement statistics" if night.hypnogram_source
+                  else " — no expert hypnogram loaded, so no agreement statistics"))
     _apply_click(night.n_epochs)
     epoch = st.session_state.get(C.K_EPOCH)
     fig = _clickable(hypnogram_figure(tracks, start=night.start_time, highlight=epoch), tracks)
@@ -205,7 +217,8 @@ def render() -> None:
                "(exported as the confidence column).")
     st.plotly_chart(hypnodensity_figure(pred.probabilities, start=night.start_time), width="stretch")
     if has_expert:
-        st.subheader("Agreement with the expert")
+        st.subheader("Agreement with the uploaded hypnogram (it does not match this recording)" if mismatched
+                     else "Agreement with the expert")
         _agreement(reference, pred.stages)
     st.subheader("Sleep statistics")
     if has_expert:
@@ -220,4 +233,5 @@ def render() -> None:
                f"Stages: {', '.join(STAGE_NAMES)}.")
 
 
-render()
+with C.guarded("showing the Hypnogram page"):
+    render()

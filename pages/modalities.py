@@ -154,4 +154,5 @@ def render() -> None:
     _dropout_section(loaded, subset)
 
 
-render()
+with C.guarded("showing the Modalities page"):
+    render()

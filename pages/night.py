@@ -10,6 +10,7 @@ import streamlit as st
 import app_state as C
 from s2v_core.modalities import MODALITIES, SFREQ, UNITS
 from s2v_core.night import Night
+from s2v_core.sanitize.text import markdown_safe
 from s2v_core.views.plots import MODALITY_COLORS
 
 
@@ -78,8 +79,8 @@ def render() -> None:
                    f"reading. Upload limit {C.MAX_UPLOAD_MB} MB; for larger files use `s2v info` / `s2v predict`.")
         kept = st.session_state.get(C.K_KEPT_UPLOADS, {})
         if C.K_UPLOAD in kept and st.session_state.get(C.K_UPLOAD) is None:
-            st.caption(f"In use: **{kept[C.K_UPLOAD].name}**"
-                       + (f" with **{kept[C.K_HYP_UPLOAD].name}**" if C.K_HYP_UPLOAD in kept else "")
+            st.caption(f"In use: **{markdown_safe(kept[C.K_UPLOAD].name)}**"
+                       + (f" with **{markdown_safe(kept[C.K_HYP_UPLOAD].name)}**" if C.K_HYP_UPLOAD in kept else "")
                        + " (upload another file to replace it).")
         st.file_uploader("EDF / EDF+ / BDF recording", type=["edf", "bdf", "rec"], key=C.K_UPLOAD,
                          on_change=C.remember_upload, args=(C.K_UPLOAD,))
@@ -97,7 +98,7 @@ def render() -> None:
     c3.metric("Modalities", f"{len(s['available'])} of 9")
     c4.metric("Start", night.start_time.strftime("%H:%M:%S") if night.start_time else "unknown")
     if s["hypnogram"]:
-        st.caption(f"Expert hypnogram: {s['hypnogram']} — " +
+        st.caption(f"Expert hypnogram: {markdown_safe(s['hypnogram'])} — " +
                    ", ".join(f"{k} {v}" for k, v in s["stage_counts"].items()))
     st.subheader("Channel to modality mapping")
     st.caption("Edit a channel to override the automatic choice; clear it to leave the modality out.")
@@ -112,11 +113,12 @@ def render() -> None:
     if s["warnings"]:
         with st.expander(f"{len(s['warnings'])} warnings about this recording", expanded=False):
             for w in s["warnings"]:
-                st.warning(w)
+                st.warning(markdown_safe(w))  # warnings quote channel labels and annotations
     if night.modalities:
         st.subheader("Signals")
         epoch = st.slider("Epoch", 0, night.n_epochs - 1, min(night.n_epochs - 1, st.session_state.get(C.K_EPOCH, 60)))
         st.plotly_chart(_epoch_figure(night, epoch), width="stretch")
 
 
-render()
+with C.guarded("showing the Night page"):
+    render()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from s2v_core.limits.jsonfile import read_json
 from s2v_core.modalities import EPOCH_SECONDS, MODALITIES, SFREQ, UNITS, samples_per_epoch
 from s2v_core.signals.features import FEATURE_VERSION, night_features
 from s2v_core.signals.resampling import robust_scale
@@ -240,7 +241,8 @@ class Night:
     def load(cls, folder: str | Path, *, mmap: bool = True) -> Night:
         """Read a night written by :meth:`save`; arrays are memory-mapped by default."""
         src = Path(folder)
-        doc = json.loads((src / "night.json").read_text())
+        doc = read_json(src / "night.json")  # size and nesting capped (issue 16)
+        doc = doc if isinstance(doc, dict) else {}
         if doc.get("format_version") != FORMAT_VERSION:
             raise ValueError(
                 f"{src}: night format {doc.get('format_version')}, this version reads {FORMAT_VERSION}"

@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from s2v_core.cohort.prepare import prepare_store
+from s2v_core.sanitize.cells import to_csv
 from s2v_core.train.adapt import adapt_to_real
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +64,7 @@ def prepare_real(out: str | Path, shared: Path = SHARED, progress: bool = False)
         for name, table in tables.items():
             if len(table):
                 path = Path(tmp) / f"{name}.csv"
-                table.to_csv(path, index=False)
+                to_csv(table, path, index=False)
                 run = prepare_store(shared / name, out, metadata_csv=path, progress=progress)
                 failed = run[run["status"] == "failed"]
                 if len(failed):

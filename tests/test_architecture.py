@@ -18,9 +18,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "s2v_core"
 
 LAYERS: dict[str, int] = {
     "errors": 0,
+    "sanitize": 0,
     "modalities": 1,
     "stages": 1,
     "shipped": 1,
+    "limits": 1,
     "signals": 2,
     "night": 3,
     "io": 4,

@@ -356,12 +356,12 @@ def test_embed_cli_over_a_store(run, store, tmp_path, capsys):
     )
     # only the nights that have EEG, and only the val split
     assert (
-        cli(["embed", store, "--model", res.checkpoint, "--out", out, "--modalities", "eeg"]) == 0
+        cli(["embed", store, "--model", res.checkpoint, "--out", out, "--modalities", "eeg", "--overwrite"]) == 0
     )
     with_eeg = [n for n in s.nights() if "eeg" in s.entry(n).modalities]
     assert sorted(pd.read_parquet(out)["night"].unique()) == sorted(with_eeg)
     assert set(pd.read_parquet(out)["modalities"]) == {"eeg"}
-    assert cli(["embed", store, "--model", res.checkpoint, "--out", out, "--split", "val"]) == 0
+    assert cli(["embed", store, "--model", res.checkpoint, "--out", out, "--split", "val", "--overwrite"]) == 0
     assert set(pd.read_parquet(out)["split"]) == {"val"}
 
 

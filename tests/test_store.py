@@ -182,6 +182,7 @@ def test_prepare_store_manifest_failures_and_idempotence(edf_cohort, tmp_path):
         "modalities",
         "split",
         "psg_file",
+        "labelled_epochs",  # scored epochs of the night (issue 16: 0 = no hypnogram paired)
     ]
     assert list(manifest.columns) == expected_cols
     assert sorted(manifest["night"]) == [f"n{i}" for i in range(6)]

@@ -16,6 +16,7 @@ from s2v_core.cli.options import (
     model_folder,
     parse_channel_map,
 )
+from s2v_core.cli.output import field
 from s2v_core.errors import S2VError
 
 __all__ = ["add_parser", "run"]
@@ -37,6 +38,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--nights-out", help="per-night Parquet file (default: OUT_nights.parquet)")
     add_quiet_option(p, help="no progress bar (cluster runs)")
     p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace OUT and the per-night file when they exist (without it they are kept and the run refused)",
+    )
+    p.add_argument(
         "--keep-parts",
         action="store_true",
         help="with a cluster: keep the per-night parts in OUT.parts/ after writing OUT",
@@ -51,14 +57,22 @@ def run(args: argparse.Namespace) -> int:
     cluster = cluster_from_args(args)
     out = Path(args.out)
     nights_out = Path(args.nights_out) if args.nights_out else out.with_name(out.stem + "_nights.parquet")
-    if cluster is None:
-        epochs, nights, mid = _serial(args)
-    else:
-        epochs, nights, mid = _distributed(args, cluster, out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    nights_out.parent.mkdir(parents=True, exist_ok=True)
-    epochs.to_parquet(out, index=False)
-    nights.to_parquet(nights_out, index=False)
+    from s2v_core.io.atomic import write_atomic
+    from s2v_core.io.lock import FolderLock
+
+    # one writer per output file (a second `s2v embed --out` of it is refused); previous tables kept
+    with FolderLock(out.parent, "s2v embed", name=f".{out.name}.lock", what=str(out)):
+        existing = [str(p) for p in (out, nights_out) if p.exists()]
+        if existing and not args.overwrite:
+            raise S2VError(f"{' and '.join(existing)} already hold embeddings of a previous run; choose "
+                           "another --out, or pass --overwrite to replace them")  # fmt: skip
+        if cluster is None:
+            epochs, nights, mid = _serial(args)
+        else:
+            epochs, nights, mid = _distributed(args, cluster, out)
+        nights_out.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(out, lambda tmp: epochs.to_parquet(tmp, index=False))  # never half-written
+        write_atomic(nights_out, lambda tmp: nights.to_parquet(tmp, index=False))
     if cluster is not None and not args.keep_parts:
         from s2v_core.cohort.embed import remove_parts
 
@@ -90,6 +104,7 @@ def _distributed(args: argparse.Namespace, cluster, out: Path):
     from s2v_core.cohort.embed import embed_store
     from s2v_core.cohort.sources import is_store
     from s2v_core.inference.predict import model_id
+    from s2v_core.sanitize.cells import to_csv
 
     if not is_store(args.source):
         raise S2VError(
@@ -108,12 +123,12 @@ def _distributed(args: argparse.Namespace, cluster, out: Path):
     print(", ".join(f"{v} {k}" for k, v in run.summary.items()) + f" ({cluster.describe()})")
     bad = run.status[run.status["status"].isin(("skipped", "failed"))]
     for _, r in bad.head(10).iterrows():
-        print(f"{r['status']}: {r['night']}: {r['error']}")
+        print(f"{r['status']}: {field(r['night'])}: {field(r['error'])}")
     if len(bad) > 10:
         print(f"... and {len(bad) - 10} more")
     if len(bad):
         fail_csv = out.with_name(out.stem + "_failures.csv")
         out.parent.mkdir(parents=True, exist_ok=True)
-        bad.to_csv(fail_csv, index=False)
+        to_csv(bad, fail_csv, index=False)
         print(f"skipped and failed nights: {fail_csv}")
     return run.epochs, run.nights, mid

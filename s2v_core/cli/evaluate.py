@@ -10,12 +10,15 @@ from typing import TYPE_CHECKING
 
 from s2v_core.cli.options import (
     add_device_option,
+    add_overwrite_option,
     add_quiet_option,
     add_seed_option,
     add_threads_option,
     apply_threads,
     modalities_from,
+    refuse_overwrite,
 )
+from s2v_core.cli.output import field
 
 if TYPE_CHECKING:  # `s2v --version` must not import the evaluation package
     from s2v_core.evaluation.cohort import CohortEvaluation
@@ -27,7 +30,21 @@ def _signed(value: float) -> str:
     return f"{value:+.1f}" if math.isfinite(value) else "n/a"
 
 
+OUTPUT_FILES = ("per_night.csv", "pooled.csv", "confusion.csv", "sleep_stats.csv", "predictions.csv",
+                "importance.csv", "summary.json")  # fmt: skip
+"""What ``s2v evaluate`` writes into ``--out`` (kept unless ``--overwrite``)."""
+
+
 def run(args: argparse.Namespace) -> int:
+    """``s2v evaluate`` holding the lock of ``--out`` (one writer); refuses earlier results."""
+    from s2v_core.io.lock import FolderLock
+
+    with FolderLock(args.out, "s2v evaluate"):
+        refuse_overwrite(args, args.out, OUTPUT_FILES, "evaluation tables")
+        return _evaluate(args)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     """``s2v evaluate``: evaluate, write the tables, print the pooled table (or JSON)."""
     from tqdm.auto import tqdm
 
@@ -79,7 +96,7 @@ def _print_summary(res: CohortEvaluation, paths: dict[str, Path], out: str | Pat
 
     info = res.info
     print(
-        f"{info['model']} on {info['n_nights']} night(s) of {info['source']}"
+        f"{info['model']} on {info['n_nights']} night(s) of {field(info['source'])}"
         + (f" (split {info['split']})" if info["split"] else "")
         + f", {info['n_classes']}-class; 95% CI: bootstrap over nights ({info['bootstrap']['n_boot']})"
     )
@@ -102,9 +119,9 @@ def _print_summary(res: CohortEvaluation, paths: dict[str, Path], out: str | Pat
             + ", ".join(f"{m} {d:+.3f}" for m, d in top.items())
         )
     if "warning" in info:
-        print("warning:", info["warning"])
+        print("warning:", field(info["warning"]))
     for s in res.skipped[:5]:
-        print(f"skipped {s['night']}: {s['reason']}")
+        print(f"skipped {field(s['night'])}: {field(s['reason'])}")
     if len(res.skipped) > 5:
         print(f"... and {len(res.skipped) - 5} more skipped (summary.json lists them)")
     print(f"wrote {', '.join(p.name for p in paths.values())} to {out}")
@@ -147,6 +164,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples over nights")
     add_seed_option(p, help="bootstrap seed")
     p.add_argument("--out", required=True, help="output folder")
+    add_overwrite_option(p, "tables of an earlier evaluation")
     add_device_option(p)
     p.add_argument("--json", action="store_true", help="print summary.json instead of the table")
     add_quiet_option(p)

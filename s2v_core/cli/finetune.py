@@ -35,6 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--site-weight", action="append", metavar="SITE=W", default=[],
                    help="draw the windows of a site's nights W times as often (repeatable), e.g. dreams=20")
     p.add_argument("--out", required=True, help="run folder: history.csv, best/")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (without it such a folder is refused)")
     p.add_argument("--epochs", type=int, default=8, help="passes over the training windows")
     p.add_argument("--batch-size", type=int, default=16, help="windows per step")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
@@ -98,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"pass {row['epoch']}/{cfg.epochs}: train loss {row['train_loss']:.4f}  "
                   f"val kappa {kappa:.3f}  ({row['seconds']:.0f} s)", flush=True)  # fmt: skip
 
-    res = finetune(args.data, args.out, cfg, pretrained=args.pretrained, on_epoch=report)
+    res = finetune(args.data, args.out, cfg, pretrained=args.pretrained, on_epoch=report,
+                   overwrite=args.overwrite)
     kappa = res.best.get("kappa", math.nan)
     print(f"kept pass {res.best.get('epoch')} (val kappa {kappa:.3f}): {res.checkpoint}")
     return 0

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from s2v_core.cli.options import add_sfreq_option, modalities_from, parse_channel_map
+from s2v_core.cli.output import fields
 from s2v_core.errors import S2VError
 
 __all__ = ["add_parser", "run"]
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
-    print(_format_summary(summary))
+    print(_format_summary(fields(summary)))  # labels, names, warnings: escaped (cli.output)
     return 0
 
 

@@ -28,6 +28,8 @@ from s2v_core.cli import (
     pretrain,
     synth,
 )
+from s2v_core.cli.options import check_device_option
+from s2v_core.cli.output import SafeFormatter, field, safe_output
 from s2v_core.errors import S2VError
 from s2v_core.shipped import package_version
 
@@ -52,19 +54,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one ``s2v`` command; returns its exit status (2 for bad input, with one line on stderr)."""
+    """Run one ``s2v`` command; returns its exit status (2 for bad input, with one line on stderr).
+
+    Everything it prints goes through :func:`s2v_core.cli.output.safe_output`: control
+    characters, escape sequences and bidi overrides read from a file are shown escaped.
+    """
+    with safe_output():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    handler = logging.StreamHandler()  # the guarded sys.stderr
+    handler.setFormatter(SafeFormatter("%(message)s"))
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler])
     try:
+        check_device_option(args)  # --device cuda without CUDA: one line, not an AssertionError
         return int(args.func(args) or 0)
     except S2VError as exc:
         if args.debug:
             raise
-        print(f"s2v {args.command}: error: {exc}", file=sys.stderr)
+        print(f"s2v {args.command}: error: {field(exc)}", file=sys.stderr)
         return 2
     except (OSError, ValueError) as exc:
         if args.debug:
             raise
-        print(f"s2v {args.command}: error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
+        print(f"s2v {args.command}: error: {type(exc).__name__}: {field(exc)} (rerun with --debug for details)",
               file=sys.stderr)  # fmt: skip
         return 2

@@ -22,6 +22,7 @@ from typing import Any
 
 from s2v_core.cli.options import (
     add_device_option,
+    add_overwrite_option,
     add_quiet_option,
     add_seed_option,
     add_threads_option,
@@ -29,8 +30,10 @@ from s2v_core.cli.options import (
     load_model,
     modalities_from,
     model_folder,
+    refuse_overwrite,
 )
 from s2v_core.errors import S2VError
+from s2v_core.sanitize.text import terminal_safe
 
 __all__ = [
     "POOLING_CHOICES",
@@ -57,7 +60,7 @@ def _embeddings(args: argparse.Namespace, folder: Path) -> Any:
         split=args.split, pooling=args.pooling, device=args.device, on_night=progress,
     )
     if note and not args.quiet:
-        print(note)
+        print(terminal_safe(note))
     return frame
 
 
@@ -94,6 +97,7 @@ def _train(args: argparse.Namespace) -> int:
     from s2v_core.night_heads.tasks import join_metadata, parse_task
 
     apply_threads(args.threads)
+    refuse_overwrite(args, args.out, ["head.json", "head.safetensors", "cv_predictions.csv"], "night head")
     task = parse_task(args.task)
     if args.folds < 2:
         raise S2VError(f"--folds must be >= 2, got {args.folds}")
@@ -172,6 +176,7 @@ def _predict(args: argparse.Namespace) -> int:
     """Apply a saved head; write one row per night."""
     from s2v_core.night_heads.cv import predictions_frame
     from s2v_core.night_heads.linear import NightHead
+    from s2v_core.sanitize.cells import to_csv
 
     apply_threads(args.threads)
     head = NightHead.load(args.head)
@@ -179,7 +184,7 @@ def _predict(args: argparse.Namespace) -> int:
     out_frame = predictions_frame(head, frame)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out_frame.to_csv(out, index=False)
+    to_csv(out_frame, out, index=False)
     cv = head.info.get("cv", {}).get("metrics", {})
     main_metric = next(iter(cv), None)
     note = ""
@@ -189,7 +194,8 @@ def _predict(args: argparse.Namespace) -> int:
             note = f" (cross-validated {main_metric} {mean:.3f})"
     print(f"{len(out_frame)} night(s), task {head.task.name}{note}: wrote {out}")
     if len(out_frame) <= 20 and not args.quiet:
-        print(out_frame.drop(columns=[c for c in ("modalities",) if c in out_frame]).to_string(index=False))
+        shown = out_frame.drop(columns=[c for c in ("modalities",) if c in out_frame]).to_string(index=False)
+        print(terminal_safe(shown, keep="\n"))  # night ids come from file names
     return 0
 
 
@@ -198,6 +204,7 @@ def _ahi(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from s2v_core.night_heads.ahi import ahi_from_files, cohort_ahi
+    from s2v_core.sanitize.cells import to_csv
 
     if args.events and len(args.files) > 1:
         raise S2VError("--events goes with a single hypnogram file")
@@ -220,13 +227,13 @@ def _ahi(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out, index=False)
+        to_csv(table, out, index=False)
     if args.json:
         print(table.to_json(orient="records", indent=2))
     else:
         cols = [c for c in ("night", "ahi", "severity", "n_apneas", "n_hypopneas",
                             "n_outside_sleep", "sleep_hours", "ahi_table", "error") if c in table]
-        print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+        print(terminal_safe(table[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"), keep="\n"))
         if args.out:
             print(f"wrote {args.out}")
     return 0
@@ -247,6 +254,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     t.add_argument("--task", required=True, help="age, sex, ahi or outcome:COLUMN")
     t.add_argument("--model", help="classifier folder (default: the shipped model)")
     t.add_argument("--out", required=True, help="head folder: head.json, head.safetensors")
+    add_overwrite_option(t, "head")
     t.add_argument("--metadata", help="CSV of extra night columns (by night id, else subject)")
     t.add_argument("--modalities", help="comma-separated subset (default: all of each night)")
     t.add_argument("--split", choices=("train", "val", "test"), help="only this split")

@@ -22,6 +22,7 @@ __all__ = [
     "add_cluster_options",
     "add_device_option",
     "add_input_options",
+    "add_overwrite_option",
     "add_quiet_option",
     "add_seed_option",
     "add_sfreq_option",
@@ -29,17 +30,19 @@ __all__ = [
     "add_threads_option",
     "add_tokenizer_option",
     "apply_threads",
+    "check_device_option",
     "cluster_from_args",
     "load_model",
     "model_folder",
     "modalities_from",
     "parse_channel_map",
+    "refuse_overwrite",
 ]
 
 
 def add_device_option(p: argparse.ArgumentParser, default: str | None = "cpu", help: str | None = None) -> None:
     """``--device``: where torch runs."""
-    p.add_argument("--device", default=default, help=help or "cpu, cuda or auto")
+    p.add_argument("--device", default=default, help=help or "cpu, cuda, cuda:N, mps or auto")
 
 
 def add_seed_option(p: argparse.ArgumentParser, default: int | None = 0, help: str | None = None) -> None:
@@ -203,3 +206,47 @@ def cluster_from_args(args: argparse.Namespace) -> ClusterSpec | None:
         slurm_jobs=args.slurm_jobs,
         slurm_prologue=list(args.slurm_prologue or []),
     ).validate()
+
+
+def check_device_option(args: argparse.Namespace) -> None:
+    """Refuse an unusable ``--device`` in one line before a command reads or builds anything.
+
+    Skipped for runs on a Dask cluster (``--workers``/``--scheduler``/``--slurm``): the workers,
+    not this machine, must have the device; each worker checks it when it loads the model.
+
+    Raises
+    ------
+    DeviceError
+        See :func:`s2v_core.model.device.resolve_device`.
+    """
+    device = getattr(args, "device", None)
+    if device is None or getattr(args, "workers", None) or getattr(args, "scheduler", None) \
+            or getattr(args, "slurm", False):
+        return
+    from s2v_core.model.device import resolve_device  # imports torch: not at parser build time
+
+    resolve_device(device)
+
+
+def add_overwrite_option(p: argparse.ArgumentParser, what: str) -> None:
+    """``--overwrite``: replace the ``what`` a previous run left in ``--out`` (refused without it)."""
+    p.add_argument("--overwrite", action="store_true",
+                   help=f"replace the {what} already in --out (without it such an --out is refused)")  # fmt: skip
+
+
+def refuse_overwrite(args: argparse.Namespace, out: str | Path, names: Sequence[str],
+                     what: str, resume: str | None = None) -> None:  # fmt: skip
+    """Without ``--overwrite``, refuse in one line when ``out`` already holds one of ``names``.
+
+    ``names`` are paths relative to ``out`` (``out`` itself when it is ``"."``); ``resume`` is
+    the option that continues such a run instead, where the command has one.
+    """
+    if getattr(args, "overwrite", False):
+        return
+    out = Path(out)
+    found = [n for n in names if (out / n).exists()]
+    if found:
+        shown = ", ".join(str(out) if n == "." else n for n in found)
+        hint = f"continue it ({resume}), " if resume else ""
+        raise S2VError(f"{out} already holds the {what} of a previous run ({shown}); {hint}choose "
+                       "another --out, or pass --overwrite to replace it")  # fmt: skip

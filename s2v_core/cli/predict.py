@@ -13,6 +13,7 @@ from s2v_core.cli.options import (
     modalities_from,
     parse_channel_map,
 )
+from s2v_core.cli.output import field
 
 __all__ = ["add_parser", "run"]
 
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     """Stage the recording; write the per-epoch CSV; print a summary (JSON with ``--json``)."""
     from s2v_core.inference.predict import predict_night
     from s2v_core.recording.registry import load_recording
+    from s2v_core.sanitize.cells import to_csv
     from s2v_core.views.exports import prediction_summary, prediction_table
 
     apply_threads(args.threads)
@@ -47,19 +49,19 @@ def run(args: argparse.Namespace) -> int:
                          ranges=extra.get("feature_ranges"))  # fmt: skip
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    prediction_table(pred, night).to_csv(out, index=False)
+    to_csv(prediction_table(pred, night), out, index=False)
     summary = prediction_summary(pred, night)
     summary = {**{k: v for k, v in summary.items() if k not in ("agreement", "warnings")}, "out": str(out),
                **{k: summary[k] for k in ("agreement", "warnings") if k in summary}}  # fmt: skip
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
-    print(f"{Path(night.source_file).name}: {night.n_epochs} epochs staged from "
-          f"{', '.join(pred.modalities)}; wrote {out}")  # fmt: skip
+    print(f"{field(Path(night.source_file).name)}: {night.n_epochs} epochs staged from "
+          f"{', '.join(pred.modalities)}; wrote {field(out)}")  # fmt: skip
     for k, m in summary.get("agreement", {}).items():
         if m.get("kappa") is not None:
             print(f"  {k}: accuracy {m['accuracy']:.3f}  kappa {m['kappa']:.3f}  macro-F1 {m['macro_f1']:.3f}")
     print(f"  mean confidence {summary['mean_confidence']:.2f}")
     for w in pred.warnings + night.warnings:
-        print("warning:", w)
+        print("warning:", field(w))
     return 0

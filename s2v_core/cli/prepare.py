@@ -11,6 +11,7 @@ from s2v_core.cli.options import (
     add_seed_option,
     cluster_from_args,
 )
+from s2v_core.cli.output import field
 from s2v_core.errors import S2VError
 
 __all__ = ["add_parser", "run"]
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     )
     failed = run[run["status"] == "failed"]
     for _, row in failed.head(10).iterrows():
-        print(f"failed: {row['night']}: {row['error']}")
+        print(f"failed: {field(row['night'])}: {field(row['error'])}")
     if len(failed) > 10:
         print(f"... and {len(failed) - 10} more (see {Path(args.out) / 'failures.csv'})")
     if len(failed) == len(run):
@@ -85,4 +86,22 @@ def run(args: argparse.Namespace) -> int:
     store = CohortStore(args.out)
     counts = store.manifest["split"].value_counts()
     print("store:", ", ".join(f"{counts.get(s, 0)} {s}" for s in ("train", "val", "test")))
+    _warn_unlabelled(run, store)
     return 0
+
+
+def _warn_unlabelled(run, store) -> None:
+    """``warning:`` lines for nights without a labelled epoch, and for a train split without any."""
+    from s2v_core.cohort.prepare import LABELLED
+    from s2v_core.train.finetune import labelled_epochs
+
+    prepared = run[run["status"].isin(("done", "skipped"))]
+    if LABELLED in prepared:
+        none = prepared.loc[prepared[LABELLED].fillna(0) == 0, "night"].astype(str).tolist()
+        if none:
+            shown = ", ".join(field(n) for n in none[:5]) + (f" and {len(none) - 5} more" if len(none) > 5 else "")
+            print(f"warning: {len(none)} night(s) have no labelled epoch ({shown}): no hypnogram was paired "
+                  "with them (hypnogram_file in metadata.csv, or NAME-Hypnogram.edf/NAME.xml/NAME.csv next to "
+                  "the recording), or it scores none of their epochs")  # fmt: skip
+    if store.nights("train") and labelled_epochs(store, "train") == 0:
+        print("warning: the train split has no labelled epoch: s2v finetune cannot learn from this store")

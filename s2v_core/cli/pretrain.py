@@ -91,6 +91,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_device_option(p, default=None, help="auto (default), cpu, cuda, cuda:N")
     add_seed_option(p, default=None, help="seed (default 0)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from DIR/last/")
+    p.add_argument("--overwrite", action="store_true",
+                   help="--out already holds a run: delete its checkpoints and logs and start again "
+                        "(without it such a folder is refused; --resume continues it)")  # fmt: skip
     p.add_argument("--batches-per-epoch", type=int, help="steps per epoch (default: one pass)")
     p.add_argument("--num-workers", type=int, help="DataLoader workers (default 0)")
     p.add_argument("--window-epochs", type=int, help="tokens per window (default 120 = 1 h)")
@@ -204,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
     bar = ProgressBar(enabled=is_main and not args.quiet)
     try:
         result = pretrain(args.data, out, cfg, callbacks=[bar, EpochPrinter()],
-                          resume_from=args.resume)  # fmt: skip
+                          resume_from=args.resume, overwrite=args.overwrite)  # fmt: skip
     finally:
         bar.close()
     if is_main:

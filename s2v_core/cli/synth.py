@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from s2v_core.cli.options import add_quiet_option, add_seed_option
+from s2v_core.cli.options import (
+    add_overwrite_option,
+    add_quiet_option,
+    add_seed_option,
+    refuse_overwrite,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -17,6 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     add_seed_option(p)
     p.add_argument("--hours", type=float, default=None, help="hours per night (default: drawn, 6.5-9)")
     add_quiet_option(p, help=None)
+    add_overwrite_option(p, "cohort (metadata.csv and its recordings)")
     p.set_defaults(func=run)
     return p
 
@@ -25,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     """Write the cohort and its ``metadata.csv``."""
     from s2v_core.synth.cohort import generate_cohort
 
+    refuse_overwrite(args, args.out, ["metadata.csv"], "synthetic cohort")
     frame = generate_cohort(args.nights, args.out, seed=args.seed, hours=args.hours, progress=not args.quiet)
     print(f"wrote {len(frame)} nights to {args.out} (metadata.csv lists them)")
     return 0

@@ -29,6 +29,7 @@ from s2v_core.cohort.store import CohortStore
 from s2v_core.errors import S2VError
 from s2v_core.inference.embed import embed_one
 from s2v_core.inference.predict import load_classifier, model_id
+from s2v_core.io.atomic import write_text_atomic
 from s2v_core.night import Night
 
 __all__ = [
@@ -132,7 +133,7 @@ def _parts_ready(parts: Path, key: dict) -> None:
     parts.mkdir(parents=True, exist_ok=True)
     for stale in parts.glob(".tmp-*"):
         stale.unlink(missing_ok=True)
-    key_file.write_text(json.dumps(key, indent=1))
+    write_text_atomic(key_file, json.dumps(key, indent=1))
 
 
 @dataclass

@@ -41,15 +41,21 @@ from s2v_core.cohort.store import (
     text_or_none,
 )
 from s2v_core.errors import S2VError
+from s2v_core.io.atomic import write_atomic
+from s2v_core.io.lock import locked_folder
 from s2v_core.modalities import MODALITIES
 from s2v_core.night import Night, NightMeta
 from s2v_core.recording.registry import load_recording
+from s2v_core.sanitize.cells import read_csv, to_csv
 from s2v_core.synth.acquisition import randomise_night
 
 __all__ = [
     "AUGMENT_MARK",
+    "LABELLED",
     "augmented_rows",
     "combine_stores",
+    "describe_labels",
+    "label_summary",
     "prepare_one",
     "prepare_store",
 ]
@@ -128,9 +134,11 @@ def prepare_one(
         final = store_dir / "nights" / night_id
         if is_finished(final) and not overwrite:
             scaling = json.loads((final / "scaling.json").read_text())
-            n_epochs = len(np.load(final / "stages.npy", mmap_mode="r"))
+            stages = np.load(final / "stages.npy", mmap_mode="r")
+            n_epochs, labelled = len(stages), int(np.count_nonzero(np.asarray(stages) >= 0))
             mods = tuple(m for m in MODALITIES if m in scaling)
-            return {**_entry_row(row, n_epochs, mods, seed), **base, "status": "skipped", "error": ""}
+            return {**_entry_row(row, n_epochs, mods, seed), **base, "labelled_epochs": labelled,
+                    "status": "skipped", "error": ""}  # fmt: skip
         night = _load_row(row, source_dir, night_id)
         known = {k: getattr(night.meta, k) for k in ("subject", "site", "age", "sex")}  # e.g. from a WFDB header
         filled = {**row, **{k: v for k, v in known.items() if v is not None and text_or_none(row.get(k)) is None}}
@@ -141,7 +149,8 @@ def prepare_one(
             night = randomise_night(night, np.random.default_rng([int(row.get("augment_seed") or 0),
                                                                    zlib.crc32(night_id.encode())]))  # fmt: skip
         _write_night(night, store_dir / "nights", night_id)
-        return {**entry, **base, "status": "done", "error": ""}
+        labelled = int(np.count_nonzero(np.asarray(night.stages) >= 0))  # 0: no hypnogram was paired
+        return {**entry, **base, "labelled_epochs": labelled, "status": "done", "error": ""}
     except Exception as exc:  # one bad night must never stop a cohort run
         if not isinstance(exc, (S2VError, OSError, ValueError)):
             log.exception("unexpected error preparing night %s", night_id)
@@ -195,13 +204,12 @@ def augmented_rows(rows: list[dict], copies: int, seed: int = 0) -> list[dict]:
 
 
 def _write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    # a temporary sibling, removed on any failure: a full disk leaves the previous file intact
+    write_atomic(path, lambda tmp: to_csv(frame, tmp, index=False))  # text cells that a spreadsheet would run get a ' (sanitize.cells)
 
 
 def _manifest_frame(rows: list[dict]) -> pd.DataFrame:
-    cols = [f.name for f in fields(StoreEntry)] + ["psg_file"]
+    cols = [f.name for f in fields(StoreEntry)] + ["psg_file", LABELLED]
     frame = pd.DataFrame(rows, columns=cols)
     frame["modalities"] = [
         ";".join(m) if isinstance(m, tuple | list) else m for m in frame["modalities"]
@@ -209,6 +217,7 @@ def _manifest_frame(rows: list[dict]) -> pd.DataFrame:
     return frame
 
 
+@locked_folder("store", "s2v prepare")  # one writer per store; a second is refused (io.lock)
 def prepare_store(
     source: str | Path,
     store: str | Path,
@@ -317,7 +326,7 @@ def _finish_run(results: list, store: Path, nights_dir: Path, progress: bool) ->
     manifest = _manifest_frame(ok)
     old_path = store / "manifest.csv"
     if old_path.is_file():
-        old = pd.read_csv(old_path, dtype={"night": str, "subject": str, "site": str})
+        old = read_csv(old_path, dtype={"night": str, "subject": str, "site": str})  # undoes the '
         keep = old[~old["night"].isin(manifest["night"]) & ~old["night"].isin(run["night"])]
         keep = keep[[is_finished(nights_dir / str(n)) for n in keep["night"]]]
         manifest = pd.concat([keep, manifest], ignore_index=True) if len(keep) else manifest
@@ -325,14 +334,36 @@ def _finish_run(results: list, store: Path, nights_dir: Path, progress: bool) ->
     failed = run.loc[run["status"] == "failed", ["night", "psg_file", "error"]]
     _write_csv_atomic(failed, store / "failures.csv")
     summary = {s: int((run["status"] == s).sum()) for s in ("done", "skipped", "failed")}
+    run.attrs["labels"] = labels = label_summary(ok)
     if (run["status"] == "omitted").any():
         summary["omitted"] = int((run["status"] == "omitted").sum())  # randomised copies outside train
     run.attrs["summary"] = summary
-    text = ", ".join(f"{v} {k}" for k, v in summary.items()) + f"; store: {store}"
+    text = ", ".join(f"{v} {k}" for k, v in summary.items()) + describe_labels(labels) + f"; store: {store}"
     log.info("prepare_store: %s", text)
     if progress:
         print(text)
     return run
+
+
+LABELLED = "labelled_epochs"
+"""Manifest column: the night's scored epochs (0 when no hypnogram was paired with it)."""
+
+
+def label_summary(rows: list[dict]) -> dict[str, int]:
+    """``{"with_labels", "without_labels", "labelled_epochs"}`` over prepared rows (done or skipped)."""
+    counts = [int(r.get(LABELLED) or 0) for r in rows]
+    return {"with_labels": sum(c > 0 for c in counts), "without_labels": sum(c == 0 for c in counts),
+            "labelled_epochs": sum(counts)}  # fmt: skip
+
+
+def describe_labels(labels: dict[str, int]) -> str:
+    """``; nights: 2 with labels (1,820 labelled epochs), 1 without a hypnogram`` ("" for no night)."""
+    parts = []
+    if labels["with_labels"]:
+        parts.append(f"{labels['with_labels']} with labels ({labels['labelled_epochs']:,} labelled epochs)")
+    if labels["without_labels"]:
+        parts.append(f"{labels['without_labels']} without a hypnogram (no labelled epoch)")
+    return f"; nights: {', '.join(parts)}" if parts else ""
 
 
 def combine_stores(

@@ -20,15 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from s2v_core.cohort.nsrr import discover_nsrr, is_nsrr_layout
 from s2v_core.cohort.store import CohortStore, number_or_none, sex_or_none, text_or_none
 from s2v_core.errors import InputFileError, S2VError
 from s2v_core.inference.embed import night_info
 from s2v_core.io.metadata import read_metadata_csv
+from s2v_core.io.text_limits import read_user_csv
 from s2v_core.night import Night, NightMeta
 from s2v_core.recording.registry import is_dreams_text, load_recording
+from s2v_core.sanitize.cells import unneutralise_frame
 
 __all__ = [
     "HYPNOGRAM_SUFFIXES",
@@ -120,7 +120,9 @@ def discover_rows(
     raw = demo = None
     if table_path.is_file():
         try:
-            raw = pd.read_csv(table_path, sep=None, engine="python", dtype=str)
+            raw = unneutralise_frame(
+                read_user_csv(table_path, "metadata table", sep=None, engine="python", dtype=str)
+            )
         except (OSError, ValueError) as exc:  # pandas parser errors are ValueErrors
             raise InputFileError(table_path, f"cannot read metadata table: {exc}") from None
         demo, _ = read_metadata_csv(table_path)

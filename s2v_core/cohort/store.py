@@ -30,6 +30,7 @@ import pandas as pd
 
 from s2v_core.errors import InputFileError
 from s2v_core.night import Night
+from s2v_core.sanitize.cells import unneutralise_frame
 
 __all__ = [
     "SPLITS",
@@ -153,12 +154,12 @@ class CohortStore:
             raise InputFileError(
                 self.path, "not a cohort store: no manifest.csv (prepare it with prepare_store)"
             )
-        frame = pd.read_csv(
+        frame = unneutralise_frame(pd.read_csv(  # '=1+2 (sanitize.cells) reads back as =1+2
             mpath,
             dtype={"night": str, "subject": str, "site": str, "sex": str, "split": str},
             keep_default_na=False,
             na_values={"age": [""], "ahi": [""]},
-        )
+        ))
         missing_cols = [f.name for f in fields(StoreEntry) if f.name not in frame.columns]
         if missing_cols:
             raise InputFileError(mpath, f"manifest lacks columns: {', '.join(missing_cols)}")

@@ -50,7 +50,9 @@ from s2v_core.inference.predict import (
     model_modalities,
     predict_night,
 )
+from s2v_core.io.atomic import write_atomic, write_text_atomic
 from s2v_core.modalities import EPOCH_SECONDS
+from s2v_core.sanitize.cells import to_csv
 from s2v_core.shipped import default_model_dir
 from s2v_core.stages import UNSCORED, class_names, merge_stages
 
@@ -160,6 +162,8 @@ class CohortEvaluation:
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         """Write every table as CSV and :meth:`summary` as JSON into ``out_dir``.
 
+        Each file is replaced atomically: a failure (a full disk) leaves the previous one whole.
+
         Returns
         -------
         dict of str to Path
@@ -178,12 +182,13 @@ class CohortEvaluation:
         paths = {}
         for name, frame in frames.items():
             paths[name] = out / f"{name}.csv"
-            frame.to_csv(paths[name], index=False)
+            # night ids and sites come from files: no formulas
+            write_atomic(paths[name], lambda tmp, f=frame: to_csv(f, tmp, index=False))
         if self.importance is not None:
             paths["importance"] = out / "importance.csv"
-            self.importance.to_csv(paths["importance"])
+            write_atomic(paths["importance"], lambda tmp: to_csv(self.importance, tmp))
         paths["summary"] = out / "summary.json"
-        paths["summary"].write_text(json.dumps(self.summary(), indent=1, allow_nan=False) + "\n")
+        write_text_atomic(paths["summary"], json.dumps(self.summary(), indent=1, allow_nan=False) + "\n")
         return paths
 
 

@@ -15,6 +15,7 @@ from s2v_core.errors import S2VError
 from s2v_core.evaluation.shortcut import mean_ci_over_seeds
 from s2v_core.experiments.grid import EXPERIMENTS
 from s2v_core.experiments.probes import METRICS
+from s2v_core.sanitize.cells import read_csv
 
 __all__ = [
     "load_experiment",
@@ -221,8 +222,8 @@ def load_experiment(folder: str | Path) -> dict[str, Any]:
     if not meta_path.is_file() or not summary_path.is_file():
         raise S2VError(f"{folder}: not a finished experiment (experiment.json and summary.csv are missing)")
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    out = {"kind": meta.get("kind"), "meta": meta, "summary": pd.read_csv(summary_path)}
+    out = {"kind": meta.get("kind"), "meta": meta, "summary": read_csv(summary_path)}
     for name in ("results", "paired"):
         path = folder / f"{name}.csv"
-        out[name] = pd.read_csv(path) if path.is_file() else None
+        out[name] = read_csv(path) if path.is_file() else None
     return out

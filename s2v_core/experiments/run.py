@@ -18,8 +18,11 @@ from s2v_core.experiments.grid import RunSpec
 from s2v_core.experiments.probes import EVAL_VERSION, evaluate_backbone, retrieval_scores
 from s2v_core.experiments.report import paired_losses, summarise, summary_markdown, write_figure
 from s2v_core.inference.embed import load_backbone
+from s2v_core.io.atomic import write_text_atomic
 from s2v_core.model.sleep2vec import count_parameters
+from s2v_core.sanitize.cells import to_csv
 from s2v_core.train.pretrain import pretrain
+from s2v_core.train.runfiles import run_checkpoints
 
 __all__ = [
     "run_experiment",
@@ -62,12 +65,13 @@ def _run_one(store_path: Path, store, out: Path, spec: RunSpec, base, anchor, pe
         return None
     else:
         started = time.perf_counter()
-        resume = run_dir if (run_dir / "last" / "config.json").is_file() else None
+        # any copy of last/ (one a killed run left mid-replacement included) is resumed
+        resume = run_dir if any(n.endswith("last/") or ".last." in n for n in run_checkpoints(run_dir)) else None
         if resume is not None:
             log.info("%s: resuming", spec.name)
         pretrain(store_path, run_dir, cfg, resume_from=resume)
-        done.write_text(json.dumps({"seconds": time.perf_counter() - started,
-                                    "train_config": cfg.to_dict()}, indent=1), encoding="utf-8")  # fmt: skip
+        write_text_atomic(done, json.dumps({"seconds": time.perf_counter() - started,
+                                            "train_config": cfg.to_dict()}, indent=1))  # fmt: skip
     eval_path = run_dir / "eval.json"
     scores = json.loads(eval_path.read_text(encoding="utf-8")) if eval_path.is_file() else {}
     if scores.get("eval_version") != EVAL_VERSION:  # scored by an older version: score again
@@ -76,7 +80,7 @@ def _run_one(store_path: Path, store, out: Path, spec: RunSpec, base, anchor, pe
             scores = evaluate_backbone(model, store, anchor=anchor, per_night=per_night, seed=spec.seed)
         scores.update(retrieval_scores(run_dir))
         scores["eval_version"] = EVAL_VERSION
-        eval_path.write_text(json.dumps(scores, indent=1), encoding="utf-8")
+        write_text_atomic(eval_path, json.dumps(scores, indent=1))  # whole or absent
     info = json.loads(done.read_text(encoding="utf-8"))
     model_cfg = cfg.model_config()
     row = {"run": spec.name, "group": spec.group, "order": spec.order, "seed": spec.seed,
@@ -151,7 +155,7 @@ def run_experiment(
             continue
         rows.append(row)
         results = pd.DataFrame(rows)
-        results.to_csv(out / "results.csv", index=False)
+        to_csv(results, out / "results.csv", index=False)
         if progress is not None:
             progress(
                 f"[{i + 1}/{len(specs)}] {spec.name}: kappa_all {row['kappa_all']:.3f}, "
@@ -161,10 +165,10 @@ def run_experiment(
         raise S2VError(f"{out}: no finished run to summarise")
     results = pd.DataFrame(rows)
     summary = summarise(results)
-    summary.to_csv(out / "summary.csv", index=False)
+    to_csv(summary, out / "summary.csv", index=False)
     paired = paired_losses(results) if kind == "losses" else None
     if paired is not None:
-        paired.to_csv(out / "paired.csv", index=False)
+        to_csv(paired, out / "paired.csv", index=False)
     (out / "summary.md").write_text(summary_markdown(kind, summary, paired), encoding="utf-8")
     write_figure(kind, summary, out)
     return results

@@ -28,8 +28,10 @@ from s2v_core.inference.predict import (
     input_spec,
     night_windows,
     predict_night,
+    refuse_non_finite,
     resolve_subset,
 )
+from s2v_core.io.atomic import readable_dir
 from s2v_core.modalities import EPOCH_SECONDS
 from s2v_core.model.checkpoint import load_checkpoint
 from s2v_core.night import Night
@@ -183,7 +185,7 @@ def load_backbone(path: str | Path, *, device: str = "cpu") -> Any:
         pretrained encoder.
     """
     folder = Path(path)
-    if not folder.is_dir():
+    if not readable_dir(folder).is_dir():  # a run killed mid-swap of best/ still has a whole copy
         raise S2VError(f"{folder}: no such folder (a pretrained checkpoint folder is needed)")
     model, _, _ = load_checkpoint(folder, device=device)
     if hasattr(model, "fusion"):
@@ -247,6 +249,7 @@ def backbone_epoch_embeddings(
     emb = np.full((n, hidden_size), np.nan, dtype=np.float32)
     covered = count > 0
     emb[covered] = (total[covered] / count[covered, None]).astype(np.float32)
+    refuse_non_finite(emb[covered], "backbone embeddings")  # NaN only where no modality is valid
     return emb, count.astype(np.int8), subset
 
 

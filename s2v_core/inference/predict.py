@@ -39,6 +39,7 @@ from s2v_core.stages import STAGE_NAMES
 __all__ = [
     "MAX_WINDOWS_PER_PASS",
     "MERGE_GROUPS",
+    "NonFiniteOutputError",
     "REPRESENTATIVE_STAGE",
     "WINDOW_EPOCHS",
     "Prediction",
@@ -48,6 +49,7 @@ __all__ = [
     "input_spec",
     "night_windows",
     "predict_night",
+    "refuse_non_finite",
     "resolve_subset",
 ]
 
@@ -384,6 +386,8 @@ def predict_night(
     ------
     S2VError
         If the subset is empty, or names modalities the night or the model lacks.
+    NonFiniteOutputError
+        The model's outputs hold NaN or infinite values (broken weights or inputs).
     """
     subset = resolve_subset(model, night, modalities)
     inputs, pad_valid, present, valid = night_windows(night, subset, window_epochs, **input_spec(model))
@@ -397,8 +401,12 @@ def predict_night(
         max(1, max_windows),
         with_embeddings,
     )
-    probs = torch.softmax(logits.reshape(-1, logits.shape[-1])[:n], dim=-1).numpy()  # (n, C)
     cols = [model_modalities(model).index(m) for m in subset]
+    refuse_non_finite(logits.reshape(-1, logits.shape[-1])[:n], "stage scores", name)
+    refuse_non_finite(gates.reshape(-1, gates.shape[-1])[:n][:, cols], "gate weights", name)
+    if fused is not None:
+        refuse_non_finite(fused.reshape(-1, fused.shape[-1])[:n], "embeddings", name)
+    probs = torch.softmax(logits.reshape(-1, logits.shape[-1])[:n], dim=-1).numpy()  # (n, C)
     epoch_w = gates.reshape(-1, gates.shape[-1])[:n][:, cols].numpy()  # (n, len(subset))
     sums = epoch_w.sum(axis=1, keepdims=True)
     epoch_w = np.divide(epoch_w, sums, out=np.zeros_like(epoch_w), where=sums > 0)
@@ -416,6 +424,28 @@ def predict_night(
         model_id=name,
         embeddings=None if emb is None else emb.astype(np.float32),
         coverage=coverage,
+    )
+
+
+class NonFiniteOutputError(S2VError):
+    """The model gave NaN or infinite outputs: nothing is written rather than every epoch W."""
+
+
+def refuse_non_finite(values: torch.Tensor | np.ndarray, what: str, model_name: str = "") -> None:
+    """Raise :class:`NonFiniteOutputError` when any row of ``values`` ``(n_epochs, ...)`` is not finite.
+
+    The argmax of NaN probabilities is stage 0, so a broken model (NaN weights, an overflow)
+    used to stage every epoch W with empty probability columns, and exit 0.
+    """
+    arr = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+    bad = ~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1)
+    if not bad.any():
+        return
+    model = f"model {model_name}" if model_name else "the model"
+    raise NonFiniteOutputError(
+        f"{model} gave non-finite {what} (NaN or infinite) at {int(bad.sum())} of {len(bad)} epochs "
+        f"(first: epoch {int(np.argmax(bad))}); its weights or the inputs are broken, so no stages "
+        "are given (they would all read W)"
     )
 
 

@@ -170,7 +170,8 @@ def open_recording(path: str | Path) -> EdfRecording:
     if header.file_type.endswith("+D"):  # pyedflib refuses EDF+D; MNE would close the gaps
         mm = data_records(path, header.header_bytes, header.record_bytes, header.n_records)
         return EdfRecording(header, "native", mm, warnings)
-    needs_lenient = any("truncated" in w or "-1" in w or "more data records" in w for w in warnings)
+    # decided by the header check's structured outcome, never by the text of a warning
+    needs_lenient = header.record_count != "ok"
     if not needs_lenient:
         try:
             handle = pyedflib.EdfReader(os.fspath(path))
@@ -198,6 +199,16 @@ def open_recording(path: str | Path) -> EdfRecording:
         raise InputFileError(
             path, f"could not be read as EDF/BDF by pyedflib or MNE: {exc}"
         ) from None
+    # MNE sizes its reads from its own reading of the header (and of the file size); it must not go
+    # past what the file holds: every channel at the highest rate, over the complete records.
+    width = 3 if header.file_type.startswith("BDF") else 2
+    in_file = (header.file_size - header.header_bytes) // header.record_bytes
+    if raw.n_times > in_file * (header.record_bytes // width):
+        raise InputFileError(
+            path,
+            f"MNE would read {raw.n_times} samples per channel, more than the "
+            f"{in_file} complete data records in the file hold; the header is inconsistent",
+        )
     return EdfRecording(header, "mne", raw, warnings)
 
 

@@ -15,12 +15,21 @@ from pathlib import Path
 import numpy as np
 
 from s2v_core.errors import InputFileError
+from s2v_core.limits.bounds import (
+    MAX_RECORDING_S,
+    MAX_SFREQ_HZ,
+    check_duration,
+    check_rate,
+    describe_bytes,
+    describe_seconds,
+)
 
 __all__ = [
     "ANNOTATION_LABELS",
     "MAX_SFREQ_HZ",
     "MAX_TIMELINE_SAMPLES",
     "ONSET_TOLERANCE_S",
+    "RECORD_COUNT_STATES",
     "ChannelInfo",
     "RecordingHeader",
     "check_header",
@@ -37,9 +46,12 @@ ONSET_TOLERANCE_S = 1e-3
 # EDF+D gaps may stretch a channel to at most this many samples (or 4x its recorded samples):
 # 2**26 is 24 h at 776 Hz, and 256 MiB of float32.
 MAX_TIMELINE_SAMPLES = 2**26
-# Fastest sampling rate accepted, Hz: far above any biosignal; a faster one means a corrupt record
-# duration (a subnormal 1e-309 s is positive yet makes samples / duration infinite).
-MAX_SFREQ_HZ = 1e6
+# MAX_SFREQ_HZ (fastest channel accepted; a faster one means a corrupt record duration, e.g. a
+# subnormal 1e-309 s that is positive yet makes samples / duration infinite) and the other limits
+# on what a header may declare live in s2v_core.limits.
+RECORD_COUNT_STATES = ("ok", "truncated", "unknown", "extra")
+""":attr:`RecordingHeader.record_count`: the declared record count matches the file; it declares
+more records than the file holds; it is -1 (recording not closed); the file holds more."""
 
 
 @dataclass
@@ -80,6 +92,9 @@ class RecordingHeader:
     header_bytes: int = 0
     record_bytes: int = 0  # bytes per data record, all signals
     annotation_span: tuple[int, int] | None = None  # (byte offset, bytes) of the first TAL signal
+    # how the declared record count compares with the file (one of RECORD_COUNT_STATES); anything
+    # but "ok" makes open_recording use a reader that tolerates it
+    record_count: str = "ok"
 
     @property
     def duration_s(self) -> float:
@@ -113,7 +128,11 @@ def check_header(path: str | Path) -> RecordingHeader:
     that is not EDF/BDF, unreadable numeric fields, a channel count or record count that does not
     fit the file, physical min == max, digital min >= max, an annotation-only file, a record
     duration that makes a channel faster than :data:`MAX_SFREQ_HZ`, and EDF+D record onsets that
-    are missing, go backwards or overlap.
+    are missing, go backwards or overlap. What the header declares is checked against
+    :mod:`s2v_core.limits.bounds` before anything is read: a data record larger than the data in the file,
+    a record or a recording (EDF+D gaps included) over 72 h, a channel slower than one sample per
+    300 s. :attr:`RecordingHeader.record_count` says how the declared record count compares with
+    the file.
     Problems that leave the file usable (truncated data records, a digital range outside the
     16-bit EDF range) are returned as warnings.
     """
@@ -131,8 +150,14 @@ def check_header(path: str | Path) -> RecordingHeader:
             "the file has no signal channels (only annotations); "
             "if it is a hypnogram, give it as the hypnogram of a recording",
         )
-    n_records = _complete_records(p, fixed, layout.record_bytes, size, warnings)
+    _check_declared_sizes(p, fixed, channels, layout.record_bytes, size)
+    n_records, record_count = _complete_records(p, fixed, layout.record_bytes, size, warnings)
     _check_fastest_rate(p, channels, fixed.record_duration)
+    _check_slowest_rate(p, channels, fixed.record_duration)
+    check_duration(
+        p, n_records * fixed.record_duration,
+        f"{n_records} data records of {fixed.record_duration:g} s: the recording",
+    )
     onsets, gaps = None, []
     if fixed.kind.endswith("+D"):
         onsets, gaps = _discontinuous_timeline(p, fixed, layout, n_records, channels, warnings)
@@ -150,6 +175,7 @@ def check_header(path: str | Path) -> RecordingHeader:
         header_bytes=fixed.header_bytes,
         record_bytes=layout.record_bytes,
         annotation_span=layout.annotation_span,
+        record_count=record_count,
     )
 
 
@@ -284,19 +310,48 @@ def _parse_channels(p: Path, fixed: _FixedHeader) -> tuple[list[ChannelInfo], li
     return channels, warnings, _RecordLayout(samples_per_record * bytes_per_sample, annotation_span)
 
 
-def _complete_records(p: Path, fixed: _FixedHeader, record_bytes: int, size: int, warnings: list[str]) -> int:
-    """The number of data records to read: the declared count, checked against the file size."""
+def _check_declared_sizes(
+    p: Path, fixed: _FixedHeader, channels: list[ChannelInfo], record_bytes: int, size: int
+) -> None:
+    """Refuse a record duration over the longest recording, or a record larger than the data.
+
+    Before anything else uses the record layout: these two fields (with the record count, which
+    :func:`_complete_records` bounds by the file) size every array a reader makes.
+    """
+    record_duration = fixed.record_duration
+    if np.isfinite(record_duration) and record_duration > MAX_RECORDING_S:
+        check_duration(p, record_duration, "corrupt EDF header: one data record")
+    data_bytes = size - fixed.header_bytes
+    if record_bytes > max(data_bytes, 0) and fixed.n_records != 0:
+        widest = max(channels, key=lambda c: c.samples_per_record)
+        raise InputFileError(
+            p,
+            f"the file contains no complete data record: one record takes "
+            f"{describe_bytes(record_bytes)} (channel {widest.label!r} declares "
+            f"{widest.samples_per_record} samples per record) but the file holds "
+            f"{describe_bytes(max(data_bytes, 0))} of data",
+        )
+
+
+def _complete_records(
+    p: Path, fixed: _FixedHeader, record_bytes: int, size: int, warnings: list[str]
+) -> tuple[int, str]:
+    """The number of data records to read (the declared count, checked against the file size),
+    and how the declared count compares with the file (one of :data:`RECORD_COUNT_STATES`)."""
     record_duration, n_records = fixed.record_duration, fixed.n_records
+    state = "ok"
     if not np.isfinite(record_duration) or (record_duration <= 0 and n_records != 0):
         raise InputFileError(p, f"corrupt EDF header: record duration {record_duration} s")
     data_bytes = size - fixed.header_bytes
     available_records = data_bytes // record_bytes if record_bytes else 0
     if n_records == -1:
+        state = "unknown"
         warnings.append(
             f"header record count is -1 (recording not closed); {available_records} records in the file"
         )
         n_records = available_records
     elif available_records < n_records:
+        state = "truncated"
         warnings.append(
             f"truncated file: the header declares {n_records} data records but only "
             f"{available_records} are complete; the last "
@@ -304,13 +359,14 @@ def _complete_records(p: Path, fixed: _FixedHeader, record_bytes: int, size: int
         )
         n_records = available_records
     elif available_records > n_records:
+        state = "extra"
         warnings.append(
             f"the file holds {available_records - n_records} more data records than its header "
             "declares; they were ignored"
         )
     if n_records <= 0:
         raise InputFileError(p, "the file contains no complete data record")
-    return n_records
+    return n_records, state
 
 
 def _check_fastest_rate(p: Path, channels: list[ChannelInfo], record_duration: float) -> None:
@@ -322,6 +378,15 @@ def _check_fastest_rate(p: Path, channels: list[ChannelInfo], record_duration: f
             f"{fastest.label!r} {fastest.samples_per_record / record_duration:.3g} Hz "
             f"(over {MAX_SFREQ_HZ:.0e} Hz)",
         )
+
+
+def _check_slowest_rate(p: Path, channels: list[ChannelInfo], record_duration: float) -> None:
+    slowest = min(channels, key=lambda c: c.samples_per_record)
+    check_rate(
+        p, slowest.samples_per_record / record_duration,
+        f"corrupt EDF header: channel {slowest.label!r} ({slowest.samples_per_record} samples per "
+        f"{describe_seconds(record_duration)} record)",
+    )
 
 
 def _discontinuous_timeline(
@@ -339,6 +404,10 @@ def _discontinuous_timeline(
     onsets, gaps, gap_warnings = _find_gaps(p, onsets, fixed.record_duration, fixed.kind)
     warnings.extend(gap_warnings)
     _check_span(p, onsets, n_records, fixed.record_duration, channels, fixed.kind)
+    check_duration(
+        p, float(onsets[-1] - onsets[0]) + fixed.record_duration,
+        f"{fixed.kind}: from the first record's start to the last one's end, the recording",
+    )
     return onsets, gaps
 
 

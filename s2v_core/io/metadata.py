@@ -15,7 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 from s2v_core.errors import InputFileError
+from s2v_core.io.text_limits import clip_message, read_user_csv
 from s2v_core.night import NightMeta
+from s2v_core.sanitize.cells import unneutralise_frame
 
 __all__ = [
     "COLUMN_ALIASES",
@@ -64,7 +66,7 @@ def read_metadata_csv(path: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
     """
     p = Path(path)
     try:
-        raw = pd.read_csv(p, sep=None, engine="python", dtype=str)
+        raw = unneutralise_frame(read_user_csv(p, "metadata CSV", sep=None, engine="python", dtype=str))  # '=x -> =x (sanitize.cells)
     except (OSError, csv.Error, pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise InputFileError(p, f"cannot read metadata CSV: {exc}") from None
     lower = {c.lower().strip(): c for c in raw.columns}
@@ -89,7 +91,7 @@ def read_metadata_csv(path: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
         out["sex"] = None
     dup = out["night"][out["night"].duplicated()].unique()
     if len(dup):
-        raise InputFileError(p, f"metadata CSV repeats night ids: {', '.join(map(str, dup[:5]))}")
+        raise InputFileError(p, f"metadata CSV repeats night ids: {', '.join(clip_message(d, 40) for d in dup[:5])}")
     return out.set_index("night", drop=False), used
 
 

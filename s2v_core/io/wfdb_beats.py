@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from s2v_core.errors import InputFileError
+from s2v_core.limits.bounds import check_duration, check_rate, describe_bytes, describe_seconds
 from s2v_core.modalities import EPOCH_SECONDS, SFREQ
 from s2v_core.signals.cardio import ibi_from_beats
 from s2v_core.signals.resampling import epoch_matrix
@@ -126,6 +127,55 @@ def _read_header(wfdb_module, base: Path, header_path: Path) -> _Header:
     return header
 
 
+# Bits per sample of the WFDB signal file formats (format 310/311: 3 samples in 4 bytes).
+_FORMAT_BITS = {8: 8, 16: 16, 24: 24, 32: 32, 61: 16, 80: 8, 160: 16, 212: 12, 310: 32 / 3, 311: 32 / 3}
+
+
+def _check_declared_length(header_path: Path, header: _Header) -> None:
+    """The header's rate and signal length against :mod:`s2v_core.limits.bounds`, before anything is read.
+
+    The length must be at most 72 h, and when the record's signal files (``.dat``) are beside the
+    header, they must hold the samples it declares (1 % and 1 KB of slack): a header that declares
+    far more than its signal files hold is corrupt.
+
+    Raises
+    ------
+    InputFileError
+        A rate outside [1/300 Hz, 1 MHz], a length over 72 h, or signal files too small.
+    """
+    check_rate(header_path, header.fs, "the WFDB header: the signal")
+    if not header.sig_len:
+        return
+    check_duration(
+        header_path, header.sig_len / header.fs,
+        f"the WFDB header declares {header.sig_len} samples at {header.fs:g} Hz: the record",
+    )
+    try:
+        lines = header_path.read_text(encoding="latin-1").splitlines()[:4097]
+    except OSError:
+        return
+    specs = [ln.split() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")][1:]
+    bits: dict[str, float] = {}
+    for tokens in specs:  # "<file> <format>[x<skew>][:<skew>][+<offset>] ..."
+        fmt = re.match(r"\d+", tokens[1]) if len(tokens) > 1 else None
+        if fmt is None or int(fmt.group()) not in _FORMAT_BITS or "+" in tokens[1]:
+            return  # an unknown format or a byte offset: the size cannot be checked
+        bits[tokens[0]] = bits.get(tokens[0], 0.0) + _FORMAT_BITS[int(fmt.group())]
+    for name, per_frame in bits.items():
+        dat = header_path.with_name(Path(name).name)
+        if name == "-" or not dat.is_file():
+            continue
+        declared, size = header.sig_len * per_frame / 8, dat.stat().st_size
+        if size < 0.99 * declared - 1024:
+            raise InputFileError(
+                header_path,
+                f"the WFDB header declares {header.sig_len} samples "
+                f"({describe_seconds(header.sig_len / header.fs)}) but {dat.name} holds "
+                f"{describe_bytes(size)}, not the {describe_bytes(declared)} they take; "
+                "the header does not belong to its signal file",
+            )
+
+
 def _parse_header_text(header_path: Path, original: Exception) -> _Header:
     """Parse the record line and comments of a ``.hea`` file (fallback for wfdb)."""
     problem = f"cannot read the WFDB header: {original}"
@@ -200,12 +250,14 @@ def read_wfdb_beats(path: str | Path) -> WfdbBeats:
         if not needed.is_file():
             raise InputFileError(needed, f"{what} not found (looked for {needed})")
     header = _read_header(wfdb, base, header_path)
+    _check_declared_length(header_path, header)
     try:
         ann = wfdb.rdann(str(base), extension)
     except Exception as err:
         raise InputFileError(ann_path, f"cannot read the WFDB annotations: {err}") from err
 
     fs = float(ann.fs) if ann.fs else float(header.fs)
+    check_rate(ann_path, fs, "the annotated signal")
     symbols = np.asarray(ann.symbol if ann.symbol is not None else [], dtype=str)
     samples = np.asarray(ann.sample, dtype=np.int64)
     is_beat = np.isin(symbols, list(BEAT_SYMBOLS))
@@ -222,6 +274,7 @@ def read_wfdb_beats(path: str | Path) -> WfdbBeats:
         duration = header.sig_len / header.fs
     else:
         duration = float(beat_times[-1]) + 1.0
+        check_duration(ann_path, duration, "without a signal length in the header, the last beat says the record")
         log.warning("%s: header has no signal length; using the last beat time", header_path)
     if beat_times[-1] > duration + 1.0:
         log.warning(

@@ -25,7 +25,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from s2v_core.errors import S2VError
+from s2v_core.io.atomic import readable_dir
+from s2v_core.limits.jsonfile import read_json
 from s2v_core.model.config import FORMAT_VERSION, ConfigError, HeadConfig, ModelConfig
+from s2v_core.model.device import resolve_device
 from s2v_core.model.fusion import Sleep2VecClassifier
 from s2v_core.model.sleep2vec import Sleep2Vec
 from s2v_core.shipped import package_version
@@ -39,6 +42,7 @@ __all__ = [
     "WEIGHTS_FILE",
     "WRITER",
     "CheckpointError",
+    "check_finite",
     "flatten_state",
     "load_checkpoint",
     "load_optimizer_state",
@@ -201,15 +205,13 @@ def save_checkpoint(
 
 def read_checkpoint_config(directory: str | Path) -> dict[str, Any]:
     """Read and validate ``config.json``; returns it with ``model`` (and ``head``) as configs."""
-    directory = Path(directory)
+    directory = readable_dir(directory)  # a run killed mid-swap of best/: its complete copy
     _refuse_pickles(directory)
     path = directory / CONFIG_FILE
     if not path.is_file():
         raise CheckpointError(f"{directory}: not a sleep2vec checkpoint (no {CONFIG_FILE})")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{path}: not valid JSON ({err})") from None
+    # size and nesting capped; every failure one line (issue 16: deep nesting was a RecursionError)
+    meta = read_json(path, error=lambda problem: CheckpointError(f"{directory.name}/{path.name}: {problem}"))
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path}: expected a JSON object")
     _check_format_version(meta, path)
@@ -333,6 +335,32 @@ def _check_tensors(model: nn.Module, tensors: dict[str, torch.Tensor], path: Pat
         raise CheckpointError(f"{path}: non-float tensors {', '.join(not_float[:_MAX_LISTED])}")
 
 
+def check_finite(tensors: dict[str, torch.Tensor], where: str) -> None:
+    """Refuse weights holding NaN or infinite values, naming the first such tensor.
+
+    A model with them loads and runs, but every output is NaN: the argmax of NaN
+    probabilities is stage 0, so every epoch came out W with empty probability columns.
+
+    Raises
+    ------
+    CheckpointError
+        ``where: tensor 'NAME' holds N NaN and M infinite values of K ...``.
+    """
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if not bad:
+        return
+    t = tensors[bad[0]]
+    n_nan = int(torch.isnan(t).sum())
+    n_inf = int(torch.isinf(t).sum())
+    what = " and ".join(x for x in (f"{n_nan} NaN" if n_nan else "", f"{n_inf} infinite" if n_inf else "") if x)
+    more = f" (and {len(bad) - 1} more tensor{'s' if len(bad) > 2 else ''})" if len(bad) > 1 else ""
+    raise CheckpointError(
+        f"{where}: tensor {bad[0]!r} holds {what} value{'s' if n_nan + n_inf > 1 else ''} of {t.numel()}"
+        f"{more}; the weights are corrupt (or training diverged) and would stage every epoch W: "
+        "refusing to load them; use an earlier checkpoint or train again"
+    )
+
+
 def load_checkpoint(
     directory: str | Path, *, device: str | torch.device = "cpu"
 ) -> tuple[Sleep2Vec | Sleep2VecClassifier, ModelConfig, dict[str, Any]]:
@@ -357,10 +385,14 @@ def load_checkpoint(
     Raises
     ------
     CheckpointError
-        Pickled files, missing files, wrong format version, unknown config keys, or weights whose
-        names or shapes do not match the model the config describes.
+        Pickled files, missing files, wrong format version, unknown config keys, weights whose
+        names or shapes do not match the model the config describes, or weights holding NaN or
+        infinite values (:func:`check_finite`).
+    DeviceError
+        ``device`` is not usable here (:func:`s2v_core.model.device.resolve_device`).
     """
-    directory = Path(directory)
+    directory = readable_dir(directory)  # a run killed mid-swap of best/: its complete copy
+    target = resolve_device(device)  # an unusable --device is one line, before anything is read
     meta = read_checkpoint_config(directory)
     weights_path = directory / WEIGHTS_FILE
     if not weights_path.is_file():
@@ -377,26 +409,27 @@ def load_checkpoint(
         else:
             model = Sleep2Vec(config)
     _check_tensors(model, tensors, weights_path)
+    check_finite(tensors, f"{directory.name}/{WEIGHTS_FILE}")
     model.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True, assign=True)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    model.to(device).eval()
+    model.to(target).eval()
     log.info("loaded %s checkpoint from %s", meta["kind"], directory)
     return model, config, meta["extra"]
 
 
 def load_optimizer_state(directory: str | Path, optimizer: torch.optim.Optimizer) -> int | None:
     """Restore ``optimizer`` from a checkpoint saved with one; returns the saved step."""
-    directory = Path(directory)
+    directory = readable_dir(directory)
     meta = read_checkpoint_config(directory)
     tensor_path, state_path = directory / OPTIMIZER_TENSORS_FILE, directory / OPTIMIZER_STATE_FILE
     if not (tensor_path.is_file() and state_path.is_file()):
         raise CheckpointError(f"{directory}: no optimizer state ({OPTIMIZER_STATE_FILE})")
     try:
         tensors = load_file(str(tensor_path), device="cpu")
-        structure = json.loads(state_path.read_text(encoding="utf-8"))
-    except (SafetensorError, OSError, json.JSONDecodeError) as err:
+        structure = read_json(state_path, error=lambda problem: CheckpointError(
+            f"{directory.name}/{state_path.name}: cannot read optimizer state ({problem})"))
+    except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{directory}: cannot read optimizer state ({err})") from None
+    check_finite(tensors, f"{directory.name}/{OPTIMIZER_TENSORS_FILE}")
     try:
         optimizer.load_state_dict(unflatten_state(structure, tensors))
     except (ValueError, KeyError, TypeError) as err:

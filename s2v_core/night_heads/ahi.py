@@ -20,8 +20,15 @@ from s2v_core.errors import InputFileError, S2VError
 from s2v_core.io.edf import open_recording
 from s2v_core.io.hypnogram.labels import classify_event
 from s2v_core.io.hypnogram.reader import detect_format, read_hypnogram
+from s2v_core.io.text_limits import (
+    MAX_TABLE_BYTES,
+    check_file_size,
+    check_table_cells,
+    clip_message,
+)
 from s2v_core.modalities import EPOCH_SECONDS
 from s2v_core.night_heads.tasks import NightHeadError
+from s2v_core.sanitize.cells import read_csv
 
 __all__ = [
     "AHIResult",
@@ -228,7 +235,12 @@ def cohort_ahi(folder: str | Path) -> pd.DataFrame:
     table_path = folder / "metadata.csv"
     if not table_path.is_file():
         raise InputFileError(folder, "no metadata.csv with psg_file and hypnogram_file columns")
-    table = pd.read_csv(table_path, dtype=str, keep_default_na=False)
+    try:
+        check_file_size(table_path, MAX_TABLE_BYTES, "tables", hypnogram=False)
+        table = read_csv(table_path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:  # pandas parser errors: ValueError
+        raise InputFileError(table_path, f"cannot read the metadata table: {clip_message(exc)}") from None
+    check_table_cells(table_path, table)  # s2v_core.io.text_limits
     for col in ("night", "hypnogram_file"):
         if col not in table.columns:
             raise InputFileError(table_path, f"metadata table lacks the {col!r} column")

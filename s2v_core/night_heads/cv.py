@@ -36,6 +36,7 @@ from s2v_core.night_heads.linear import (
     standardise,
 )
 from s2v_core.night_heads.tasks import NightHeadError, TaskSpec, labelled_rows
+from s2v_core.sanitize.cells import to_csv
 
 __all__ = [
     "CVReport",
@@ -348,5 +349,5 @@ def train_night_head(
         "cv": report.to_dict(),
     }
     head.save(out)
-    report.predictions.to_csv(Path(out) / "cv_predictions.csv", index=False)
+    to_csv(report.predictions, Path(out) / "cv_predictions.csv", index=False)
     return head, report

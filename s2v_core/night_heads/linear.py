@@ -18,6 +18,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
+from s2v_core.limits.jsonfile import read_json
 from s2v_core.model.checkpoint import PICKLE_SUFFIXES
 from s2v_core.night_heads.tasks import NightHeadError, TaskSpec, parse_task
 
@@ -201,10 +202,8 @@ class NightHead:
                 f"{folder}: not a night head (needs {HEAD_CONFIG_FILE} and {HEAD_WEIGHTS_FILE}; "
                 "train one with s2v night-heads train)"
             )
-        try:
-            meta = json.loads(cfg_path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise NightHeadError(f"{cfg_path}: not valid JSON ({exc})") from None
+        meta = read_json(cfg_path, error=lambda problem: NightHeadError(
+            f"{folder.name}/{cfg_path.name}: {problem}"))  # size and nesting capped (issue 16)
         if not isinstance(meta, dict) or meta.get("kind") != HEAD_KIND:
             raise NightHeadError(f"{cfg_path}: not a night head (kind must be {HEAD_KIND!r})")
         if meta.get("format_version") != HEAD_FORMAT_VERSION:
@@ -222,6 +221,7 @@ class NightHead:
         got = {k: tuple(v.shape) for k, v in t.items()}
         if not isinstance(n, int) or got != want:
             raise NightHeadError(f"{w_path}: tensors {got} do not fit n_features={n}")
+        _check_head_values(t, f"{folder.name}/{HEAD_WEIGHTS_FILE}")
         info = {
             k: v
             for k, v in meta.items()
@@ -247,6 +247,21 @@ class NightHead:
             alpha=float(meta.get("alpha", DEFAULT_ALPHA)),
             info=info,
         )
+
+
+def _check_head_values(tensors: dict[str, np.ndarray], where: str) -> None:
+    """Refuse NaN/infinite head values or a non-positive scale (every prediction would be NaN)."""
+    for name in ("mean", "scale", "coef", "intercept"):
+        v = np.asarray(tensors[name], dtype=float)
+        bad = ~np.isfinite(v)
+        if bad.any():
+            raise NightHeadError(
+                f"{where}: tensor {name!r} holds {int(np.isnan(v).sum())} NaN and {int(np.isinf(v).sum())} "
+                f"infinite value(s) of {v.size}; the head is corrupt: refusing to load it (train it again)"
+            )
+    if (np.asarray(tensors["scale"]) <= 0).any():
+        raise NightHeadError(f"{where}: tensor 'scale' holds zero or negative values; the head is corrupt: "
+                             "refusing to load it (train it again)")
 
 
 def fit_head(

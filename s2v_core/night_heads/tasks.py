@@ -13,6 +13,13 @@ import numpy as np
 import pandas as pd
 
 from s2v_core.errors import InputFileError, S2VError
+from s2v_core.io.text_limits import (
+    MAX_TABLE_BYTES,
+    check_file_size,
+    check_table_cells,
+    clip_message,
+)
+from s2v_core.sanitize.cells import read_csv
 
 __all__ = [
     "NightHeadError",
@@ -160,9 +167,11 @@ def join_metadata(frame: pd.DataFrame, path: str | Path) -> pd.DataFrame:
     """
     p = Path(path)
     try:
-        table = pd.read_csv(p, sep=None, engine="python", dtype=str, keep_default_na=False)
+        check_file_size(p, MAX_TABLE_BYTES, "tables", hypnogram=False)
+        table = read_csv(p, sep=None, engine="python", dtype=str, keep_default_na=False)
     except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise InputFileError(p, f"cannot read the metadata table: {exc}") from None
+        raise InputFileError(p, f"cannot read the metadata table: {clip_message(exc)}") from None
+    check_table_cells(p, table)  # s2v_core.io.text_limits
     lower = {c.strip().lower(): c for c in table.columns}
     key = next((lower[c] for c in _ID_COLUMNS if c in lower), None)
     on = "night"

@@ -19,6 +19,7 @@ from s2v_core.errors import ChannelMappingError, InputFileError
 from s2v_core.io.dreams import DreamsSignal, infer_sfreq, read_dreams_signal
 from s2v_core.io.hypnogram.core import Hypnogram
 from s2v_core.io.hypnogram.reader import read_hypnogram
+from s2v_core.limits.bounds import check_allocation, check_duration, check_rate, describe_seconds
 from s2v_core.modalities import MODALITIES, SFREQ
 from s2v_core.night import Night, NightMeta, Provenance, n_epochs_for
 from s2v_core.recording.channels import map_channels
@@ -83,6 +84,7 @@ def load_dreams_night(
         hyp = read_hypnogram(hypnogram)
     sfreq = _sampling_rate(p, rec.n_samples, sfreq, hyp)
     duration_s = rec.n_samples / float(sfreq)
+    _check_limits(p, rec, modality, sfreq, duration_s)
     n_epochs = n_epochs_for(duration_s)
     if n_epochs == 0:
         raise InputFileError(
@@ -157,6 +159,23 @@ def _sampling_rate(p: Path, n_samples: int, sfreq: float | None, hyp: Hypnogram 
     if not (math.isfinite(sfreq) and sfreq > 0):
         raise InputFileError(p, f"sampling rate must be a positive number of Hz, got {sfreq!r}")
     return sfreq
+
+
+def _check_limits(p: Path, rec: DreamsSignal, modality: str, sfreq: float, duration_s: float) -> None:
+    """The rate, the length it gives, and the canonical channel's size, against :mod:`s2v_core.limits.bounds`.
+
+    Raises
+    ------
+    InputFileError
+        A rate outside [1/300 Hz, 1 MHz], over 72 h, or a canonical channel far larger than the
+        file (an explicit ``sfreq`` far too low for the samples).
+    """
+    check_rate(p, sfreq, f"channel {rec.label!r}")
+    check_duration(p, duration_s, f"{rec.n_samples} samples at {sfreq:g} Hz: the recording")
+    need = 8.0 * rec.n_samples + 4.0 * duration_s * SFREQ[modality]  # samples read + canonical
+    check_allocation(
+        p, need, p.stat().st_size, f"channel {rec.label!r} over {describe_seconds(duration_s)}"
+    )
 
 
 def _canonical_channel(

@@ -22,9 +22,11 @@ from s2v_core.io.edf import EdfRecording, open_recording
 from s2v_core.io.hypnogram.core import hypnogram_from_annotations
 from s2v_core.io.hypnogram.reader import read_hypnogram
 from s2v_core.io.wfdb_beats import beats_to_ibi, read_wfdb_beats
-from s2v_core.modalities import MODALITIES, SFREQ
+from s2v_core.limits.bounds import check_allocation, describe_seconds
+from s2v_core.modalities import EPOCH_SECONDS, MODALITIES, SFREQ
 from s2v_core.night import Night, NightMeta, Provenance, n_epochs_for
 from s2v_core.recording.channels import ChannelMapping, map_channels
+from s2v_core.recording.pairing import pair_hypnogram
 from s2v_core.stages import UNSCORED, label_to_stage
 
 __all__ = [
@@ -215,8 +217,8 @@ def with_hypnogram(
         (unless ``allow_mismatch``).
     """
 
-    hyp = read_hypnogram(hypnogram, hypnogram_format, recording_start=night.start_time)
-    hyp = hyp.aligned(night.n_epochs, allow_mismatch=allow_mismatch)
+    hyp = pair_hypnogram(hypnogram, night.n_epochs, night.start_time, fmt=hypnogram_format,
+                         allow_mismatch=allow_mismatch)  # fmt: skip
     warnings = [w for w in night.warnings if not w.startswith("hypnogram: ")]
     warnings += [f"hypnogram: {w}" for w in hyp.warnings]
     return dataclasses.replace(
@@ -252,6 +254,7 @@ def _read_mapped(
         warnings.extend(f"{m}: {w}" for w in provenance.warnings)
 
     jobs = _read_jobs(cmap, wanted)
+    _check_read_budget(rec, jobs, wanted, n_epochs)
     results = _read_channels(rec, jobs, wanted, n_epochs)
     for (m, label), (x, fs, assessed) in zip(jobs, results, strict=True):
         if m == "ecg":
@@ -295,6 +298,46 @@ def _read_jobs(cmap: ChannelMapping, wanted: set[str]) -> list[tuple[str, str]]:
             continue
         jobs.append((m, label))
     return jobs
+
+
+def _check_read_budget(
+    rec: EdfRecording, jobs: list[tuple[str, str]], wanted: set[str], n_epochs: int
+) -> None:
+    """Refuse, before any channel is read, to produce more samples than the file can justify.
+
+    Counts, in float32 bytes, every mapped channel at the rate its reader returns it (the EDF+D
+    timeline with its NaN gaps; MNE's highest rate, in float64) and at its modality's canonical
+    rate, plus the derived ``ibi``/``resp``; see :func:`s2v_core.limits.bounds.check_allocation`.
+
+    Raises
+    ------
+    InputFileError
+        Over ``max(16 MiB, 32 x the file size)``.
+    """
+    h = rec.header
+    fastest = max(c.sfreq for c in h.channels)
+    need = 0.0
+    for m, label in jobs:
+        info = h.channel(label)
+        if rec.reader == "mne":  # every channel at the highest rate, over every record in the file
+            in_file = (h.file_size - h.header_bytes) // h.record_bytes
+            need += 8.0 * max(h.n_records, in_file) * h.record_duration * fastest
+        elif rec.reader == "native":
+            need += 4.0 * max(h.duration_s * info.sfreq, h.n_records * info.samples_per_record)
+        else:
+            need += 4.0 * h.n_records * info.samples_per_record
+        if m in wanted:
+            need += 4.0 * n_epochs * EPOCH_SECONDS * SFREQ[m]
+    read = {m for m, _ in jobs}
+    derived = {"ibi": {"ecg"}, "resp": {"ecg", "effort", "airflow"}}
+    need += 4.0 * n_epochs * EPOCH_SECONDS * sum(
+        SFREQ[m] for m, sources in derived.items() if m in wanted and m not in read and read & sources
+    )
+    check_allocation(
+        h.path, need, h.file_size,
+        f"{len(jobs)} channel{'s' if len(jobs) != 1 else ''} over "
+        f"{describe_seconds(h.duration_s)} at their own and the model's rates",
+    )
 
 
 def _read_channels(
@@ -395,8 +438,7 @@ def _stages_for(
 ) -> tuple[np.ndarray, str]:
 
     if hypnogram is not None:
-        hyp = read_hypnogram(hypnogram, fmt, recording_start=rec.header.start_time)
-        hyp = hyp.aligned(n_epochs, allow_mismatch=allow_mismatch)
+        hyp = pair_hypnogram(hypnogram, n_epochs, rec.header.start_time, fmt=fmt, allow_mismatch=allow_mismatch)
         warnings.extend(f"hypnogram: {w}" for w in hyp.warnings)
         return hyp.stages.astype(np.int8), Path(hypnogram).name
     if rec.header.file_type.endswith(("+C", "+D")):

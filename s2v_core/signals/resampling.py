@@ -9,11 +9,13 @@ import numpy as np
 from scipy import signal as sps
 from scipy.ndimage import maximum_filter1d
 
+from s2v_core.limits.bounds import MAX_RECORDING_S
 from s2v_core.modalities import EPOCH_SECONDS
 from s2v_core.signals._nan import fill_nan_linear
 
 __all__ = [
     "MAX_DENOMINATOR",
+    "MAX_POLYPHASE_FACTOR",
     "epoch_matrix",
     "rational_ratio",
     "resample",
@@ -24,6 +26,9 @@ log = logging.getLogger(__name__)
 
 MAX_DENOMINATOR = 1000
 """Largest up/down factor tried when turning a rate ratio into a fraction."""
+MAX_POLYPHASE_FACTOR = 2**16
+"""Largest up or down factor :func:`resample` accepts (its filter has 20x as many taps): covers
+128 Hz from the slowest rate a reader accepts (:data:`s2v_core.limits.bounds.MIN_SFREQ_HZ`, 38,400)."""
 
 
 def rational_ratio(sfreq_in: float, sfreq_out: float) -> tuple[int, int]:
@@ -76,7 +81,7 @@ def resample(x: np.ndarray, sfreq_in: float, sfreq_out: float) -> np.ndarray:
     if sfreq_in == sfreq_out:
         return x.astype(np.float32, copy=True)
     up, down = rational_ratio(sfreq_in, sfreq_out)
-    n_out = int(np.floor(x.size * sfreq_out / sfreq_in + 0.5))
+    n_out = _bounded_output_length(x.size, sfreq_in, sfreq_out, up, down)
     if x.size == 0 or n_out == 0:
         return np.zeros(0, dtype=np.float32)
     bad = ~np.isfinite(x)
@@ -97,6 +102,34 @@ def resample(x: np.ndarray, sfreq_in: float, sfreq_out: float) -> np.ndarray:
     if bad.any():
         y[_bad_output_samples(bad, sfreq_in, sfreq_out, n_out)] = np.nan
     return y.astype(np.float32)
+
+
+def _bounded_output_length(n_in: int, sfreq_in: float, sfreq_out: float, up: int, down: int) -> int:
+    """Output samples of :func:`resample`, refused before any allocation when absurd.
+
+    The readers check every declared rate and length against :mod:`s2v_core.limits.bounds` first; this
+    guard keeps a library caller from asking for a signal longer than the longest recording
+    accepted (:data:`~s2v_core.limits.bounds.MAX_RECORDING_S` at ``sfreq_out``) or for a polyphase
+    filter beyond :data:`MAX_POLYPHASE_FACTOR` (``scipy`` builds ``20 * max(up, down)`` taps).
+
+    Raises
+    ------
+    ValueError
+        Either bound is exceeded.
+    """
+    n_out = int(np.floor(n_in * sfreq_out / sfreq_in + 0.5))
+    longest = int(np.ceil(MAX_RECORDING_S * sfreq_out)) + 1
+    if n_out > longest:
+        raise ValueError(
+            f"resampling {n_in} samples from {sfreq_in:g} to {sfreq_out:g} Hz gives {n_out} samples, "
+            f"more than {MAX_RECORDING_S / 3600:g} h at {sfreq_out:g} Hz ({longest})"
+        )
+    if max(up, down) > MAX_POLYPHASE_FACTOR:
+        raise ValueError(
+            f"cannot resample from {sfreq_in:g} Hz to {sfreq_out:g} Hz: the factor {up}/{down} needs "
+            f"a filter of over {20 * MAX_POLYPHASE_FACTOR} taps"
+        )
+    return n_out
 
 
 def _bad_output_samples(

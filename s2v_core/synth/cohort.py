@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from s2v_core.sanitize.cells import to_csv
 from s2v_core.shipped import FULL_NIGHT_SEED, cache_dir, sample_paths
 from s2v_core.synth.physiology import NightSpec, draw_traits, generate_night
 from s2v_core.synth.sites import SITES, SiteSpec
@@ -181,7 +182,7 @@ def generate_cohort(
             "wrote %s (%s, %.2f h, AHI %.1f)", psg.name, spec.site, rows[-1]["hours"], night.ahi
         )
     meta = pd.DataFrame(rows, columns=list(METADATA_COLUMNS))
-    meta.to_csv(out / "metadata.csv", index=False)
+    to_csv(meta, out / "metadata.csv", index=False)
     return meta
 
 
@@ -195,7 +196,11 @@ def full_sample_night(hours: float = 8.0, site: str = "us_hospital") -> tuple[Pa
     if not (out / "metadata.csv").exists():
         tmp = out.with_name(out.name + f".partial-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        generate_cohort(1, tmp, seed=FULL_NIGHT_SEED, hours=hours, sites=[site])
+        try:
+            generate_cohort(1, tmp, seed=FULL_NIGHT_SEED, hours=hours, sites=[site])
+        except BaseException:  # a full disk or Ctrl-C: no half-written folder left in the cache
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         try:
             tmp.rename(out)
         except OSError:  # another process finished first

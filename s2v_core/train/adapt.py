@@ -25,7 +25,7 @@ from pathlib import Path
 from s2v_core.cohort.prepare import combine_stores
 from s2v_core.cohort.store import CohortStore
 from s2v_core.errors import S2VError
-from s2v_core.train.finetune import FinetuneConfig, FinetuneResult, finetune
+from s2v_core.train.finetune import FinetuneConfig, FinetuneResult, finetune, refuse_unlabelled
 from s2v_core.train.windows import WINDOW_EPOCHS
 
 __all__ = ["ADAPTATION", "REAL_SHARE", "adapt_to_real", "real_site_weights"]
@@ -96,6 +96,9 @@ def adapt_to_real(
     drop = tuple(drop_subjects)
     synth, real = CohortStore(synthetic_store), CohortStore(real_store)
     weights = real_site_weights(synth, real, real_share, drop)
+    # before anything is built: real nights without hypnograms would be drawn often and teach nothing
+    kept = [n for n in real.nights() if real.entry(n).subject not in set(drop)]
+    refuse_unlabelled(real, None, f"{Path(real_store).name}: nothing to adapt on", nights=kept)
     work = Path(tempfile.mkdtemp(prefix="s2v-adapt-"))
     try:
         combined = combine_stores([synthetic_store, real_store], work / "store", drop_subjects=drop,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from s2v_core.limits.jsonfile import read_json
 from s2v_core.model.config import ConfigError, ModelConfig, get_preset
 from s2v_core.train.windows import WINDOW_EPOCHS
 
@@ -148,7 +149,8 @@ class TrainConfig:
     @classmethod
     def load_json(cls, path: str | Path) -> TrainConfig:
         """Read a file written by :meth:`save_json`."""
-        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        p = Path(path)  # size and nesting capped (issue 16)
+        return cls.from_dict(read_json(p, error=lambda problem: ConfigError(f"{p.name}: {problem}")))
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed (validated again)."""

@@ -25,7 +25,7 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,11 +39,21 @@ from s2v_core.errors import S2VError
 from s2v_core.evaluation.staging import staging_metrics
 from s2v_core.inference.familiarity import training_ranges
 from s2v_core.inference.predict import MERGE_GROUPS, REPRESENTATIVE_STAGE
+from s2v_core.io.atomic import (
+    dir_copies,
+    recover_dir,
+    remove_dir_and_copies,
+    staged_dir,
+    write_atomic,
+    write_text_atomic,
+)
+from s2v_core.io.lock import FolderLock
 from s2v_core.modalities import MODALITIES
 from s2v_core.model.checkpoint import load_checkpoint, save_checkpoint
 from s2v_core.model.config import PRESETS, HeadConfig, get_preset
 from s2v_core.model.device import resolve_device
 from s2v_core.model.fusion import Sleep2VecClassifier
+from s2v_core.sanitize.cells import to_csv
 from s2v_core.stages import STAGE_NAMES
 from s2v_core.train.schedule import lr_at
 from s2v_core.train.windows import WindowDataset
@@ -59,8 +69,10 @@ __all__ = [
     "drop_modalities",
     "evaluate_windows",
     "finetune",
+    "labelled_epochs",
     "merge_targets",
     "merged_log_probs",
+    "refuse_unlabelled",
     "staging_loss",
     "train_step",
 ]
@@ -358,6 +370,36 @@ def data_summary(store: CohortStore, datasets: dict[str, WindowDataset]) -> dict
     return out
 
 
+def labelled_epochs(store: CohortStore, split: str | None = None,
+                    nights: Iterable[str] | None = None) -> int:  # fmt: skip
+    """Scored epochs (stage >= 0) of ``nights`` (default: every night of ``split``, or of the store).
+
+    Read from each night's ``stages.npy`` (memory-mapped), so stores prepared before the manifest
+    had a ``labelled_epochs`` column, and combined stores, are counted too.
+    """
+    chosen = store.nights(split) if nights is None else list(nights)
+    return sum(int(np.count_nonzero(np.load(store.folder(n) / "stages.npy", mmap_mode="r") >= 0))
+               for n in chosen)  # fmt: skip
+
+
+def refuse_unlabelled(store: CohortStore, split: str | None, what: str,
+                      nights: Iterable[str] | None = None) -> None:  # fmt: skip
+    """Raise :class:`S2VError` when the nights have no labelled epoch (before anything is built).
+
+    A store prepared without its hypnograms has every stage unscored: training on it used to run
+    to the end with a loss of 0 and a NaN kappa, and save a model that learned nothing.
+    """
+    chosen = store.nights(split) if nights is None else list(nights)
+    if not chosen or labelled_epochs(store, nights=chosen) > 0:  # no night at all: said elsewhere
+        return
+    where = f"the {split} split" if split else "the store"
+    raise S2VError(
+        f"{what}: {where} has no labelled epoch ({len(chosen)} night(s), every epoch unscored); "
+        "prepare the store with each recording's hypnogram (hypnogram_file in metadata.csv, or "
+        "NAME-Hypnogram.edf/NAME.xml/NAME.csv next to NAME.edf)"
+    )
+
+
 def class_weights_from_counts(counts: np.ndarray) -> np.ndarray:
     """Inverse-frequency weights, one per class of ``counts``, mean 1, clipped to :data:`CLASS_WEIGHT_RANGE`."""
     c = np.asarray(counts, dtype=np.float64)
@@ -424,6 +466,7 @@ def finetune(
     pretrained: str | Path | None = None,
     on_epoch: Callable[[dict], None] | None = None,
     night_loss: Callable[[torch.Tensor, dict], torch.Tensor] | None = None,
+    overwrite: bool = False,
 ) -> FinetuneResult:
     """Fine-tune a staging classifier on the store's "train" windows; keep the best by val kappa.
 
@@ -443,6 +486,9 @@ def finetune(
         Hook for night-level heads: ``night_loss(night_outputs (B, K), batch) -> scalar``,
         added to the staging loss when the model has a night head (``batch`` carries age, sex
         and site). Unused by the staging-only model built here.
+    overwrite : bool
+        Replace the run already in ``out_dir`` (its ``best/`` and history.csv); without it
+        such a folder is refused. ``out_dir`` is locked while the run writes into it.
 
     Returns
     -------
@@ -456,8 +502,10 @@ def finetune(
     cfg = cfg or FinetuneConfig()
     out = Path(out_dir)
     store = CohortStore(store_path)
+    refuse_unlabelled(store, "train", f"{Path(store_path).name}: nothing to fine-tune on")
     device = resolve_device(cfg.device)
-    with torch.random.fork_rng(devices=[]):
+    with FolderLock(out, "s2v finetune"), torch.random.fork_rng(devices=[]):
+        _open_finetune_folder(out, overwrite)
         torch.manual_seed(cfg.seed)  # weight init of new parts, dropout inside the model
         model = build_model(cfg, pretrained).to(device)
         spec = {"raw": model.config.reads_samples, "features": model.config.features}
@@ -466,7 +514,7 @@ def finetune(
         if len(sets["train"]) == 0:
             raise S2VError(f"{store_path}: the train split has no windows; nothing to fine-tune on")
         out.mkdir(parents=True, exist_ok=True)
-        (out / "finetune_config.json").write_text(json.dumps(asdict(cfg), indent=1) + "\n")
+        write_text_atomic(out / "finetune_config.json", json.dumps(asdict(cfg), indent=1) + "\n")
         run = _FinetuneRun(cfg, model, store, sets, device, night_loss)
         rows: list[dict] = []
         best: dict = {}
@@ -477,13 +525,30 @@ def finetune(
             if _better(metrics["kappa"], best.get("kappa")):
                 best = {"epoch": epoch, **metrics}
                 run.save(out / "best", best, epoch, row["step"], pretrained)
-            pd.DataFrame(rows).to_csv(out / "history.csv", index=False)
+            frame = pd.DataFrame(rows)
+            write_atomic(out / "history.csv", lambda tmp, f=frame: to_csv(f, tmp, index=False))
             if on_epoch is not None:
                 on_epoch(row)
             if cfg.patience is not None and len(sets["val"]) and epoch - best["epoch"] >= cfg.patience:
                 log.info("no better val kappa for %d passes: stopping early", cfg.patience)
                 break
     return FinetuneResult(out, pd.DataFrame(rows), best)
+
+
+def _open_finetune_folder(out: Path, overwrite: bool) -> None:
+    """Repair an interrupted swap of ``best/``; refuse (or, with ``overwrite``, clear) a previous run."""
+    recover_dir(out / "best")
+    found = [f"{p.name}/" for p in dir_copies(out / "best")]
+    if not found:
+        return
+    if not overwrite:
+        raise S2VError(
+            f"{out} already holds a fine-tuning run ({', '.join(found)}); choose another folder, "
+            "or pass --overwrite to replace it"
+        )
+    remove_dir_and_copies(out / "best")
+    (out / "history.csv").unlink(missing_ok=True)
+    log.warning("%s: --overwrite: deleted the previous fine-tuning run", out)
 
 
 class _FinetuneRun:
@@ -550,7 +615,8 @@ class _FinetuneRun:
         }
         if self.ranges is not None:
             extra["feature_ranges"] = self.ranges
-        save_checkpoint(folder, self.model, self.model.config, extra=extra, step=step)
+        with staged_dir(folder) as tmp:  # swapped in whole; a failure keeps the previous best/
+            save_checkpoint(tmp, self.model, self.model.config, extra=extra, step=step)
 
 
 def _feature_ranges(train: WindowDataset) -> dict:

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from s2v_core.cohort.store import CohortStore
 from s2v_core.errors import S2VError
+from s2v_core.io.lock import FolderLock
 from s2v_core.model.checkpoint import (
     load_checkpoint,
     load_optimizer_state,
@@ -57,6 +58,7 @@ from s2v_core.train.runfiles import (
     StepInfo,
     TrainCallback,
     data_summary,
+    open_run_folder,
     resolve_resume,
     save_run_checkpoint,
 )
@@ -182,6 +184,7 @@ def pretrain(
     *,
     callbacks: Sequence[TrainCallback] = (),
     resume_from: str | Path | None = None,
+    overwrite: bool = False,
 ) -> PretrainResult:
     """Pretrain a sleep2vec backbone on a cohort store.
 
@@ -200,6 +203,9 @@ def pretrain(
     resume_from : path, optional
         A run folder (or its ``last/``) to continue exactly: same step, same position of the
         learning-rate schedule, same sampler epoch.
+    overwrite : bool
+        Delete the checkpoints and logs of a previous run in ``out_dir`` and start again;
+        without it such a folder is refused (resume it instead).
 
     Returns
     -------
@@ -207,9 +213,21 @@ def pretrain(
         On every rank; only rank 0's ``history`` is complete.
     """
     ctx = ddp.init_distributed(cfg.device)
+    lock, error = None, None
     try:
+        if ctx.is_main:  # one writer per run folder; rank 0 also repairs it before anyone reads it
+            try:
+                lock = FolderLock(out_dir, "s2v pretrain").acquire()
+                run_dir = None if resume_from is None else resolve_resume(resume_from)[1]
+                open_run_folder(out_dir, resume_run=run_dir, overwrite=overwrite)
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, after telling the other ranks
+                error = exc
+        if not ddp.broadcast_flag(error is None, ctx):
+            raise error if error is not None else S2VError(f"{out_dir}: rank 0 could not open the run folder")
         return _Run(store_path, out_dir, cfg, ctx, callbacks, resume_from).run()
     finally:
+        if lock is not None:
+            lock.release()
         ddp.cleanup(ctx)
 
 
@@ -248,11 +266,7 @@ class _Run:
         self.optimizer = make_optimizer(self.model, cfg)
         self.ema = EMA(self.model, cfg.ema_decay)
         self.loss_fn = make_loss_fn(cfg)
-        self.files = RunFiles(Path(out_dir))
-        if resume_from is None and (self.files.last_dir / "config.json").is_file():
-            raise S2VError(
-                f"{out_dir} already holds a run; resume it (--resume) or choose another folder"
-            )
+        self.files = RunFiles(Path(out_dir))  # checked and repaired by open_run_folder
         self.data_summary = data_summary(self.store)
         self.epoch, self.step = 0, 0
         self.best_score, self.best_epoch = -math.inf, None
@@ -280,6 +294,11 @@ class _Run:
         )
         self.best_epoch = state["best_epoch"]
         self.files.load_previous(run_dir, self.epoch)
+        same = run_dir.resolve() == self.files.out_dir.resolve()
+        if self.ctx.is_main and same and self.best_epoch is not None and int(self.best_epoch) + 1 == self.epoch \
+                and self.files.saved_epoch("best") != self.epoch:  # fmt: skip
+            log.warning("best/ lags the best epoch %d (killed while copying it); copying it again", self.epoch)
+            self.files.copy_best()
         log.info("resumed from %s at epoch %d, step %d", ckpt, self.epoch, self.step)
 
     def run(self) -> PretrainResult:
@@ -381,13 +400,13 @@ class _Run:
             "best_epoch": self.best_epoch,
         }
         self.files.add_epoch(metrics, table)
+        self.files.write_logs()  # before the checkpoint: a resume keeps only the epochs it holds
         save_run_checkpoint(
             self.files.last_dir, self.ema.module, self.model, self.optimizer, self.model_cfg,
             extra=extra, resume_state=state, step=self.step, retrieval=table,
         )  # fmt: skip
         if is_best:
             self.files.copy_best()
-        self.files.write_logs()
         log.info("epoch %d: %s", epoch, json.dumps(clean))
         info = EpochInfo(epoch, cfg.epochs, metrics, table, is_best)
         answers = [bool(cb.on_epoch_end(info)) for cb in self.callbacks]  # call every callback

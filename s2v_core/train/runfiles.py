@@ -1,14 +1,17 @@
 """Files of a pretraining run: the CSV logs, the checkpoint folders, and resuming.
 
 Split from :mod:`s2v_core.train.pretrain` so that the loop reads on its own. Everything here is
-written by rank 0 only. Checkpoint folders are written to a temporary sibling and swapped in,
-so an interrupted run never leaves a half-written ``last/`` or ``best/``.
+written by rank 0 only. Checkpoint folders are written to a temporary sibling and swapped in
+(:func:`s2v_core.io.atomic.staged_dir`), so an interrupted run never leaves a half-written
+``last/`` or ``best/``, and a run killed in the middle of the swap is completed or rolled back
+when it is resumed (:func:`open_run_folder`); the CSV logs are replaced atomically too.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
+import json
+import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +21,20 @@ import torch
 
 from s2v_core.cohort.store import SPLITS, CohortStore
 from s2v_core.errors import S2VError
+from s2v_core.io.atomic import (
+    COMPLETE_MARKER,
+    dir_copies,
+    readable_dir,
+    recover_dir,
+    remove_dir_and_copies,
+    staged_dir,
+    write_atomic,
+)
 from s2v_core.modalities import MODALITIES
 from s2v_core.model.checkpoint import save_checkpoint
 from s2v_core.model.config import ModelConfig
 from s2v_core.model.sleep2vec import Sleep2Vec
+from s2v_core.sanitize.cells import to_csv
 
 __all__ = [
     "HISTORY_COLUMNS",
@@ -32,7 +45,9 @@ __all__ = [
     "StepInfo",
     "TrainCallback",
     "data_summary",
+    "open_run_folder",
     "resolve_resume",
+    "run_checkpoints",
     "save_run_checkpoint",
 ]
 
@@ -44,6 +59,11 @@ HISTORY_COLUMNS = [
 
 STEP_COLUMNS = ["step", "epoch", "pair", "loss", "lr", "grad_norm"]
 """Columns of ``steps.csv``."""
+
+_CHECKPOINTS = ("last", "best")
+_LOGS = ("history.csv", "steps.csv", "retrieval.csv")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -110,23 +130,60 @@ def data_summary(store: CohortStore) -> dict:
 
 
 def resolve_resume(source: str | Path) -> tuple[Path, Path]:
-    """``(checkpoint dir, run dir)`` from a run folder or its ``last/`` folder."""
+    """``(checkpoint dir, run dir)`` from a run folder or its ``last/`` folder.
+
+    A run killed while it replaced ``last/`` is read through, changing nothing on disk: the
+    checkpoint then comes from a complete ``.last.tmp`` or from ``.last.old``
+    (:func:`s2v_core.io.atomic.readable_dir`); the resumed run completes or rolls back the
+    replacement under the folder's lock (:func:`open_run_folder`).
+    """
     source = Path(source)
-    if (source / "last" / "resume").is_dir():
-        return source / "last", source
-    if (source / "resume").is_dir():
-        return source, source.parent
+    for ckpt, run_dir in ((source / "last", source), (source, source.parent)):
+        found = readable_dir(ckpt)
+        if (found / "resume").is_dir():
+            return found, run_dir
     raise S2VError(f"{source}: no resumable checkpoint here (expected last/resume/ inside)")
 
 
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Move ``tmp`` to ``final``; the previous ``final`` survives until the move is done."""
-    old = final.with_name(f".{final.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
+def run_checkpoints(out_dir: str | Path) -> list[str]:
+    """The checkpoint copies a run left in ``out_dir``: ``last/``, ``best/`` and interrupted ones."""
+    out_dir = Path(out_dir)
+    return [f"{p.name}/" for name in _CHECKPOINTS for p in dir_copies(out_dir / name)]
+
+
+def open_run_folder(
+    out_dir: str | Path, *, resume_run: str | Path | None = None, overwrite: bool = False
+) -> None:
+    """Make ``out_dir`` ready for a run; its writer calls it holding the folder's lock.
+
+    Completes or rolls back a replacement of ``last/`` or ``best/`` that a killed run left
+    half done. A folder holding another run's checkpoints is refused unless ``overwrite``
+    (then they and the CSV logs are deleted); resuming the run in ``out_dir`` itself
+    (``resume_run``) keeps everything.
+    """
+    out_dir = Path(out_dir)
+    for name in _CHECKPOINTS:
+        recover_dir(out_dir / name)
+    same = resume_run is not None and Path(resume_run).resolve() == out_dir.resolve()
+    if same:
+        if overwrite:
+            raise S2VError(
+                f"{out_dir}: --overwrite would delete the run being resumed; give one of the two"
+            )
+        return
+    found = run_checkpoints(out_dir)
+    if not found:
+        return
+    if not overwrite:
+        raise S2VError(
+            f"{out_dir} already holds a run ({', '.join(found)}); resume it (--resume {out_dir}), "
+            "choose another folder, or pass --overwrite to delete it and start again"
+        )
+    for name in _CHECKPOINTS:
+        remove_dir_and_copies(out_dir / name)
+    for name in _LOGS:
+        (out_dir / name).unlink(missing_ok=True)
+    log.warning("%s: --overwrite: deleted the previous run (%s)", out_dir, ", ".join(found))
 
 
 def save_run_checkpoint(
@@ -141,15 +198,17 @@ def save_run_checkpoint(
     step: int,
     retrieval: pd.DataFrame,
 ) -> Path:
-    """Write EMA weights (the export), ``resume/`` (raw weights + optimizer) and retrieval.csv."""
-    tmp = directory.with_name(f".{directory.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_checkpoint(tmp, ema_model, model_cfg, extra=extra, step=step)
-    save_checkpoint(
-        tmp / "resume", raw_model, model_cfg, extra=resume_state, optimizer=optimizer, step=step
-    )
-    retrieval.to_csv(tmp / "retrieval.csv", index=False)
-    _replace_dir(tmp, directory)
+    """Write EMA weights (the export), ``resume/`` (raw weights + optimizer) and retrieval.csv.
+
+    Staged in ``.NAME.tmp`` and swapped in (:func:`s2v_core.io.atomic.staged_dir`): on any
+    failure (a full disk) the staged folder is removed and the previous checkpoint is kept.
+    """
+    with staged_dir(directory) as tmp:
+        save_checkpoint(tmp, ema_model, model_cfg, extra=extra, step=step)
+        save_checkpoint(
+            tmp / "resume", raw_model, model_cfg, extra=resume_state, optimizer=optimizer, step=step
+        )
+        to_csv(retrieval, tmp / "retrieval.csv", index=False)
     return directory
 
 
@@ -184,22 +243,29 @@ class RunFiles:
         self.retrieval.append(table.assign(epoch=metrics["epoch"]))
 
     def copy_best(self) -> None:
-        tmp = self.best_dir.with_name(".best.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(self.last_dir, tmp, ignore=shutil.ignore_patterns("resume"))
-        _replace_dir(tmp, self.best_dir)
+        with staged_dir(self.best_dir) as tmp:
+            shutil.copytree(self.last_dir, tmp, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("resume", COMPLETE_MARKER))  # fmt: skip
+
+    def saved_epoch(self, name: str) -> int | None:
+        """Epochs done by the checkpoint ``name`` ("best", "last"), from its config.json."""
+        try:
+            return int(json.loads((self.out_dir / name / "config.json").read_text())["extra"]["epoch"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def write_logs(self) -> None:
-        pd.DataFrame(self.history, columns=HISTORY_COLUMNS).to_csv(
-            self.out_dir / "history.csv", index=False
-        )
-        pd.DataFrame(self.steps, columns=STEP_COLUMNS).to_csv(
-            self.out_dir / "steps.csv", index=False
-        )
+        """history.csv, steps.csv and retrieval.csv, each replaced atomically (never truncated)."""
         frames = [f for f in self.retrieval if len(f)]
         table = pd.concat(frames) if frames else pd.DataFrame(columns=["epoch"])
         cols = ["epoch"] + [c for c in table.columns if c != "epoch"]
-        table[cols].to_csv(self.out_dir / "retrieval.csv", index=False)
+        logs = {
+            "history.csv": pd.DataFrame(self.history, columns=HISTORY_COLUMNS),
+            "steps.csv": pd.DataFrame(self.steps, columns=STEP_COLUMNS),
+            "retrieval.csv": table[cols],
+        }
+        for name, frame in logs.items():
+            write_atomic(self.out_dir / name, lambda tmp, f=frame: to_csv(f, tmp, index=False))
 
     def result(self, step: int, stopped: bool, best_epoch: int | None) -> PretrainResult:
         history = pd.DataFrame(self.history, columns=HISTORY_COLUMNS)

@@ -22,7 +22,6 @@ splits. The shipped cohort embeddings (``models/sleep2vec-small/embeddings``, wr
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ import pandas as pd
 
 from s2v_core.errors import S2VError
 from s2v_core.inference.embed import embedding_columns
+from s2v_core.limits.jsonfile import read_json
 from s2v_core.shipped import embeddings_dir
 from s2v_core.stages import STAGE_NAMES
 
@@ -298,7 +298,4 @@ def load_site_scores(folder: str | Path | None = None) -> dict[str, Any]:
     path = Path(folder or embeddings_dir()) / "site_scores.json"
     if not path.is_file():
         raise S2VError(f"{path}: no site scores; run scripts/export_cohort_embeddings.py")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise S2VError(f"{path}: not valid JSON ({exc})") from None
+    return read_json(path, error=lambda problem: S2VError(f"{path.name}: {problem}"))  # capped (issue 16)

@@ -20,11 +20,13 @@ import pyedflib
 from s2v_core.evaluation.staging import agreement_by_classes
 from s2v_core.inference.embed import embed_one, night_info
 from s2v_core.night import Night
+from s2v_core.sanitize.cells import csv_text
 from s2v_core.stages import STAGE_NAMES, UNSCORED
 
 __all__ = [
     "EDF_LABELS",
     "embeddings_parquet",
+    "epochs_csv",
     "figure_html",
     "hypnogram_csv",
     "hypnogram_edf_annotations",
@@ -108,6 +110,14 @@ def embeddings_parquet(model, night, subset: tuple[str, ...] | None = None) -> b
 def figure_html(fig) -> str:
     """A plotly figure as one self-contained HTML file (plotly.js inlined: opens offline)."""
     return fig.to_html(include_plotlyjs=True, full_html=True)
+
+
+def epochs_csv(pred: Any, night: Night) -> str:
+    """The per-epoch table (:meth:`Prediction.to_frame`) as CSV text, safe to open in a spreadsheet.
+
+    Text cells that a spreadsheet would run as a formula get a leading ``'`` (:mod:`s2v_core.sanitize.cells`).
+    """
+    return csv_text(pred.to_frame(night.start_time))
 
 
 def prediction_table(pred: Any, night: Night) -> pd.DataFrame:

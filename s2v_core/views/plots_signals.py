@@ -8,6 +8,7 @@ recording start is known (else time since the start), and a perceptually uniform
 
 from __future__ import annotations
 
+import html
 from datetime import datetime
 
 import numpy as np
@@ -15,6 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from s2v_core.modalities import EPOCH_SECONDS
+from s2v_core.sanitize.text import terminal_safe
 from s2v_core.stages import STAGE_NAMES
 from s2v_core.views.plots import MODALITY_COLORS, STAGE_COLORS, hypnogram_figure, time_axis
 from s2v_core.views.viewer import SignalWindow, Spectrogram
@@ -74,7 +76,8 @@ def signal_figure(
     fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.012 if rows > 1 else 0.0)
     for k, m in enumerate(mods, start=1):
         tr = window.traces[m]
-        hover = f"{m} %{{y:.4g}} {tr.unit}<extra>{tr.source}</extra>"
+        source = html.escape(terminal_safe(tr.source), quote=False)  # a label is text, not plotly markup
+        hover = f"{m} %{{y:.4g}} {tr.unit}<extra>{source}</extra>"
         fig.add_trace(go.Scatter(x=_x(tr.seconds, tr.clock), y=tr.values, mode="lines", name=m, connectgaps=False,
                                  line={"width": 0.9, "color": MODALITY_COLORS.get(m, "#555555")},
                                  hovertemplate=hover, showlegend=False), row=k, col=1)

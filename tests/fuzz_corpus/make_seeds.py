@@ -174,6 +174,24 @@ def edf_seeds() -> dict[str, bytes]:
         "edf/plain.bdf": bdf,
         "edf/open_record_count.edf": open_count,
         "hypnogram/SC-Hypnogram.edf": sleep_edf,
+        **resource_seeds(plain, eeg),
+    }
+
+
+def resource_seeds(plain: bytes, eeg: np.ndarray) -> dict[str, bytes]:
+    """Seeds at and beyond the limits of :mod:`s2v_core.limits` (issue 16): huge declared fields,
+    the slowest and fastest rates, and small files whose declared length is far beyond their bytes."""
+    field = HEADER_FIELDS
+    sparse = edf_bytes(  # 108 records of 2400 s, 8 samples each (the slowest rate): 72 h in 2 KB
+        [("EEG Fpz-Cz", "uV", -200, 200, -2048, 2047, [samples(eeg[:8])] * 108)], 2400
+    )
+    return {
+        "edf/huge_record_duration.edf": set_field(plain, *field["record_duration"], "99999999"),
+        "edf/huge_record_count.edf": set_field(plain, *field["n_records"], "99999999"),
+        "edf/huge_samples_per_record.edf": set_field(plain, *signal_field_span("n_samples", 0, 1), "99999999"),
+        "edf/fastest_rate.edf": set_field(plain, *field["record_duration"], "0.000008"),  # 1 MHz
+        "edf/sparse_72_hours.edf": sparse,
+        "edf/discontinuous_70_hours.edf": _psg((0, 10, 70 * 3600), discontinuous=True),
     }
 
 
@@ -218,6 +236,54 @@ TEXT_SEEDS: dict[str, str] = {
 }
 
 
+def text_limit_seeds() -> dict[str, bytes]:
+    """Hypnogram and metadata seeds at and beyond the limits of :mod:`s2v_core.io.text_limits`.
+
+    Issue 16: long labels and fields, XML entities and document types (late in the file),
+    billion laughs, deep nesting, and more rows, events, elements and EDF+ annotations than the
+    fuzzer's lowered limits (``tests.fuzz_corpus.targets.LOW_LIMITS``) allow; each under the
+    fuzzer's 10 kB.
+    """
+    pad = "<!-- " + "p" * 6000 + " -->"
+    laughs = '<!ENTITY lol "lol">' + "".join(
+        f'<!ENTITY lol{i} "{("&lol" + ("" if i == 1 else str(i - 1)) + ";") * 10}">' for i in range(1, 10)
+    )
+    event = (
+        "<ScoredEvent><EventType>Stages|Stages</EventType><EventConcept>Wake|0</EventConcept>"
+        "<Start>{}</Start><Duration>30</Duration></ScoredEvent>"
+    )
+    body = NSRR_XML.split("\n", 1)[1]
+    long_label = [(0, 30, "Sleep stage W"), (30, 30, "Sleep stage " + "y" * 600)]
+    many = [(30 * i, 30, "Sleep stage W") for i in range(60)]
+    annotations = [("EDF Annotations", "", -1, 1, -32768, 32767, [tal(0, long_label, size=720)])]
+    crowded = [("EDF Annotations", "", -1, 1, -32768, 32767, [tal(0, many, size=1600)])]
+    text = {
+        "hypnogram/limit_long_label.csv": "onset,duration,stage\n0,30,W\n30,30,Stage " + "y" * 600 + "\n",
+        "hypnogram/limit_long_line.txt": "W\n" + "N2" * 4500 + "\n",
+        "hypnogram/limit_quoted_field.csv": 'onset,duration,stage,note\n0,30,W,"' + "aaaaaaaaaa,\n" * 800 + '"\n',
+        "hypnogram/limit_rows.txt": "W\n" * 1500,
+        "hypnogram/limit_dreams_rows.txt": "[Hypnogram]\n" + "5\n" * 1500,
+        "hypnogram/limit_entity_late.xml": f'<?xml version="1.0"?>\n{pad}\n<!DOCTYPE PSGAnnotation [<!ENTITY a "b">]>\n{body}',
+        "hypnogram/limit_billion_laughs.xml": f'<?xml version="1.0"?>\n<!DOCTYPE PSGAnnotation [{laughs}]>\n<PSGAnnotation>&lol9;</PSGAnnotation>',
+        "hypnogram/limit_doctype.xml": f'<?xml version="1.0"?>\n<!DOCTYPE PSGAnnotation SYSTEM "psg.dtd">\n{body}',
+        "hypnogram/limit_deep.xml": "<PSGAnnotation>" + "<a>" * 40 + "</a>" * 40 + "</PSGAnnotation>",
+        "hypnogram/limit_long_text.xml": NSRR_XML.replace("Wake|0", "Wake|" + "z" * 8500),
+        "hypnogram/limit_many_events.xml": "<PSGAnnotation><ScoredEvents>"
+        + "".join(event.format(30 * i) for i in range(60)) + "</ScoredEvents></PSGAnnotation>",
+        "hypnogram/limit_many_stages.xml": "<CMPStudyConfig><SleepStages>"
+        + "<SleepStage>0</SleepStage>" * 60 + "</SleepStages></CMPStudyConfig>",
+        "hypnogram/limit_elements.xml": "<CMPStudyConfig>" + "<x/>" * 1100 + "</CMPStudyConfig>",
+        "metadata/limit_long_field.csv": "night,site\nn1," + "q" * 9000 + "\nn2,b\n",
+        "metadata/limit_quoted_field.csv": 'night,site\nn1,"' + "q\n" * 4300 + '"\nn2,b\n',
+        "metadata/limit_long_column.csv": "night," + "c" * 8500 + "\nn1,1\n",
+    }
+    return {
+        **{name: content.encode() for name, content in text.items()},
+        "hypnogram/limit_long_annotation.edf": edf_bytes(annotations, 0, plus=True),
+        "hypnogram/limit_many_annotations.edf": edf_bytes(crowded, 0, plus=True),
+    }
+
+
 NUMBER_TOKENS = (
     "nan",
     "inf",
@@ -232,19 +298,23 @@ NUMBER_TOKENS = (
     "4097",
 )
 """Field values that break naive number parsing (overflow, NaN, signs, off-by-one counts)."""
+LIMIT_TOKENS = ("259200", "259201", "2400", "2401", "0.000008", "0.000007", "300", "3600", "108")
+"""Field values at and just beyond :mod:`s2v_core.limits` (72 h, the slowest and fastest rates)."""
 # fmt: off
 DICTIONARIES: dict[str, tuple[str, ...]] = {
     "edf": (*NUMBER_TOKENS, "0       ", "\xffBIOSEMI", "EDF+C", "EDF+D", "BDF+C",
             "EDF Annotations ", "BDF Annotations ", "+0\x14\x14\x00", "\x15", "\x14", "-32768",
-            "32767", "-8388608", "8388607", "01.03.24", "22.30.00", "Sleep stage W"),
+            "32767", "-8388608", "8388607", "01.03.24", "22.30.00", "Sleep stage W", *LIMIT_TOKENS),
     "hypnogram": (*NUMBER_TOKENS, "0       ", "EDF Annotations ", "EDF+C", "+0\x14\x14\x00",
                   "\x15", "<ScoredEvent>", "</ScoredEvent>", "<EventType>Stages|Stages</EventType>",
                   "<EventConcept>", "<Start>", "<Duration>", "<EpochLength>", "<SleepStage>",
                   "<PSGAnnotation>", "<CMPStudyConfig>", "<!ENTITY", "<!DOCTYPE", "[Hypnogram]",
                   "onset", "duration", "stage", "epoch", "22:30:00", "2024-03-01T22:30:00+01:00",
-                  "Sleep stage ?", "Movement time", "REM", "N3", "MT", "OA", "Apnea", "\t", ";"),
+                  "Sleep stage ?", "Movement time", "REM", "N3", "MT", "OA", "Apnea", "\t", ";",
+                  '<!ENTITY a "b">', "<!DOCTYPE PSGAnnotation [", "]>", "&a;", "<!--", "-->",
+                  "<a>", "</a>", '"', "\r"),
     "metadata": (*NUMBER_TOKENS, "night", "subject", "nsrrid", "age_s1", "gender", "male",
-                 "female", "clinic", "site", "sex", ";", "\t", '"', "NaN", "\r\n"),
+                 "female", "clinic", "site", "sex", ";", "\t", '"', "NaN", "\r\n", "\n", "\x00"),
 }
 # fmt: on
 """libFuzzer dictionary tokens per target (written as ``<target>.dict``)."""
@@ -270,7 +340,7 @@ def _wfdb_seed(folder: Path) -> Path:
 def write_seeds(root: str | Path) -> list[Path]:
     """Write every seed file under ``root`` (sub-folders edf/, hypnogram/, metadata/) and the dictionaries."""
     root = Path(root)
-    files = {**edf_seeds(), **{k: v.encode() for k, v in TEXT_SEEDS.items()}}
+    files = {**edf_seeds(), **{k: v.encode() for k, v in TEXT_SEEDS.items()}, **text_limit_seeds()}
     written = []
     for name, data in files.items():
         path = root / name

@@ -9,8 +9,10 @@ Rules shared by every format (see :mod:`s2v_core.io.hypnogram.grid`): an epoch t
 stage with the largest time overlap, ties go to the stage that starts first, and an epoch
 scored for under 15 s is unscored. Overlapping stage annotations that disagree: the one
 that starts later wins where they overlap (warned). Non-stage annotations (apneas,
-arousals, "Lights off") become ``Hypnogram.events``. Hypnograms over 7 days, XML or text
-files over 200 MB, and XML declaring entities are refused.
+arousals, "Lights off") become ``Hypnogram.events``. Hypnograms over 7 days, XML over
+200 MB, XML declaring entities or a DOCTYPE, and files over the limits of
+:mod:`s2v_core.io.text_limits` (size, rows, annotations, label and field length, XML elements
+and depth) are refused.
 
 Examples
 --------

@@ -30,9 +30,11 @@ from s2v_core.io.hypnogram.grid import (
 from s2v_core.io.hypnogram.labels import (
     NOT_STAGE,
     UNKNOWN,
+    as_text_array,
     classify_event,
     map_stage_labels,
 )
+from s2v_core.io.text_limits import MAX_TEXT_ROWS, check_count, check_labels, excerpt, excerpts
 from s2v_core.stages import STAGE_NAMES, UNSCORED
 
 __all__ = [
@@ -92,8 +94,9 @@ def stage_codes(
         ``(K,)`` int64 codes -1..4, or ``NOT_STAGE`` / ``UNKNOWN``.
     warnings : list of str
     """
-    texts = np.asarray(labels, dtype=object).ravel().astype(str)
-    for k in np.flatnonzero(np.char.str_len(texts) > 18):  # rare: a loop over long labels only
+    texts = as_text_array(labels)
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=texts.size)
+    for k in np.flatnonzero(lengths > 18):  # rare: a loop over long labels only
         match = _LONG_INTEGER.fullmatch(texts[k])
         if match:
             texts[k] = "-1" if match.group(1) == "-" else _LONG_CODE
@@ -277,9 +280,12 @@ def hypnogram_from_annotations(
     """
     onsets = np.round(np.asarray(onsets_s, dtype=float).ravel(), 6)
     durations = np.round(np.asarray(durations_s, dtype=float).ravel(), 6)
-    texts = np.asarray(labels, dtype=object).ravel().astype(str)
+    texts = as_text_array(labels)
     if not onsets.size == durations.size == texts.size:
         raise HypnogramError(source or None, "onsets, durations and labels differ in length")
+    # before any label is mapped (s2v_core.io.text_limits)
+    check_count(source or None, texts.size, MAX_TEXT_ROWS, "annotations")
+    check_labels(source or None, texts, unit="annotation")
     if not np.all(np.isfinite(onsets)):
         raise HypnogramError(source or None, "some annotation onsets are not numbers")
     negative = np.flatnonzero(durations < 0)
@@ -288,13 +294,13 @@ def hypnogram_from_annotations(
         raise HypnogramError(
             source or None,
             f"{negative.size} annotations have a negative duration "
-            f"(first: {str(texts[k])!r} at {onsets[k]:g} s, duration {durations[k]:g} s)",
+            f"(first: {excerpt(texts[k])} at {onsets[k]:g} s, duration {durations[k]:g} s)",
         )
     stage, warnings = stage_codes(texts, codes, source=source)
     _check_labels(texts, stage, strict, source)
     is_stage = stage > NOT_STAGE
     if not np.any(is_stage):
-        shown = ", ".join(repr(str(t)) for t in np.unique(texts)[:5])
+        shown = excerpts(np.unique(texts)[:5])
         raise HypnogramError(
             source or None, f"no sleep-stage annotations found (labels seen: {shown})"
         )
@@ -342,7 +348,7 @@ def _check_labels(texts: np.ndarray, stage: np.ndarray, strict: bool, source: st
         return
     names, counts = np.unique(texts[bad], return_counts=True)
     order = np.argsort(-counts, kind="stable")[:5]
-    shown = ", ".join(f"{str(names[i])!r} ({counts[i]}x)" for i in order)
+    shown = ", ".join(f"{excerpt(names[i], 24)} ({counts[i]}x)" for i in order)
     raise HypnogramError(
         source or None,
         f"{names.size} unknown stage labels in {int(bad.sum())} annotations: {shown}. "

@@ -6,6 +6,10 @@ EDF+ annotations are read with pyedflib (``EdfReader.readAnnotations``); EDF+D f
 hold signals (which pyedflib refuses) through :func:`s2v_core.io.edf.open_recording`, the same
 reader the recording loader uses; when pyedflib refuses any other header (for instance an
 annotation-only file, which ``open_recording`` refuses), MNE (``mne.read_annotations``).
+
+Every reader first checks the limits of :mod:`s2v_core.io.text_limits` (file size, number of
+annotations, label and field length, XML element count and depth); XML is parsed by
+``defusedxml``, which refuses entity and document type declarations anywhere in the file.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyedflib
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import DefusedXMLParser
+from defusedxml.ElementTree import iterparse as defused_iterparse
 
 from s2v_core.errors import HypnogramError, InputFileError
 from s2v_core.io.edf import open_recording
@@ -32,11 +39,25 @@ from s2v_core.io.hypnogram.core import (
 )
 from s2v_core.io.hypnogram.grid import EPOCH_S
 from s2v_core.io.hypnogram.labels import classify_event
+from s2v_core.io.text_limits import (
+    MAX_ANNOTATIONS,
+    MAX_EDF_ANNOTATION_BYTES,
+    MAX_FIELD_CHARS,
+    MAX_LABEL_CHARS,
+    MAX_XML_DEPTH,
+    MAX_XML_ELEMENTS,
+    check_count,
+    check_labels,
+    clip_message,
+    excerpt,
+    excerpts,
+)
 from s2v_core.stages import RK_CODES
 
 log = logging.getLogger(__name__)
 
 MAX_XML_BYTES = 200 * 1024 * 1024
+"""Largest hypnogram XML: :data:`~s2v_core.io.text_limits.MAX_ANNOTATIONS` events of about 2 kB."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +133,7 @@ def read_edf_annotations(
     header = read_edf_header(path)
     if header is None or not header.has_annotations:
         raise HypnogramError(path, "not an EDF+ file with an 'EDF Annotations' signal")
+    check_edf_annotation_limits(path)
     onsets, durations, texts = _edf_annotation_arrays(path, header)
     if onsets.size == 0:
         raise HypnogramError(path, "the EDF+ file holds no annotations")
@@ -121,6 +143,86 @@ def read_edf_annotations(
     )
     hyp.warnings[:0] = warnings
     return hyp
+
+
+def _annotation_signal_bytes(path: Path) -> np.ndarray | None:
+    """The bytes of every "EDF Annotations" signal, record after record (``None``: unknown layout).
+
+    Read from the header's samples per record and the records the file really holds (not the
+    header's record count), refusing more than :data:`MAX_EDF_ANNOTATION_BYTES` before reading.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(256)
+        try:
+            n_signals = int(head[252:256].decode("ascii"))
+        except ValueError:
+            return None
+        if not 0 < n_signals <= 4096:
+            return None
+        fields = fh.read(256 * n_signals)
+    if len(fields) < 256 * n_signals:
+        return None
+    offset = 216 * n_signals  # label 16, transducer 80, dimension 8, 4 x 8 min/max, prefilter 80
+    try:
+        samples = [int(fields[offset + 8 * i : offset + 8 * i + 8].decode("ascii")) for i in range(n_signals)]
+    except ValueError:
+        return None
+    if min(samples) < 0 or sum(samples) == 0:
+        return None
+    is_annotation = [
+        fields[16 * i : 16 * i + 16].replace(b"\x00", b" ").strip() == b"EDF Annotations"
+        for i in range(n_signals)
+    ]
+    header_bytes, record_bytes = 256 * (n_signals + 1), 2 * sum(samples)
+    n_records = max(0, size - header_bytes) // record_bytes
+    columns, start = [], 0
+    for n, annotation in zip(samples, is_annotation, strict=True):
+        if annotation and n:
+            columns.append((start, start + 2 * n))
+        start += 2 * n
+    total = n_records * sum(b - a for a, b in columns)
+    if total > MAX_EDF_ANNOTATION_BYTES:
+        raise HypnogramError(
+            path,
+            f"the 'EDF Annotations' signal holds {total / 2**20:.0f} MiB; over "
+            f"{MAX_EDF_ANNOTATION_BYTES // 2**20} MiB of annotations are refused",
+        )
+    if n_records == 0 or not columns:
+        return np.zeros(0, np.uint8)
+    records = np.memmap(path, np.uint8, "r", header_bytes, (n_records, record_bytes))
+    return np.concatenate([np.asarray(records[:, a:b]).ravel() for a, b in columns])
+
+
+def check_edf_annotation_limits(path: Path) -> None:
+    """Refuse EDF+ annotations over the limits before any reader parses them.
+
+    Scans the raw annotation bytes (numpy, no parsing): every field between the TAL separators
+    (0x00, 0x14, 0x15) must be at most :data:`MAX_LABEL_CHARS` bytes, and the texts at most
+    :data:`MAX_ANNOTATIONS` (counted from the separators; the time-keeping TAL of each record is
+    not counted). pyedflib and MNE hold each text in a numpy array as wide as the longest one.
+    """
+    blob = _annotation_signal_bytes(path)
+    if blob is None or blob.size == 0:
+        return
+    cuts = np.flatnonzero((blob == 0) | (blob == 0x14) | (blob == 0x15))
+    bounds = np.concatenate([[-1], cuts, [blob.size]])
+    lengths = np.diff(bounds) - 1
+    longest = int(np.argmax(lengths))
+    if lengths[longest] > MAX_LABEL_CHARS:
+        text = blob[bounds[longest] + 1 : bounds[longest + 1]].tobytes().decode("utf-8", "replace")
+        raise HypnogramError(
+            path,
+            f"an annotation text of {int(lengths[longest]):,} bytes ({excerpt(text, length=False)}); "
+            f"annotation texts over {MAX_LABEL_CHARS} bytes are refused",
+        )
+    # a TAL "+onset[0x15 duration] 0x14 text 0x14 [text 0x14 ...] 0x00" holds one text per 0x14
+    # but its last; the time-keeping TAL of each record ("+onset 0x14 0x14") holds an empty one
+    separator, following = blob[:-1] == 0x14, blob[1:]
+    tal_ends = int(np.count_nonzero(separator & (following == 0)))
+    time_keeping = int(np.count_nonzero(separator & (following == 0x14)))
+    texts = int(np.count_nonzero(blob == 0x14)) - tal_ends - time_keeping
+    check_count(path, texts, MAX_ANNOTATIONS, "annotations")
 
 
 def _edf_annotation_arrays(
@@ -149,7 +251,9 @@ def _mne_annotation_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarr
     try:
         ann = mne.read_annotations(str(path))
     except Exception as err:  # MNE raises many types for broken headers
-        raise HypnogramError(path, f"cannot read the EDF+ annotations: {err}") from err
+        raise HypnogramError(
+            path, f"cannot read the EDF+ annotations: {clip_message(err)}"
+        ) from err
     return (
         np.asarray(ann.onset, float),
         np.asarray(ann.duration, float),
@@ -168,28 +272,86 @@ def _recording_annotation_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, np
     return onsets, durations, np.array(texts, dtype=str)
 
 
-def _iter_xml(path: Path) -> Iterator[tuple[str, ET.Element]]:
-    """``iterparse`` start/end events with a size guard and readable errors.
+_NO_ENTITIES = "XML files that declare entities are not accepted (nor any <!DOCTYPE> declaration)"
 
-    ElementTree never fetches external entities; documents declaring entities are
-    refused outright so that no entity expansion can happen.
+
+def _guard_xml(path: Path, expat) -> None:
+    """Wrap the expat handlers of an ``iterparse`` parser with the XML limits.
+
+    Counted as expat goes, before an element is built: at most :data:`MAX_XML_ELEMENTS`
+    elements, :data:`MAX_XML_DEPTH` levels, and :data:`MAX_FIELD_CHARS` characters in a tag,
+    an attribute value or a run of text (an element's text or a tail).
+    """
+    state = {"elements": 0, "depth": 0, "text": 0}
+    start, end, data = expat.StartElementHandler, expat.EndElementHandler, expat.CharacterDataHandler
+
+    def too_long(what: str, text: str) -> HypnogramError:
+        return HypnogramError(
+            path,
+            f"line {expat.CurrentLineNumber}: {what} of over {MAX_FIELD_CHARS:,} characters "
+            f"({excerpt(text, length=False)}); XML fields over {MAX_FIELD_CHARS:,} characters "
+            "are refused",
+        )
+
+    def on_start(tag, attributes):
+        state["elements"] += 1
+        state["depth"] += 1
+        state["text"] = 0
+        if state["elements"] > MAX_XML_ELEMENTS:
+            check_count(path, state["elements"], MAX_XML_ELEMENTS, "XML elements", exact=False)
+        if state["depth"] > MAX_XML_DEPTH:
+            raise HypnogramError(
+                path,
+                f"line {expat.CurrentLineNumber}: XML nested over {MAX_XML_DEPTH} levels deep; "
+                "hypnogram XML is 4 or 5 levels deep",
+            )
+        for text in (tag, *attributes):  # ordered attributes: name, value, name, value...
+            if len(text) > MAX_FIELD_CHARS:
+                raise too_long("a tag or attribute", text)
+        return start(tag, attributes)
+
+    def on_end(tag):
+        state["depth"] -= 1
+        state["text"] = 0
+        return end(tag)
+
+    def on_data(text):
+        state["text"] += len(text)
+        if state["text"] > MAX_FIELD_CHARS:
+            raise too_long("a text", text)
+        return data(text)
+
+    expat.StartElementHandler, expat.EndElementHandler = on_start, on_end
+    expat.CharacterDataHandler = on_data
+
+
+def _iter_xml(path: Path) -> Iterator[tuple[str, ET.Element]]:
+    """``iterparse`` start/end events, within the XML limits, with readable errors.
+
+    The parser is ``defusedxml``'s: a document that declares entities or a document type
+    anywhere is refused, so no entity can be expanded or fetched. The element count, depth and
+    field lengths are checked as the parser goes (:func:`_guard_xml`).
     """
     size = path.stat().st_size
     if size > MAX_XML_BYTES:
         raise HypnogramError(
             path, f"the XML file is {size / 2**20:.0f} MB; hypnogram XML over 200 MB is refused"
         )
-    with open(path, "rb") as fh:
-        if b"<!ENTITY" in fh.read(65536):
-            raise HypnogramError(path, "XML files that declare entities are not accepted")
     try:
         with open(path, "rb") as fh:
-            yield from ET.iterparse(fh, events=("start", "end"))
+            parser = DefusedXMLParser(target=ET.TreeBuilder(), forbid_dtd=True)
+            events = defused_iterparse(fh, events=("start", "end"), parser=parser)
+            _guard_xml(path, parser.parser)  # after iterparse set its own handlers
+            yield from events
+    except DefusedXmlException:
+        raise HypnogramError(path, _NO_ENTITIES) from None
     except ET.ParseError as err:
         line, column = getattr(err, "position", (0, 0))
         raise HypnogramError(path, f"malformed XML at line {line}, column {column}: {err}") from err
     except (LookupError, ValueError) as err:  # unknown or unsupported encoding declaration
-        raise HypnogramError(path, f"unreadable XML (encoding or content): {err}") from None
+        raise HypnogramError(
+            path, f"unreadable XML (encoding or content): {clip_message(err)}"
+        ) from None
 
 
 def _tag(elem: ET.Element) -> str:
@@ -210,10 +372,12 @@ def _number(path: Path, text: str, what: str, index: int) -> float:
         value = float(text)
     except ValueError:
         raise HypnogramError(
-            path, f"scored event #{index + 1}: {what} {text!r} is not a number"
+            path, f"scored event #{index + 1}: {what} {excerpt(text)} is not a number"
         ) from None
     if not math.isfinite(value):
-        raise HypnogramError(path, f"scored event #{index + 1}: {what} {text!r} is not finite")
+        raise HypnogramError(
+            path, f"scored event #{index + 1}: {what} {excerpt(text)} is not finite"
+        )
     return value
 
 
@@ -232,13 +396,16 @@ def read_nsrr_xml(path: Path, *, codes: str = "auto") -> Hypnogram:
     for event, elem in _iter_xml(path):
         if event != "end" or _tag(elem) != "ScoredEvent":
             continue
+        check_count(path, index + 1, MAX_ANNOTATIONS, "scored events", exact=False)
         etype = _child_text(elem, "EventType")
         concept = _child_text(elem, "EventConcept")
+        for text in (etype, concept):
+            check_labels(path, [text], first=index + 1, unit="scored event")
         start = _number(path, _child_text(elem, "Start"), "Start", index)
         duration = _number(path, _child_text(elem, "Duration") or "0", "Duration", index)
         if duration < 0:
             raise HypnogramError(
-                path, f"scored event #{index + 1} ({concept!r}) has a negative duration"
+                path, f"scored event #{index + 1} ({excerpt(concept)}) has a negative duration"
             )
         if etype.lower().startswith("stages"):
             stage_rows.append((start, duration, concept))
@@ -270,14 +437,21 @@ def read_profusion_xml(path: Path) -> Hypnogram:
             epoch_text = (elem.text or "").strip()
         elif tag == "SleepStage":
             stage_texts.append((elem.text or "").strip())
+            check_count(path, len(stage_texts), MAX_ANNOTATIONS, "<SleepStage> entries", exact=False)
+            check_labels(path, stage_texts[-1:], first=len(stage_texts), unit="<SleepStage>")
+            elem.clear()
         elif tag == "ScoredEvent":
+            check_count(path, len(event_rows) + 1, MAX_ANNOTATIONS, "scored events", exact=False)
             name = _child_text(elem, "Name")
+            check_labels(path, [name], first=len(event_rows) + 1, unit="scored event")
             start = _number(path, _child_text(elem, "Start"), "Start", len(event_rows))
             duration = _number(
                 path, _child_text(elem, "Duration") or "0", "Duration", len(event_rows)
             )
             if duration < 0:
-                raise HypnogramError(path, f"scored event {name!r} has a negative duration")
+                raise HypnogramError(
+                    path, f"scored event {excerpt(name)} has a negative duration"
+                )
             event_rows.append((start, duration, name, classify_event(name)))
             elem.clear()
     if not stage_texts:
@@ -286,10 +460,12 @@ def read_profusion_xml(path: Path) -> Hypnogram:
     try:
         epoch_s = float(epoch_text) if epoch_text else EPOCH_S
     except ValueError:
-        raise HypnogramError(path, f"<EpochLength> {epoch_text!r} is not a number") from None
+        raise HypnogramError(
+            path, f"<EpochLength> {excerpt(epoch_text)} is not a number"
+        ) from None
     if not (math.isfinite(epoch_s) and 0 < epoch_s <= 600):
         raise HypnogramError(
-            path, f"<EpochLength> must be a number of seconds in (0, 600], got {epoch_text!r}"
+            path, f"<EpochLength> must be a number of seconds in (0, 600], got {excerpt(epoch_text)}"
         )
     if not epoch_text:
         warnings.append("no <EpochLength> in the file; assuming 30-s epochs")
@@ -309,7 +485,7 @@ def _codes_to_stages(path: Path, texts: list[str], table: dict[int, int], what: 
         uniq = sorted(set(bad))
         raise HypnogramError(
             path,
-            f"{len(uniq)} unknown {what} in {len(bad)} epochs: {', '.join(map(repr, uniq[:5]))}; "
+            f"{len(uniq)} unknown {what} in {len(bad)} epochs: {excerpts(uniq)}; "
             f"allowed: {', '.join(map(str, sorted(table)))}",
         )
     return np.array([table[v] for v in values], dtype=np.int8)
@@ -325,6 +501,7 @@ def _int_or_none(text: str) -> int | None:
 __all__ = [
     "MAX_XML_BYTES",
     "EdfHeader",
+    "check_edf_annotation_limits",
     "offset_s",
     "read_edf_annotations",
     "read_edf_header",

@@ -21,6 +21,7 @@ __all__ = [
     "EVENT_KINDS",
     "NOT_STAGE",
     "UNKNOWN",
+    "as_text_array",
     "classify_event",
     "looks_like_stage",
     "map_stage_labels",
@@ -40,6 +41,18 @@ EVENT_KINDS: tuple[str, ...] = ("apnea", "hypopnea", "arousal", "desaturation", 
 # than silently treated as a non-stage marker.
 _STAGE_LIKE = re.compile(r"stage|\bn?rem\b|^(n|s|nrem)? ?\d+$|^[a-z?]$|^[+-]?\d+(\.\d*)?$")
 _INT = re.compile(r"^[+-]?\d+(\.0*)?$")
+
+
+def as_text_array(labels) -> np.ndarray:
+    """``(K,)`` object array of Python ``str`` from any label sequence.
+
+    Unlike ``astype(str)``, which makes every element as wide as the longest label (one 2 MB
+    label among a thousand short ones took 8 GB), each label keeps its own size.
+    """
+    flat = np.asarray(labels, dtype=object).ravel()
+    out = np.empty(flat.size, dtype=object)
+    out[:] = [x if type(x) is str else str(x) for x in flat]
+    return out
 
 
 def classify_event(label: str) -> str:
@@ -117,7 +130,7 @@ def map_stage_labels(
         ``(K,)`` int64 codes -1..4, or :data:`NOT_STAGE` / :data:`UNKNOWN`.
     warnings : list of str
     """
-    texts = np.asarray(labels, dtype=object).astype(str)
+    texts = as_text_array(labels)
     uniq, inverse = np.unique(texts, return_inverse=True)
     as_int = [_as_int(u) for u in uniq]
     table, warnings = _integer_table([v for v in as_int if v is not None], codes, source)

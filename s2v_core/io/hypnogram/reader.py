@@ -22,6 +22,7 @@ from s2v_core.io.hypnogram.grid import EPOCH_S, regrid_stages
 from s2v_core.io.hypnogram.labels import CODE_TABLES
 from s2v_core.io.hypnogram.text import read_dreams, read_table
 from s2v_core.io.hypnogram.wfdb_stages import read_wfdb_stages
+from s2v_core.io.text_limits import excerpt, excerpts
 
 __all__ = ["FORMATS", "detect_format", "read_hypnogram", "trim_to_sleep_period"]
 
@@ -91,7 +92,7 @@ def detect_format(path: str | Path) -> str:
                 raise HypnogramError(
                     path,
                     "EDF file without an 'EDF Annotations' signal: it holds no scored stages "
-                    f"(signals: {', '.join(header.labels[:8])})",
+                    f"(signals: {excerpts(header.labels, 8, 16)})",
                 )
             return "sleep-edf" if header.annotations_only else "edf-annotations"
     stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
@@ -101,7 +102,8 @@ def detect_format(path: str | Path) -> str:
             return _XML_ROOTS[root]
         raise HypnogramError(
             path,
-            f"XML with root <{root}> is not a known hypnogram (NSRR <PSGAnnotation> or "
+            f"XML with root <{root if len(root) <= 24 else excerpt(root, 24, length=False)}> is not a known "
+            "hypnogram (NSRR <PSGAnnotation> or "
             f"Compumedics <CMPStudyConfig>); {_supported()}",
         )
     if b"\x00" in head or suffix in {".edf", ".bdf", ".rec", ".xml"}:

@@ -31,6 +31,17 @@ from s2v_core.io.hypnogram.core import (
     stage_codes,
 )
 from s2v_core.io.hypnogram.labels import NOT_STAGE, UNKNOWN
+from s2v_core.io.text_limits import (
+    MAX_FIELD_CHARS,
+    MAX_TEXT_BYTES,
+    MAX_TEXT_ROWS,
+    check_count,
+    check_file_size,
+    check_labels,
+    clip_message,
+    excerpt,
+    excerpts,
+)
 from s2v_core.stages import DREAMS_CODES, UNSCORED
 
 __all__ = [
@@ -43,7 +54,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MAX_TEXT_BYTES = 200 * 1024 * 1024
 DAY_S = 86400.0
 _CLOCK = re.compile(r"^(\d{1,2}):(\d{2}):(\d{2}(?:\.\d*)?)$")
 _DECIMAL_COMMA = re.compile(r"^([+-]?\d+),(\d+)$")
@@ -61,20 +71,25 @@ _ROLE_NAMES: dict[str, frozenset[str]] = {
 
 
 def read_text_lines(path: Path) -> list[str]:
-    """Non-empty, stripped lines of a text file (``#`` comments dropped)."""
-    size = path.stat().st_size
-    if size > MAX_TEXT_BYTES:
-        raise HypnogramError(
-            path, f"the file is {size / 2**20:.0f} MB; text hypnograms over 200 MB are refused"
-        )
+    """Non-empty, stripped lines of a text file (``#`` comments dropped).
+
+    Refuses (:mod:`s2v_core.io.text_limits`) a file over :data:`MAX_TEXT_BYTES`, more than
+    :data:`MAX_TEXT_ROWS` lines (a header allowed) and a line over :data:`MAX_FIELD_CHARS`.
+    """
+    check_file_size(path, MAX_TEXT_BYTES, "text hypnograms")
     raw = path.read_bytes()
+    breaks = max(raw.count(b"\n"), raw.count(b"\r"))  # cheap: before decoding and splitting
+    check_count(path, breaks, MAX_TEXT_ROWS + 1, "lines")  # + 1: a header line
     if b"\x00" in raw[:4096]:
         raise HypnogramError(path, "binary file: not a text hypnogram")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = raw.decode("latin-1")
-    lines = [ln.strip() for ln in text.splitlines()]
+    lines = text.splitlines()
+    check_count(path, len(lines), MAX_TEXT_ROWS + 1, "lines")
+    check_labels(path, lines, limit=MAX_FIELD_CHARS, what="line", unit="line")
+    lines = [ln.strip() for ln in lines]
     lines = [ln for ln in lines if ln and not ln.startswith("#")]
     if not lines:
         raise HypnogramError(path, "empty file: no stages in it")
@@ -92,7 +107,9 @@ def read_dreams(path: Path, *, epoch_seconds: float | None = None) -> Hypnogram:
     values: list[int] = []
     for number, line in enumerate(lines[1:], start=2):
         if not re.fullmatch(r"[+-]?\d+", line):
-            raise HypnogramError(path, f"line {number}: {line!r} is not an integer stage code")
+            raise HypnogramError(
+                path, f"line {number}: {excerpt(line)} is not an integer stage code"
+            )
         # clamp codes of more than 18 digits (int() refuses over 4300 digits; int64 overflows)
         big = len(line.lstrip("+-").lstrip("0")) > 18
         values.append((-1 if line.startswith("-") else _HUGE_CODE) if big else int(line))
@@ -177,7 +194,19 @@ def read_table(
     recording_start: datetime | None = None,
 ) -> Hypnogram:
     """CSV/TSV/TXT hypnogram (see the module docstring for the layouts understood)."""
-    rows = _sniff_rows(read_text_lines(path))
+    try:
+        rows = _sniff_rows(read_text_lines(path))
+    except csv.Error as err:  # a quoted field over csv's limit, a NUL byte...
+        problem = clip_message(err)
+        if "field larger than field limit" in problem:
+            problem = (
+                f"a quoted field is over {csv.field_size_limit():,} characters; fields over "
+                f"{MAX_FIELD_CHARS:,} characters are refused"
+            )
+        raise HypnogramError(path, f"unreadable CSV: {problem}") from None
+    # a quoted field may span lines: each cell again (every line is already within the limit)
+    check_labels(path, [max(r, key=len, default="") for r in rows], limit=MAX_FIELD_CHARS,
+                 what="field")  # fmt: skip
     header = rows[0] if _is_header(rows[0]) else None
     body = rows[1:] if header is not None else rows
     if not body:
@@ -186,6 +215,7 @@ def read_table(
     body = [r + [""] * (width - len(r)) for r in body]
     columns = list(zip(*body, strict=True))
     roles = _column_roles(path, header, columns)
+    check_labels(path, columns[roles["label"]], what="label")  # before any label is mapped
     labels = np.array(columns[roles["label"]], dtype=object)
     if "onset" not in roles:
         return _per_epoch(path, labels, columns, roles, epoch_seconds, codes, recording_start)
@@ -225,7 +255,7 @@ def _column_roles(
             if len(free) != 1:
                 raise HypnogramError(
                     path,
-                    f"cannot tell which column holds the stages (columns: {', '.join(header)}); "
+                    f"cannot tell which column holds the stages (columns: {excerpts(header, 8)}); "
                     "name it 'stage' or 'label'",
                 )
             roles["label"] = free[0]
@@ -267,7 +297,7 @@ def _per_epoch(
         raise HypnogramError(
             path,
             f"{len(uniq)} unknown stage labels in {bad.size} rows (first at row {bad[0] + 1}): "
-            f"{', '.join(map(repr, uniq[:5]))}; use W/N1/N2/N3/R (or REM, 'Sleep stage 1', ...) "
+            f"{excerpts(uniq)}; use W/N1/N2/N3/R (or REM, 'Sleep stage 1', ...) "
             "or integer codes",
         )
     if "epoch" in roles:
@@ -307,7 +337,9 @@ def _duration(path: Path, value: str, row: int) -> float:
     if _CLOCK.match(value):
         return _clock_seconds(value)
     if not _NUMBER.match(value):
-        raise HypnogramError(path, f"row {row + 1}: duration {value!r} is not a number of seconds")
+        raise HypnogramError(
+            path, f"row {row + 1}: duration {excerpt(value)} is not a number of seconds"
+        )
     return float(value)
 
 
@@ -355,4 +387,6 @@ def _parse_onsets(
     bad = next((v for v in values if not _is_time(v)), None)
     if bad is None:
         raise HypnogramError(path, "onsets mix seconds and clock times; use one kind")
-    raise HypnogramError(path, f"onset {bad!r} is neither seconds nor a clock time (hh:mm:ss)")
+    raise HypnogramError(
+        path, f"onset {excerpt(bad)} is neither seconds nor a clock time (hh:mm:ss)"
+    )

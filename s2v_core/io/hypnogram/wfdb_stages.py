@@ -19,6 +19,15 @@ from s2v_core.errors import HypnogramError
 from s2v_core.io.hypnogram.core import Hypnogram, check_length, empty_events, hypnogram_from_epochs
 from s2v_core.io.hypnogram.formats import offset_s
 from s2v_core.io.hypnogram.grid import EPOCH_S
+from s2v_core.io.text_limits import (
+    MAX_ANNOTATIONS,
+    MAX_WFDB_BYTES,
+    check_count,
+    check_file_size,
+    check_labels,
+    clip_message,
+    excerpts,
+)
 from s2v_core.stages import UNSCORED
 
 __all__ = [
@@ -117,11 +126,15 @@ def read_wfdb_stages(path: Path, *, recording_start: datetime | None = None) -> 
 
     record = str(path.with_suffix(""))
     extension = path.suffix.lstrip(".") or "st"
+    check_file_size(path, MAX_WFDB_BYTES, "WFDB annotation files")  # s2v_core.io.text_limits
     _guard_definition_notes(path)
     try:
         ann = wfdb.rdann(record, extension)
     except Exception as err:  # wfdb raises bare ValueError/IndexError on corrupt files
-        raise HypnogramError(path, f"cannot read the WFDB annotations: {err}") from err
+        raise HypnogramError(
+            path, f"cannot read the WFDB annotations: {clip_message(err)}"
+        ) from err
+    check_count(path, len(ann.sample), MAX_ANNOTATIONS, "annotations")
     header_fs, start = _wfdb_header(Path(record + ".hea"))
     fs = ann.fs or header_fs
     if not fs:
@@ -130,6 +143,7 @@ def read_wfdb_stages(path: Path, *, recording_start: datetime | None = None) -> 
         )
     if len(ann.sample) == 0:
         raise HypnogramError(path, "the annotation file holds no annotations")
+    check_labels(path, [note or "" for note in ann.aux_note], what="aux note", unit="annotation")
     notes = [(note or "").replace("\x00", "").split() for note in ann.aux_note]
     epochs = np.floor(np.asarray(ann.sample, dtype=float) / fs / EPOCH_S + 1e-9).astype(np.int64)
     if epochs.min() < 0:
@@ -140,7 +154,7 @@ def read_wfdb_stages(path: Path, *, recording_start: datetime | None = None) -> 
     if unknown:
         raise HypnogramError(
             path,
-            f"{len(unknown)} unknown stage codes in the aux notes: {', '.join(map(repr, unknown[:5]))}; "
+            f"{len(unknown)} unknown stage codes in the aux notes: {excerpts(unknown)}; "
             f"allowed: {', '.join(_WFDB_STAGES)}",
         )
     codes = np.array([_WFDB_STAGES.get(t, UNSCORED) for t in first_tokens], dtype=np.int8)
@@ -178,7 +192,8 @@ def _wfdb_header(path: Path) -> tuple[float | None, datetime | None]:
     """
     if not path.exists():
         return None, None
-    lines = path.read_text(encoding="latin-1").splitlines()
+    with open(path, "rb") as fh:  # the record line is first: a header's first 64 kB are plenty
+        lines = fh.read(65536).decode("latin-1").splitlines()
     record_line = next((ln.split() for ln in lines if ln.strip() and not ln.startswith("#")), [])
     fs_match = re.match(r"\d+(\.\d*)?", record_line[2]) if len(record_line) > 2 else None
     fs = float(fs_match.group()) if fs_match else None
