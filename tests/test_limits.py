@@ -369,6 +369,24 @@ def test_resample_refuses_absurd_lengths_and_factors():
     assert resample(np.ones(256), 256, 128).shape == (128,)
 
 
+@pytest.mark.parametrize("sfreq", [0.250833, 0.0333337, 1 / 299.9, 0.7777771])
+def test_slow_channels_at_odd_rates_still_resample(sfreq):
+    """Fuzz finding: 0.250833 Hz -> 128 Hz is 153600/301, a factor beyond the polyphase bound."""
+    from s2v_core.signals import resample
+    from s2v_core.signals.resampling import MAX_POLYPHASE_FACTOR, rational_ratio
+
+    up, down = rational_ratio(sfreq, 128)
+    assert max(up, down) <= MAX_POLYPHASE_FACTOR
+    assert up / down == pytest.approx(128 / sfreq, rel=1e-5)  # a 0.3-s drift over 8 h at worst
+    t = np.arange(200) / sfreq
+    period = 40 / sfreq  # 40 input samples per cycle, far below the channel's Nyquist rate
+    y = resample(np.sin(2 * np.pi * t / period).astype(np.float32), sfreq, 128)
+    assert y.shape == (round(200 * 128 / sfreq),)
+    t_out = np.arange(y.size) / 128
+    edge = int(10 * 128 / sfreq)  # ten input samples at each end, where the filter sees padding
+    np.testing.assert_allclose(y[edge:-edge], np.sin(2 * np.pi * t_out / period)[edge:-edge], atol=0.02)
+
+
 # --- JSON from user-supplied places ---------------------------------------------------------------------
 DEEP = "[" * 100_000 + "]" * 100_000
 

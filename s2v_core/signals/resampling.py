@@ -44,6 +44,13 @@ def rational_ratio(sfreq_in: float, sfreq_out: float) -> tuple[int, int]:
             f"sampling rates must be positive and finite, got in={sfreq_in}, out={sfreq_out}"
         )
     frac = Fraction(sfreq_out / sfreq_in).limit_denominator(MAX_DENOMINATOR)
+    if frac.numerator > MAX_POLYPHASE_FACTOR:
+        # a slow channel at an odd rate (0.250833 Hz -> 128 Hz is 153600/301): approximate the
+        # inverse ratio instead, so that ``up`` stays within the polyphase bound; the rate error is at
+        # most ~1e-5 relative (a channel this slow drifts by under a second over an 8-h night)
+        inv = Fraction(sfreq_in / sfreq_out).limit_denominator(MAX_POLYPHASE_FACTOR)
+        if inv.numerator > 0:
+            return inv.denominator, inv.numerator
     if frac.numerator == 0:
         raise ValueError(f"cannot resample from {sfreq_in} Hz to {sfreq_out} Hz (ratio too small)")
     return frac.numerator, frac.denominator
