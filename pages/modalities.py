@@ -3,6 +3,7 @@ sensor-dropout simulation (one modality missing for a time span)."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import numpy as np
@@ -13,18 +14,21 @@ import streamlit as st
 import app_state as C
 from s2v_core.errors import S2VError
 from s2v_core.evaluation import all_subsets, modality_importance, staging_metrics, subset_metrics
-from s2v_core.modalities import EPOCH_SECONDS, NAMED_SUBSETS
+from s2v_core.modalities import EPOCH_SECONDS
 from s2v_core.night import Night
 from s2v_core.views.plots_signals import dropout_hypnogram_figure
+from s2v_core.views.subsets import SubsetStages, progress_text, quick_subsets
 from s2v_core.views.viewer import dropout_agreement
 
 
-def _quick_subsets(available: tuple[str, ...]) -> list[tuple[str, ...]]:
-    """Single modalities, the paper's named subsets, every leave-one-out set and the full set."""
-    subsets = [(m,) for m in available]
-    subsets += [tuple(m for m in s if m in available) for s in NAMED_SUBSETS.values()]
-    subsets += [tuple(x for x in available if x != m) for m in available]
-    return list(dict.fromkeys(s for s in subsets if s))
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _subset_stages(night_key: str, model_key: str, _night: Night, _model) -> SubsetStages:
+    """Per (night, model): the night encoded once and the stages of every subset staged so far.
+
+    A resource (shared, not copied): it fills up as the page asks for more subsets, so all subsets
+    after the quick set, or another class count, only stage what is new.
+    """
+    return SubsetStages(_model, _night, name=model_key)
 
 
 def _boundary_label(night: Night, epoch: int) -> str:
@@ -107,17 +111,26 @@ def _subset_ranking(loaded: C.LoadedNight) -> None:
                      format_func=lambda s: {"quick": "single, named and leave-one-out",
                                             "all": f"all {n_all} non-empty subsets"}[s])
     n_classes = st.radio("Classes", [5, 4, 3], horizontal=True, key="subset_classes")
-    wanted = _quick_subsets(available) if scope == "quick" else all_subsets(available)
-    bar = st.progress(0.0, text="Staging each subset (cached after the first time)...")
-    predictions = {}
+    wanted = quick_subsets(available) if scope == "quick" else all_subsets(available)
     try:
-        for k, subset in enumerate(wanted):
-            predictions[subset] = C.prediction(loaded, subset).stages
-            bar.progress((k + 1) / len(wanted), text=f"{k + 1} / {len(wanted)} subsets")
+        model, _, mid = C.get_model()
+        store = _subset_stages(loaded.key, mid, night, model)
+        new = len(set(wanted) - store.known())
+        if new:
+            what = f"Staging {new} subset{'s' if new > 1 else ''} (each modality encoded once)"
+            bar = st.progress(0.0, text=f"{what}...")
+            t0 = time.perf_counter()
+
+            def progress(done: float, total: float) -> None:
+                bar.progress(min(1.0, done / total), text=progress_text(what, done, total, time.perf_counter() - t0))
+
+            predictions = store.stages(wanted, progress)
+            bar.empty()
+        else:
+            predictions = store.stages(wanted)
     except S2VError as exc:
         C.show_error(exc)
         return
-    bar.empty()
     if scope == "all":
         frame = subset_metrics(lambda s: predictions[s], available, night.stages, n_classes=n_classes,
                                cache=dict(predictions))

@@ -127,19 +127,22 @@ def test_a_subset_skips_nights_without_it(cohort, model_dir):
 
 def test_every_subset_is_predicted_once_per_night(cohort, model_dir, monkeypatch):
     calls = []
-    real = ev.predict_night
+    real = ev.predict_subsets
 
-    def counting(model, night, subset=None, **kw):
-        calls.append((night.meta.night_id, subset))
-        return real(model, night, subset, **kw)
+    def counting(model, night, subsets, **kw):
+        calls.append((night.meta.night_id, tuple(subsets)))
+        return real(model, night, subsets, **kw)
 
-    monkeypatch.setattr(ev, "predict_night", counting)
+    monkeypatch.setattr(ev, "predict_subsets", counting)
     mods = ("ibi", "resp", "effort")  # every synthetic night has these
     res = ev.evaluate_cohort(
         cohort[1], model_dir, modalities=mods, every_subset=True, n_classes=4, n_boot=20
     )
     nights = res.per_night["night"].unique()
-    assert len(calls) == len(set(calls)) == 7 * len(nights)
+    # one pass per night (each modality encoded once), asking for the 7 distinct subsets
+    assert sorted(c[0] for c in calls) == sorted(nights)
+    for _, subsets in calls:
+        assert len(subsets) == len(set(subsets)) == 7
     assert len(res.per_night) == 7 * len(nights)
     assert list(res.pooled["subset"]) == [
         "ibi+resp+effort", "effort", "ibi", "resp", "ibi+effort", "ibi+resp", "resp+effort",

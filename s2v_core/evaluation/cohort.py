@@ -11,7 +11,8 @@ from the modality subsets asked for, and compared epoch by epoch with its expert
 * sleep statistics (TST, SE, SOL, WASO, REM latency, stage minutes) predicted vs expert, per
   night, for the main subset;
 * with ``all_subsets``, every non-empty subset of the modalities each night has (each subset
-  predicted once per night and reused for every figure), and the modality importance.
+  predicted once per night and reused for every figure; each modality is encoded once per night
+  and only the fusion and the staging head run per subset), and the modality importance.
 
 The 4- and 3-class figures merge stages after the model: the probabilities of merged stages
 are summed (:meth:`~s2v_core.inference.predict.Prediction.merged`). :func:`evaluate_cohort` returns
@@ -48,8 +49,8 @@ from s2v_core.inference.predict import (
     load_classifier,
     model_id,
     model_modalities,
-    predict_night,
 )
+from s2v_core.inference.subsets import predict_subsets
 from s2v_core.io.atomic import write_atomic, write_text_atomic
 from s2v_core.modalities import EPOCH_SECONDS
 from s2v_core.sanitize.cells import to_csv
@@ -453,13 +454,9 @@ def _evaluate_night(
     if main is None:  # its smaller subsets are still scored
         log.warning("night %s left out of the main subset: %s", item.night_id, why)
         acc.skipped.append({"night": item.night_id, "reason": f"main subset only: {why}"})
-    cache: dict[tuple[str, ...], Prediction] = {}
-
-    def predicted(subset: tuple[str, ...]) -> Prediction:
-        if subset not in cache:
-            cache[subset] = predict_night(clf, night, subset, device=device)
-        return cache[subset]
-
+    # each subset staged once; the night's modalities are encoded once for all of them and only
+    # the gated fusion and the staging head run per subset (s2v_core.inference.subsets)
+    predicted = predict_subsets(clf, night, ([main] if main is not None else []) + list(extra), device=device)
     base = {
         "night": item.night_id,
         "subject": item.subject or night.meta.subject or item.night_id,
@@ -469,7 +466,7 @@ def _evaluate_night(
         (subset_label(s), s) for s in extra
     ]
     for label, subset in todo:
-        pred = predicted(subset)
+        pred = predicted[subset]
         pred5 = pred.merged_as_five(n_classes)
         try:
             metrics = _metric_row(ref, pred5, n_classes)
@@ -487,7 +484,7 @@ def _evaluate_night(
         acc.pairs.setdefault(label, []).append((ref, pred5))
     if main is None:
         return
-    pred = predicted(main)
+    pred = predicted[main]
     acc.preds.append(_epoch_predictions(item.night_id, night.n_epochs, ref, pred, n_classes))
     acc.stats.append(_night_sleep_stats(item.night_id, ref, pred, n_classes))
 

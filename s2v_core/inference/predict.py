@@ -43,6 +43,7 @@ __all__ = [
     "REPRESENTATIVE_STAGE",
     "WINDOW_EPOCHS",
     "Prediction",
+    "assemble_prediction",
     "load_classifier",
     "model_id",
     "model_modalities",
@@ -391,7 +392,6 @@ def predict_night(
     """
     subset = resolve_subset(model, night, modalities)
     inputs, pad_valid, present, valid = night_windows(night, subset, window_epochs, **input_spec(model))
-    n = night.n_epochs
     logits, gates, fused = _forward(
         model,
         inputs,
@@ -401,6 +401,54 @@ def predict_night(
         max(1, max_windows),
         with_embeddings,
     )
+    return assemble_prediction(
+        model, night, subset, logits, gates, valid, fused=fused, name=name, ranges=ranges
+    )
+
+
+def assemble_prediction(
+    model: Any,
+    night: Night,
+    subset: tuple[str, ...],
+    logits: torch.Tensor,
+    gates: torch.Tensor,
+    valid: dict[str, np.ndarray],
+    *,
+    fused: torch.Tensor | None = None,
+    name: str = "",
+    ranges: dict | None = None,
+    unfamiliar: dict[str, list[str]] | None = None,
+) -> Prediction:
+    """The :class:`Prediction` of one subset from the model's windowed outputs.
+
+    Parameters
+    ----------
+    model : Sleep2VecClassifier
+    night : Night
+    subset : tuple of str
+        The modalities used, canonical order (from :func:`resolve_subset`).
+    logits : Tensor, shape (n_windows, window_epochs, C), float32, on the CPU
+    gates : Tensor, shape (n_windows, window_epochs, M), float32, on the CPU
+        Epoch gate weights over all the model's modalities.
+    valid : dict of str to np.ndarray (n_epochs,) bool
+        Per-epoch validity of each modality of ``subset`` (see :func:`night_windows`).
+    fused : Tensor, shape (n_windows, window_epochs, H), optional
+        The fused states, returned as ``Prediction.embeddings``.
+    name : str
+        Stored as ``Prediction.model_id``.
+    ranges : dict, optional
+        The model's training feature ranges (warnings about unfamiliar inputs).
+    unfamiliar : dict, optional
+        :func:`~s2v_core.inference.familiarity.unfamiliar_modalities` of ``night`` for these
+        ``ranges`` and at least the modalities of ``subset``, when already known (it is the
+        same for every subset, and costly).
+
+    Raises
+    ------
+    NonFiniteOutputError
+        The outputs hold NaN or infinite values.
+    """
+    n = night.n_epochs
     cols = [model_modalities(model).index(m) for m in subset]
     refuse_non_finite(logits.reshape(-1, logits.shape[-1])[:n], "stage scores", name)
     refuse_non_finite(gates.reshape(-1, gates.shape[-1])[:n][:, cols], "gate weights", name)
@@ -415,7 +463,7 @@ def predict_night(
     coverage = np.sum([valid[m] for m in subset], axis=0).astype(np.int8).reshape(n)
     emb = None if fused is None else fused.reshape(-1, fused.shape[-1])[:n].numpy()
     return Prediction(
-        warnings=_night_warnings(night, subset, probs, coverage, ranges),
+        warnings=_night_warnings(night, subset, probs, coverage, ranges, unfamiliar),
         stages=probs.argmax(axis=1).astype(np.int8),
         probabilities=probs.astype(np.float32),
         modalities=subset,
@@ -450,10 +498,16 @@ def refuse_non_finite(values: torch.Tensor | np.ndarray, what: str, model_name: 
 
 
 def _night_warnings(night: Night, subset: tuple[str, ...], probs: np.ndarray, coverage: np.ndarray,
-                    ranges: dict | None) -> list[str]:  # fmt: skip
-    """Cautions about one night's prediction (inputs unlike the training data, low confidence)."""
+                    ranges: dict | None, unfamiliar: dict[str, list[str]] | None = None) -> list[str]:  # fmt: skip
+    """Cautions about one night's prediction (inputs unlike the training data, low confidence).
+
+    ``unfamiliar``: :func:`unfamiliar_modalities` for ``ranges`` and (at least) ``subset``, if known.
+    """
     out = []
-    for m, names in unfamiliar_modalities(night, ranges, subset).items():
+    if unfamiliar is None:
+        unfamiliar = unfamiliar_modalities(night, ranges, subset)
+    found = {m: unfamiliar[m] for m in subset if m in unfamiliar}
+    for m, names in found.items():
         shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
         out.append(f"{m} looks unlike the recordings this model was trained on ({shown} outside the "
                    "training range): treat its stages with caution")  # fmt: skip

@@ -83,24 +83,10 @@ class GatedFusion(nn.Module):
                 nn.init.zeros_(gate.weight)
                 nn.init.zeros_(gate.bias)
 
-    def forward(
-        self, hidden: Mapping[str, Tensor], present: Mapping[str, Tensor] | None = None
-    ) -> FusionOutput:
-        """Fuse.
-
-        Parameters
-        ----------
-        hidden : dict of str to Tensor, each (B, T, H)
-            Hidden states of the modalities given (a missing key means absent).
-        present : dict of str to Tensor (B,) bool, optional
-            Per-sample availability (missing key = present for every sample of ``hidden``).
-
-        Returns
-        -------
-        FusionOutput
-            Absent modalities get weight exactly 0; a sample with no modality present gets
-            all-zero weights and a zero fused state.
-        """
+    def _stack(
+        self, hidden: Mapping[str, Tensor], present: Mapping[str, Tensor] | None
+    ) -> tuple[Tensor, Tensor]:
+        """States ``(B, T, M, H)`` (zeros for a modality not given) and availability ``(B, M)``."""
         unknown = sorted(set(hidden) - set(self.modalities))
         if unknown:
             raise ValueError(f"cannot fuse {', '.join(unknown)}; gates exist for {self.modalities}")
@@ -119,18 +105,102 @@ class GatedFusion(nn.Module):
                 avail.append(torch.zeros(B, dtype=torch.bool, device=ref.device))
         states = torch.stack(stacked, dim=2)  # (B, T, M, H)
         avail_t = torch.stack(avail, dim=1).to(device=ref.device, dtype=torch.bool)  # (B, M)
-        global_logits = self.logits.to(ref.dtype).expand(B, -1)  # (B, M)
+        return states, avail_t
+
+    def _local_logits(self, states: Tensor) -> Tensor:
+        """Per-position gate logits ``(B, T, M)`` of the states ``(B, T, M, H)`` (per-epoch gates only)."""
+        return torch.cat(
+            [self.epoch_gates[m](states[:, :, i]) for i, m in enumerate(self.modalities)],
+            dim=-1,
+        )  # (B, T, M)
+
+    def forward(
+        self, hidden: Mapping[str, Tensor], present: Mapping[str, Tensor] | None = None
+    ) -> FusionOutput:
+        """Fuse.
+
+        Parameters
+        ----------
+        hidden : dict of str to Tensor, each (B, T, H)
+            Hidden states of the modalities given (a missing key means absent).
+        present : dict of str to Tensor (B,) bool, optional
+            Per-sample availability (missing key = present for every sample of ``hidden``).
+
+        Returns
+        -------
+        FusionOutput
+            Absent modalities get weight exactly 0; a sample with no modality present gets
+            all-zero weights and a zero fused state.
+        """
+        states, avail_t = self._stack(hidden, present)  # (B, T, M, H), (B, M)
+        B, T = states.shape[:2]
+        global_logits = self.logits.to(states.dtype).expand(B, -1)  # (B, M)
         global_weights = masked_softmax(global_logits, avail_t)  # (B, M)
         if self.epoch_gates is None:
             epoch_weights = global_weights[:, None, :].expand(B, T, -1)  # (B, T, M)
         else:
-            local = torch.cat(
-                [self.epoch_gates[m](states[:, :, i]) for i, m in enumerate(self.modalities)],
-                dim=-1,
-            )  # (B, T, M)
-            epoch_logits = global_logits[:, None, :] + local  # (B, T, M)
+            epoch_logits = global_logits[:, None, :] + self._local_logits(states)  # (B, T, M)
             epoch_weights = masked_softmax(epoch_logits, avail_t[:, None, :].expand(B, T, -1))
         fused = torch.einsum("btm,btmh->bth", epoch_weights, states)  # (B, T, H)
+        return FusionOutput(fused, global_weights, epoch_weights)
+
+    def forward_subsets(
+        self,
+        hidden: Mapping[str, Tensor],
+        subsets: Tensor,
+        present: Mapping[str, Tensor] | None = None,
+    ) -> FusionOutput:
+        """Fuse many modality subsets of the same hidden states in one pass.
+
+        The backbone encodes every modality on its own (no cross-modal attention), so the
+        hidden states of a modality do not depend on which other modalities are present: only
+        the gates and the fused state do. Row ``k`` of the result equals
+        ``forward({m: hidden[m] for m in subset k}, present)``.
+
+        Parameters
+        ----------
+        hidden : dict of str to Tensor, each (B, T, H)
+            Hidden states of every modality some subset uses.
+        subsets : Tensor, shape (S, M), bool
+            One row per subset, columns in :attr:`modalities` order; every row non-empty and
+            using only modalities of ``hidden``.
+        present : dict of str to Tensor (B,) bool, optional
+            Per-sample availability (missing key = present for every sample of ``hidden``).
+
+        Returns
+        -------
+        FusionOutput
+            With a leading subset axis: ``fused`` (S, B, T, H), ``global_weights`` (S, B, M),
+            ``epoch_weights`` (S, B, T, M).
+        """
+        states, avail_t = self._stack(hidden, present)  # (B, T, M, H), (B, M)
+        B, T = states.shape[:2]
+        M = len(self.modalities)
+        if subsets.dim() != 2 or subsets.shape[1] != M or subsets.dtype != torch.bool:
+            raise ValueError(
+                f"subsets must be an (S, {M}) bool tensor, got {subsets.dtype} {tuple(subsets.shape)}"
+            )
+        subsets = subsets.to(states.device)
+        given = torch.tensor([m in hidden for m in self.modalities], device=states.device)
+        if bool((subsets & ~given).any()):
+            raise ValueError("a subset uses a modality whose hidden states were not given")
+        if not bool(subsets.any(dim=1).all()):
+            raise ValueError("every subset needs at least one modality")
+        S = subsets.shape[0]
+        avail = subsets[:, None, :] & avail_t[None]  # (S, B, M)
+        global_logits = self.logits.to(states.dtype).expand(S, B, -1)  # (S, B, M)
+        global_weights = masked_softmax(global_logits, avail)  # (S, B, M)
+        if self.epoch_gates is None:
+            epoch_weights = global_weights[:, :, None, :].expand(S, B, T, M)  # (S, B, T, M)
+        else:
+            # the per-position logit of a modality depends on its own states only: computed once
+            epoch_logits = self.logits.to(states.dtype) + self._local_logits(states)  # (B, T, M)
+            epoch_weights = masked_softmax(
+                epoch_logits[None].expand(S, B, T, M), avail[:, :, None, :].expand(S, B, T, M)
+            )  # (S, B, T, M)
+        # one (S, M) @ (M, H) product per position, laid out (B, T, S, H) so that no large copy
+        # is needed; returned as a (S, B, T, H) view
+        fused = torch.matmul(epoch_weights.permute(1, 2, 0, 3), states).permute(2, 0, 1, 3)
         return FusionOutput(fused, global_weights, epoch_weights)
 
 
@@ -242,6 +312,45 @@ class Sleep2VecClassifier(nn.Module):
         fused, global_w, epoch_w = self.fusion(hidden, present)  # (B, T, H), (B, M), (B, T, M)
         logits = self.staging(fused)  # (B, T, C)
         night = self.night(fused, valid) if self.night is not None else None  # (B, K)
+        return ClassifierOutput(logits, night, global_w, epoch_w, fused)
+
+    def forward_subsets(
+        self,
+        hidden: Mapping[str, Tensor],
+        valid: Tensor,
+        subsets: Tensor,
+        present: Mapping[str, Tensor] | None = None,
+    ) -> ClassifierOutput:
+        """Fusion and heads for many modality subsets of states the backbone already computed.
+
+        ``hidden = self.backbone(inputs, valid, present)`` once for every modality; then row
+        ``k`` of the result equals ``self(inputs restricted to subset k, valid, present)``
+        (the backbone encodes each modality separately, so its states do not depend on the
+        subset). See :meth:`GatedFusion.forward_subsets`.
+
+        Parameters
+        ----------
+        hidden : dict of str to Tensor, each (B, T, H)
+        valid : Tensor, shape (B, T), bool
+        subsets : Tensor, shape (S, M), bool
+            Columns in ``config.modalities`` order.
+        present : dict of str to Tensor (B,) bool, optional
+
+        Returns
+        -------
+        ClassifierOutput
+            With a leading subset axis: ``stage_logits`` (S, B, T, C), ``night`` (S, B, K) or
+            None, ``global_weights`` (S, B, M), ``epoch_weights`` (S, B, T, M), ``fused``
+            (S, B, T, H).
+        """
+        fused, global_w, epoch_w = self.fusion.forward_subsets(hidden, subsets, present)
+        # the head works per position: run it on the fused states' own (B, T, S, H) memory layout
+        logits = self.staging(fused.permute(1, 2, 0, 3)).permute(2, 0, 1, 3)  # (S, B, T, C)
+        night = None
+        if self.night is not None:
+            S, B, T, H = fused.shape
+            rows = valid[None].expand(S, B, T).reshape(S * B, T)
+            night = self.night(fused.reshape(S * B, T, H), rows).reshape(S, B, -1)  # (S, B, K)
         return ClassifierOutput(logits, night, global_w, epoch_w, fused)
 
 
