@@ -27,10 +27,16 @@ from s2v_core.views.viewer import (
     Spectrogram,
     signal_window,
     spectrogram,
+    switched_off_note,
+    usable_epoch,
+    viewer_modalities,
 )
 
 CHART_KEY = "hypnogram_chart"
 EPOCH_INPUT = "epoch_input"
+SHOWN_KEY = "viewer_modalities"  # the viewer's multiselect
+HIDDEN_KEY = "viewer_hidden"  # modalities the user took out of that multiselect (kept while switched off)
+SPECTRO_KEY = "spectrogram_modality"
 MAX_POINTS = 2000  # points per trace sent to the browser
 
 
@@ -100,13 +106,32 @@ def _clock(night: Night, epoch: int) -> str:
     return (night.start_time + pd.Timedelta(seconds=epoch * EPOCH_SECONDS)).strftime("%H:%M:%S")
 
 
-def _signal_viewer(loaded: C.LoadedNight, predicted: np.ndarray) -> None:
+def _remember_hidden(options: tuple[str, ...]) -> None:
+    """``on_change`` of the viewer's multiselect: which of ``options`` the user took out."""
+    chosen = set(st.session_state.get(SHOWN_KEY) or ())
+    before = set(st.session_state.get(HIDDEN_KEY, ())) - set(options)  # choices about switched-off ones stay
+    st.session_state[HIDDEN_KEY] = tuple(sorted(before | {m for m in options if m not in chosen}))
+
+
+def _shown_modalities(options: tuple[str, ...]) -> list[str]:
+    """The viewer's multiselect, offering only the modalities switched on in the sidebar.
+
+    Its value is rebuilt on every run from what the user took out, so a modality switched off
+    disappears from it and comes back, shown, when it is switched on again.
+    """
+    hidden = set(st.session_state.get(HIDDEN_KEY, ()))
+    st.session_state[SHOWN_KEY] = [m for m in options if m not in hidden]
+    return st.multiselect("Modalities shown", options, key=SHOWN_KEY, on_change=_remember_hidden, args=(options,),
+                          help="The modalities switched on in the sidebar; switch one on there to show it here.")
+
+
+def _signal_viewer(loaded: C.LoadedNight, predicted: np.ndarray, active: tuple[str, ...]) -> None:
     night = loaded.night
     n = night.n_epochs
     st.subheader("Signals at the selected epoch")
-    epoch = st.session_state.get(C.K_EPOCH)
-    if epoch is not None and not 0 <= int(epoch) < n:  # left over from another night
-        epoch = st.session_state[C.K_EPOCH] = None
+    epoch = usable_epoch(night, st.session_state.get(C.K_EPOCH))
+    if epoch is None:  # none yet, or left over from another (longer) night
+        st.session_state[C.K_EPOCH] = None
     st.session_state[EPOCH_INPUT] = epoch
     c = st.columns([2, 1, 1, 1, 1], vertical_alignment="bottom")
     c[0].number_input(f"Epoch (0-{n - 1})", min_value=0, max_value=n - 1, step=1, key=EPOCH_INPUT,
@@ -117,8 +142,10 @@ def _signal_viewer(loaded: C.LoadedNight, predicted: np.ndarray) -> None:
                 width="stretch")
     before = c[3].number_input("Epochs before", 0, MAX_CONTEXT_EPOCHS, 1, key="viewer_before")
     after = c[4].number_input("Epochs after", 0, MAX_CONTEXT_EPOCHS, 1, key="viewer_after")
-    available = night.modalities
-    shown = st.multiselect("Modalities shown", available, default=list(available), key="viewer_modalities")
+    options, switched_off = viewer_modalities(night, active)
+    shown = _shown_modalities(options)
+    if switched_off:
+        st.caption(switched_off_note(switched_off))
     if epoch is None:
         st.info("Click an epoch on the hypnogram (or type its number) to see the signals around it.")
         return
@@ -133,21 +160,27 @@ def _signal_viewer(loaded: C.LoadedNight, predicted: np.ndarray) -> None:
             st.plotly_chart(signal_figure(win, predicted=predicted), width="stretch", key="signal_viewer")
         else:
             st.info("Choose at least one modality to show.")
-        _spectrogram_view(loaded, epoch)
+        _spectrogram_view(loaded, epoch, options)
     except S2VError as exc:
         C.show_error(exc)
 
 
-def _spectrogram_view(loaded: C.LoadedNight, epoch: int) -> None:
+def _spectrogram_view(loaded: C.LoadedNight, epoch: int, active: tuple[str, ...]) -> None:
     night = loaded.night
-    options = [m for m in SPECTRAL_MODALITIES if m in night.modalities]
+    options = [m for m in SPECTRAL_MODALITIES if m in active]
     st.subheader("Spectrogram")
     if not options:
-        st.info("No 128-Hz signal (EEG, EOG, EMG or ECG) in this night: the slow modalities (4 Hz) are read "
-                "as traces above, not as spectra.")
+        if any(m in night.modalities for m in SPECTRAL_MODALITIES):
+            st.info("No 128-Hz signal (EEG, EOG, EMG or ECG) is switched on in the sidebar: switch one on for "
+                    "a spectrogram.")
+        else:
+            st.info("No 128-Hz signal (EEG, EOG, EMG or ECG) in this night: the slow modalities (4 Hz) are read "
+                    "as traces above, not as spectra.")
         return
+    if st.session_state.get(SPECTRO_KEY) not in options:  # switched off since it was chosen
+        st.session_state.pop(SPECTRO_KEY, None)
     c = st.columns([1, 2])
-    modality = c[0].selectbox("Signal", options, key="spectrogram_modality")
+    modality = c[0].selectbox("Signal", options, key=SPECTRO_KEY)
     view = c[1].radio("View", ["around the epoch", "whole night"], horizontal=True, key="spectrogram_view")
     whole = view == "whole night"
     context = min(max(int(st.session_state.get("viewer_before", 1)), int(st.session_state.get("viewer_after", 1)),
@@ -211,7 +244,7 @@ def render() -> None:
     epoch = st.session_state.get(C.K_EPOCH)
     fig = _clickable(hypnogram_figure(tracks, start=night.start_time, highlight=epoch), tracks)
     st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode="points", key=CHART_KEY)
-    _signal_viewer(loaded, pred.stages)
+    _signal_viewer(loaded, pred.stages, subset)
     st.subheader("Hypnodensity")
     st.caption("Stage probabilities per epoch; the widest band at an epoch is the model's confidence in its stage "
                "(exported as the confidence column).")

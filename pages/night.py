@@ -12,6 +12,9 @@ from s2v_core.modalities import MODALITIES, SFREQ, UNITS
 from s2v_core.night import Night
 from s2v_core.sanitize.text import markdown_safe
 from s2v_core.views.plots import MODALITY_COLORS
+from s2v_core.views.viewer import default_epoch, switched_off_note, usable_epoch, viewer_modalities
+
+EPOCH_SLIDER = "night_epoch_slider"
 
 
 def _mapping_editor(labels: tuple[str, ...], night: Night) -> dict[str, str | None]:
@@ -49,9 +52,26 @@ def _channel(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _epoch_figure(night: Night, epoch: int) -> go.Figure:
+def _set_epoch_from_slider() -> None:
+    st.session_state[C.K_EPOCH] = st.session_state.get(EPOCH_SLIDER)
+
+
+def _epoch_slider(night: Night) -> int:
+    """The epoch slider: at the selected epoch (shared with the Hypnogram page) when it lies in this
+    night, else at the first scored epoch (the first epoch without a hypnogram); a single-epoch
+    recording needs no slider."""
+    n = night.n_epochs
+    epoch = usable_epoch(night, st.session_state.get(C.K_EPOCH))
+    if epoch is None:  # nothing selected yet, or an epoch of another (longer) recording
+        epoch = default_epoch(night)
+    if n < 2:
+        return epoch
+    st.session_state[EPOCH_SLIDER] = epoch  # before the slider is drawn: always a value inside this night
+    return st.slider("Epoch", 0, n - 1, key=EPOCH_SLIDER, on_change=_set_epoch_from_slider)
+
+
+def _epoch_figure(night: Night, epoch: int, mods: tuple[str, ...]) -> go.Figure:
     fig = go.Figure()
-    mods = night.modalities
     for i, m in enumerate(mods):
         x = np.asarray(night.signals[m][epoch], dtype=float)
         t = np.arange(x.size) / SFREQ[m]
@@ -91,6 +111,7 @@ def render() -> None:
     if loaded is None:
         return
     night = loaded.night
+    active = C.active_modalities(night)  # the sidebar's toggles, shared by every page
     s = night.summary()
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Duration", f"{s['duration_s'] / 3600:.2f} h")
@@ -114,10 +135,16 @@ def render() -> None:
         with st.expander(f"{len(s['warnings'])} warnings about this recording", expanded=False):
             for w in s["warnings"]:
                 st.warning(markdown_safe(w))  # warnings quote channel labels and annotations
-    if night.modalities:
+    if night.modalities and night.n_epochs:
         st.subheader("Signals")
-        epoch = st.slider("Epoch", 0, night.n_epochs - 1, min(night.n_epochs - 1, st.session_state.get(C.K_EPOCH, 60)))
-        st.plotly_chart(_epoch_figure(night, epoch), width="stretch")
+        shown, switched_off = viewer_modalities(night, active)
+        if switched_off:
+            st.caption(switched_off_note(switched_off))
+        epoch = _epoch_slider(night)
+        if shown:
+            st.plotly_chart(_epoch_figure(night, epoch, shown), width="stretch", key="night_signals")
+        else:
+            st.info("No modality is switched on: switch at least one on in the sidebar to see its signal.")
 
 
 with C.guarded("showing the Night page"):

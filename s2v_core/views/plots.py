@@ -20,8 +20,10 @@ __all__ = [
     "STAGE_COLORS",
     "confusion_figure",
     "gates_area_figure",
+    "gates_bar_figure",
     "hypnodensity_figure",
     "hypnogram_figure",
+    "mean_epoch_gates",
     "time_axis",
 ]
 
@@ -156,4 +158,42 @@ def gates_area_figure(epoch_gates: np.ndarray, modalities: tuple[str, ...], *, s
     fig.update_yaxes(range=[0, 1], title="gate weight", fixedrange=True)
     fig.update_xaxes(title=xlabel)
     fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 10, "b": 40}, legend={"orientation": "h", "y": 1.15})
+    return fig
+
+
+def mean_epoch_gates(epoch_gates: np.ndarray, modalities: tuple[str, ...]) -> dict[str, float]:
+    """Mean per-epoch gate weight of each modality over the night (sums to 1).
+
+    Epochs whose gate row is all zero or not finite (no modality present there) are left out,
+    so they do not pull every mean down; with no such epoch at all every mean is 0.
+    """
+    g = np.asarray(epoch_gates, dtype=float).reshape(-1, len(modalities))
+    used = np.isfinite(g).all(axis=1) & (g.sum(axis=1) > 0)
+    means = g[used].mean(axis=0) if used.any() else np.zeros(len(modalities))
+    return {m: float(v) for m, v in zip(modalities, means, strict=True)}
+
+
+def gates_bar_figure(global_gates: dict[str, float], night_mean: dict[str, float] | None = None, *,
+                     height: int = 280) -> go.Figure:
+    """Global gate weight of each modality, with the night's mean per-epoch gate beside it.
+
+    ``global_gates`` and ``night_mean`` map modality -> weight (see :func:`mean_epoch_gates`);
+    the modality colour fills the global bar, the night-mean bar is the same colour hatched.
+    """
+    mods = list(global_gates)
+    colours = [MODALITY_COLORS.get(m, "#777777") for m in mods]
+    fig = go.Figure(go.Bar(x=mods, y=[global_gates[m] for m in mods], name="global (learned, same every night)",
+                           marker_color=colours, text=[f"{global_gates[m]:.2f}" for m in mods],
+                           textposition="outside", hovertemplate="%{x} global %{y:.3f}<extra></extra>"))
+    top = max(global_gates.values(), default=0.0)
+    if night_mean is not None:
+        fig.add_trace(go.Bar(x=mods, y=[night_mean.get(m, 0.0) for m in mods], name="mean per-epoch gate, this night",
+                             marker={"color": colours, "pattern": {"shape": "/", "fgcolor": "#FFFFFF"},
+                                     "line": {"color": "#333333", "width": 1}},
+                             text=[f"{night_mean.get(m, 0.0):.2f}" for m in mods], textposition="outside",
+                             hovertemplate="%{x} night mean %{y:.3f}<extra></extra>"))
+        top = max(top, *night_mean.values()) if night_mean else top
+    fig.update_layout(height=height, barmode="group", margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                      yaxis={"title": "gate weight", "range": [0, max(0.05, top * 1.25)], "fixedrange": True},
+                      legend={"orientation": "h", "y": 1.12}, showlegend=night_mean is not None)
     return fig

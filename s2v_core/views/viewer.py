@@ -50,11 +50,15 @@ __all__ = [
     "ViewerError",
     "check_span",
     "clock_times",
+    "default_epoch",
     "dropout_agreement",
     "minmax_envelope",
     "signal_window",
     "simulate_dropout",
     "spectrogram",
+    "switched_off_note",
+    "usable_epoch",
+    "viewer_modalities",
 ]
 
 MAX_CONTEXT_EPOCHS = 60
@@ -166,6 +170,44 @@ def minmax_envelope(t: np.ndarray, x: np.ndarray, max_points: int) -> tuple[np.n
     idx = np.take_along_axis(idx, order, axis=1)[np.take_along_axis(mask, order, axis=1)]
     idx = np.minimum(idx, n - 1)
     return t[idx], x[idx]
+
+
+# --- what the viewer offers --------------------------------------------------------------------
+def viewer_modalities(night: Night, active: tuple[str, ...] | list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The night's modalities split by the app's modality switches, both in canonical order.
+
+    Returns ``(shown, switched_off)``: the modalities of the night (those with a usable signal)
+    that are in ``active``, and those that are not although the recording has them.
+    """
+    on = set(active)
+    have = night.modalities
+    return tuple(m for m in have if m in on), tuple(m for m in have if m not in on)
+
+
+def switched_off_note(switched_off: tuple[str, ...] | list[str]) -> str:
+    """A line telling the user which of the night's modalities are hidden by the switches ("" for none)."""
+    if not switched_off:
+        return ""
+    names = ", ".join(switched_off)
+    verb = "has a channel" if len(switched_off) == 1 else "have channels"
+    return f"Not shown: {names} {verb} in this recording but {'is' if len(switched_off) == 1 else 'are'} " \
+           "switched off in the sidebar."
+
+
+def default_epoch(night: Night) -> int:
+    """Where an epoch selector starts: the first scored epoch, else the first epoch (0)."""
+    scored = np.flatnonzero(np.asarray(night.stages) >= 0)
+    return int(scored[0]) if scored.size else 0
+
+
+def usable_epoch(night: Night, epoch: object) -> int | None:
+    """``epoch`` as an int when it is a whole number inside ``night``, else None (e.g. left from another night)."""
+    if isinstance(epoch, bool) or not isinstance(epoch, Integral | float) or epoch != epoch:
+        return None
+    if isinstance(epoch, float) and not epoch.is_integer():
+        return None
+    e = int(epoch)
+    return e if 0 <= e < night.n_epochs else None
 
 
 # --- signal viewer ---------------------------------------------------------------------------
