@@ -1,15 +1,27 @@
 """sleep2vec studio core library: read nights, stage and embed them, evaluate, train.
 
 The public Python API is what this package exports; each name is imported on first use, so that
-``import s2v_core`` (and the ``s2v`` command line) stays fast. Nothing here imports Streamlit.
+``import s2v_core`` (and the ``s2v`` command line) stays fast and imports no PyTorch until a
+model is needed. Nothing here imports Streamlit. The README's "Python API" section is the guide.
+
+* ``load_night(path_or_raw, hypnogram=None, ...)`` -> :class:`Night`: an EDF/BDF/WFDB file or an
+  ``mne.io.BaseRaw``, mapped to the nine modalities; ``Night.to_frame()``, ``Night.to_yasa()``.
+* ``load_classifier(path=None)`` -> :class:`Classifier`, which unpacks as ``model, config, extra``.
+* ``stage(night)`` -> :class:`StagingResult`; ``embed(night)`` -> :class:`EmbeddingResult`;
+  ``evaluate(result, reference=None)`` -> :class:`AgreementResult`; each with ``to_frame()`` and
+  ``to_yasa()`` (:mod:`s2v_core.evaluation.results`).
+* Lower level: ``predict_night(model, night, modalities)`` -> :class:`Prediction`,
+  ``embed_night``, ``staging_metrics``, ``read_hypnogram``; cohorts: ``night_sources``,
+  ``CohortStore``, ``evaluate_cohort``.
 
 Examples
 --------
 >>> import s2v_core
 >>> night = s2v_core.load_night("night.edf", "night-hypnogram.edf")  # doctest: +SKIP
->>> model, config, extra = s2v_core.load_classifier(s2v_core.default_model_dir())  # doctest: +SKIP
->>> pred = s2v_core.predict_night(model, night, ("eeg", "eog"))  # doctest: +SKIP
->>> pred.to_frame(night.start_time).head()  # doctest: +SKIP
+>>> model, config, extra = s2v_core.load_classifier()  # doctest: +SKIP
+>>> staging = s2v_core.stage(night)  # doctest: +SKIP
+>>> staging.to_frame().head()  # doctest: +SKIP
+>>> staging.evaluate().kappa  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -18,14 +30,20 @@ import importlib
 from typing import Any
 
 __all__ = [
+    "AgreementResult",
+    "Classifier",
     "CohortStore",
+    "EmbeddingResult",
     "Night",
     "NightMeta",
     "Prediction",
     "S2VError",
+    "StagingResult",
     "__version__",
     "default_model_dir",
+    "embed",
     "embed_night",
+    "evaluate",
     "evaluate_cohort",
     "load_classifier",
     "load_dreams_night",
@@ -34,25 +52,34 @@ __all__ = [
     "night_sources",
     "predict_night",
     "read_hypnogram",
+    "stage",
     "staging_metrics",
 ]
 
+_RESULTS = "s2v_core.evaluation.results"
 _EXPORTS = {
+    "AgreementResult": _RESULTS,
+    "Classifier": _RESULTS,
     "CohortStore": "s2v_core.cohort.store",
+    "EmbeddingResult": _RESULTS,
     "Night": "s2v_core.night",
     "NightMeta": "s2v_core.night",
     "Prediction": "s2v_core.inference.predict",
     "S2VError": "s2v_core.errors",
+    "StagingResult": _RESULTS,
     "default_model_dir": "s2v_core.shipped",
+    "embed": _RESULTS,
     "embed_night": "s2v_core.inference.embed",
+    "evaluate": _RESULTS,
     "evaluate_cohort": "s2v_core.evaluation.cohort",
-    "load_classifier": "s2v_core.inference.predict",
+    "load_classifier": _RESULTS,  # returns a Classifier: the 3-tuple of inference.predict's, named
     "load_dreams_night": "s2v_core.recording.dreams",
     "load_night": "s2v_core.recording.loading",
     "load_wfdb_night": "s2v_core.recording.loading",
     "night_sources": "s2v_core.cohort.sources",
     "predict_night": "s2v_core.inference.predict",
     "read_hypnogram": "s2v_core.io.hypnogram.reader",
+    "stage": _RESULTS,
     "staging_metrics": "s2v_core.evaluation.staging",
 }
 

@@ -7,7 +7,8 @@ scaling is applied on the way into the model (:meth:`Night.model_inputs`) so tha
 physical units.
 
 Nights are stored on disk as a folder of ``.npy`` arrays plus ``night.json`` so that cohort stores
-can memory-map them.
+can memory-map them. :meth:`Night.to_frame` gives the stages one row per epoch and
+:meth:`Night.to_yasa` the hypnogram as a ``yasa.Hypnogram`` (:func:`yasa_hypnogram`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,18 +26,29 @@ from s2v_core.limits.jsonfile import read_json
 from s2v_core.modalities import EPOCH_SECONDS, MODALITIES, SFREQ, UNITS, samples_per_epoch
 from s2v_core.signals.features import FEATURE_VERSION, night_features
 from s2v_core.signals.resampling import robust_scale
-from s2v_core.stages import STAGE_NAMES, UNSCORED
+from s2v_core.stages import STAGE_NAMES, UNSCORED, merge_stages
 
 __all__ = [
     "FORMAT_VERSION",
+    "YASA_LABELS",
     "Night",
     "NightMeta",
     "Provenance",
     "apply_scaling",
     "n_epochs_for",
+    "stage_labels",
+    "yasa_hypnogram",
 ]
 
 FORMAT_VERSION = 1
+
+YASA_LABELS: dict[int, tuple[str, ...]] = {
+    5: ("WAKE", "N1", "N2", "N3", "REM"),
+    4: ("WAKE", "LIGHT", "DEEP", "REM"),
+    3: ("WAKE", "NREM", "REM"),
+}
+"""YASA's stage labels of the 5-, 4- (W, N1+N2, N3, REM) and 3-class (W, NREM, REM) problems;
+unscored epochs are YASA's ``"UNS"``."""
 
 
 @dataclass
@@ -122,6 +135,34 @@ class Night:
             if m in self.epoch_valid:
                 out[:, j] = self.epoch_valid[m]
         return out
+
+    def to_frame(self) -> Any:
+        """The night's stages, one row per 30-s epoch, as a ``pandas.DataFrame``.
+
+        Columns: ``epoch``, ``onset_s`` (seconds from the start), ``clock_time`` (ISO, only with
+        a start time), ``stage`` (code, -1 unscored), ``label`` (``W`` .. ``REM`` or
+        ``unscored``) and ``valid_<modality>`` (bool) for each modality the night holds.
+        """
+        import pandas as pd
+
+        n = self.n_epochs
+        onset = np.arange(n) * float(EPOCH_SECONDS)
+        df = pd.DataFrame({"epoch": np.arange(n), "onset_s": onset})
+        if self.start_time is not None:
+            df["clock_time"] = [(self.start_time + timedelta(seconds=float(s))).isoformat() for s in onset]
+        df["stage"] = np.asarray(self.stages).astype(int)
+        df["label"] = stage_labels(self.stages)
+        for m in MODALITIES:
+            if m in self.epoch_valid:
+                df[f"valid_{m}"] = np.asarray(self.epoch_valid[m], dtype=bool)
+        return df
+
+    def to_yasa(self, n_stages: int = 5, *, scorer: str = "reference") -> Any:
+        """The night's hypnogram as a ``yasa.Hypnogram`` (see :func:`yasa_hypnogram`).
+
+        Unscored epochs (all of them when the night was loaded without a hypnogram) are ``"UNS"``.
+        """
+        return yasa_hypnogram(self.stages, self.start_time, n_stages=n_stages, scorer=scorer)
 
     def stage_counts(self) -> dict[str, int]:
         s = self.stages
@@ -283,3 +324,82 @@ def apply_scaling(
 def n_epochs_for(duration_s: float) -> int:
     """Whole 30-s epochs in a recording of ``duration_s`` seconds (a partial last epoch is dropped)."""
     return int(math.floor(duration_s / EPOCH_SECONDS + 1e-9))
+
+
+def stage_labels(stages: np.ndarray) -> np.ndarray:
+    """Names of stage codes: ``W`` .. ``REM``, and ``unscored`` for -1 (object array)."""
+    names = np.asarray((*STAGE_NAMES, "unscored"), dtype=object)  # index -1 is the last
+    return names[np.asarray(stages).astype(int)]
+
+
+def yasa_hypnogram(
+    stages: Any,
+    start_time: datetime | None = None,
+    *,
+    n_stages: int = 5,
+    probabilities: np.ndarray | None = None,
+    scorer: str | None = None,
+    epoch_seconds: float = EPOCH_SECONDS,
+) -> Any:
+    """A ``yasa.Hypnogram`` of project stage codes (needs YASA >= 0.7: ``pip install yasa``).
+
+    Parameters
+    ----------
+    stages : array_like of int, shape (n_epochs,)
+        W=0 N1=1 N2=2 N3=3 REM=4, unscored=-1 (YASA's ``"UNS"``).
+    start_time : datetime, optional
+        Clock time of the first epoch; the hypnogram is then indexed by time.
+    n_stages : {5, 4, 3}
+        YASA's 5-stage labels (``WAKE N1 N2 N3 REM``), or merged to 4 (``WAKE LIGHT DEEP REM``:
+        N1+N2 is light sleep) or 3 (``WAKE NREM REM``), as :func:`s2v_core.stages.merge_stages`
+        merges.
+    probabilities : np.ndarray, shape (n_epochs, 5), optional
+        Stage probabilities, kept as the hypnogram's ``proba``. With fewer than 5 stages they are
+        summed per merged class and each scored epoch takes the most probable merged class (as
+        :meth:`s2v_core.inference.predict.Prediction.merged` does).
+    scorer : str, optional
+        YASA's scorer name (the name of ``hyp.hypno``).
+    epoch_seconds : float
+        Epoch length; YASA's ``freq``.
+
+    Raises
+    ------
+    ValueError
+        ``n_stages`` other than 5, 4 or 3, codes outside -1..4, or probabilities of another shape.
+    ModuleNotFoundError
+        YASA is not installed.
+    """
+    if n_stages not in YASA_LABELS:
+        raise ValueError(
+            f"n_stages must be 5, 4 or 3, got {n_stages!r} (for 2 stages, call "
+            ".consolidate_stages(2) on the 5-stage hypnogram)"
+        )
+    codes = np.asarray(stages)
+    if codes.ndim != 1 or (codes.size and (codes.min() < UNSCORED or codes.max() > 4)):
+        raise ValueError("stages must be a 1-D array of codes -1..4 (0=W 1=N1 2=N2 3=N3 4=REM -1=unscored)")
+    try:
+        import pandas as pd
+        import yasa
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(f"to_yasa needs YASA ({exc}); install it with: pip install yasa") from exc
+    labels = YASA_LABELS[n_stages]
+    merged = merge_stages(codes.astype(int), n_stages).astype(int)
+    proba = None
+    if probabilities is not None:
+        p = np.asarray(probabilities, dtype=np.float64)
+        if p.shape != (codes.size, 5):
+            raise ValueError(f"probabilities must have shape ({codes.size}, 5), got {p.shape}")
+        table = merge_stages(np.arange(5), n_stages)
+        p = np.stack([p[:, table == k].sum(axis=1) for k in range(n_stages)], axis=1)
+        p /= np.where(p.sum(axis=1, keepdims=True) > 0, p.sum(axis=1, keepdims=True), 1.0)
+        merged = np.where(merged >= 0, p.argmax(axis=1), UNSCORED)
+        proba = pd.DataFrame(p, columns=list(labels))
+    values = np.asarray((*labels, "UNS"), dtype=object)[merged]  # -1 -> "UNS"
+    return yasa.Hypnogram(
+        list(values),
+        n_stages=n_stages,
+        freq=f"{float(epoch_seconds):g}s",
+        start=start_time,
+        scorer=scorer,
+        proba=proba,
+    )

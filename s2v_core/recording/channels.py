@@ -9,6 +9,12 @@ reported so the choice is never silent. Users can override any choice.
 
 ``ibi`` and ``resp`` are normally derived (from ECG R-peaks, and from effort/airflow/ECG); a
 channel that already holds them (e.g. "RR", "IBI") is mapped directly.
+
+Recordings that come with channel types (an ``mne.io.Raw``) are mapped by the same table; a type
+that says what the sensor is (:data:`TYPE_MODALITIES`: ``eog``, ``emg``, ``ecg``, ``resp``) limits
+the channel to those modalities and makes it a candidate even when its label is not in the table
+(rank :data:`TYPE_RANK`, after every alias). MNE's ``eeg`` type says nothing: it is what MNE gives
+every channel of an EDF file, so the label decides as for files. ``stim`` channels are never mapped.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ from s2v_core.modalities import MODALITIES
 
 __all__ = [
     "ALIASES",
+    "IGNORED_TYPES",
+    "TYPE_MODALITIES",
+    "TYPE_RANK",
     "ChannelChoice",
     "ChannelMapping",
     "classify_label",
@@ -73,6 +82,21 @@ ALIASES: tuple[tuple[str, int, str, str], ...] = (
 )
 
 _COMPILED = tuple((m, r, re.compile(p), note) for m, r, p, note in ALIASES)
+
+TYPE_MODALITIES: dict[str, tuple[str, ...]] = {
+    "eog": ("eog",),
+    "emg": ("emg",),
+    "ecg": ("ecg",),
+    "resp": ("effort", "airflow"),
+}
+"""MNE channel type -> the modalities such a channel may serve (the first when its label is unknown)."""
+TYPE_RANK = 1 + max(rank for _, rank, _, _ in ALIASES)
+"""Rank of a channel chosen by its type alone: after every alias of the table."""
+IGNORED_TYPES = frozenset({"stim"})
+"""MNE channel types never mapped automatically (trigger channels)."""
+# A typed EMG channel whose label names a limb or a breathing muscle is no chin EMG (as in the
+# table's last EMG alias).
+_NOT_CHIN = re.compile(r"LEG|LAT|RAT|TIB|ARM|INTERCOST|DIAPH")
 
 
 def normalise_label(label: str) -> str:
@@ -129,6 +153,7 @@ def map_channels(
     overrides: Mapping[str, str | None] | None = None,
     *,
     exclude: Sequence[str] = (),
+    types: Mapping[str, str] | None = None,
 ) -> ChannelMapping:
     """Choose one channel per modality from a file's channel labels.
 
@@ -141,6 +166,9 @@ def map_channels(
         modality out. Unknown modalities or channels raise :class:`ChannelMappingError`.
     exclude : sequence of str
         Labels never to map automatically (e.g. annotation channels).
+    types : mapping, optional
+        ``{label: channel type}`` as MNE writes them (``raw.get_channel_types()``); see the
+        module docstring for how a type is used. Files have no types: ``None``.
 
     Returns
     -------
@@ -151,8 +179,11 @@ def map_channels(
     >>> m = map_channels(["EEG Fpz-Cz", "EOG horizontal", "EMG submental", "Resp oro-nasal"])
     >>> m.as_dict()
     {'eeg': 'EEG Fpz-Cz', 'eog': 'EOG horizontal', 'emg': 'EMG submental', 'airflow': 'Resp oro-nasal'}
+    >>> map_channels(["C4-M1", "Ch7"], types={"C4-M1": "eeg", "Ch7": "emg"}).as_dict()
+    {'eeg': 'C4-M1', 'emg': 'Ch7'}
     """
     overrides = dict(overrides or {})
+    types = dict(types or {})
     label_list = list(labels)
     dupes = sorted({lab for lab in label_list if label_list.count(lab) > 1})
     notes: list[str] = []
@@ -173,10 +204,10 @@ def map_channels(
     unmapped: list[str] = []
     seen: set[str] = set()
     for pos, label in enumerate(label_list):
-        if label in seen or label in exclude:
+        if label in seen or label in exclude or types.get(label) in IGNORED_TYPES:
             continue
         seen.add(label)
-        matches = classify_label(label)
+        matches = _typed_matches(label, types.get(label), notes)
         if not matches:
             unmapped.append(label)
         for modality, rank, note in matches:
@@ -208,3 +239,19 @@ def map_channels(
         choices[modality] = ChannelChoice(modality, label, rank, note, others)
         used.add(label)
     return ChannelMapping(choices=choices, notes=notes, unmapped=unmapped)
+
+
+def _typed_matches(label: str, ch_type: str | None, notes: list[str]) -> list[tuple[str, int, str]]:
+    """:func:`classify_label`, limited by a channel type of :data:`TYPE_MODALITIES` when there is one."""
+    matches = classify_label(label)
+    allowed = TYPE_MODALITIES.get((ch_type or "").lower())
+    if allowed is None:
+        return matches
+    kept = [m for m in matches if m[0] in allowed]
+    if kept:
+        return kept
+    if allowed == ("emg",) and _NOT_CHIN.search(normalise_label(label)):
+        notes.append(f"{label!r} is typed 'emg' but its label names a limb or breathing muscle: "
+                     "not used as chin EMG (override to use it)")
+        return []
+    return [(allowed[0], TYPE_RANK, f"channel type {ch_type!r} (label not in the alias table)")]

@@ -1,18 +1,21 @@
-"""From a recording file (plus optional hypnogram and metadata) to a canonical :class:`Night`.
+"""From a recording file or an MNE Raw (plus optional hypnogram and metadata) to a canonical :class:`Night`.
 
 The flow reads top to bottom: open the file -> map channels to modalities -> read each mapped
 channel -> convert units -> resample -> cut into 30-s epochs -> derive ``ibi`` and ``resp`` ->
 attach stages and metadata. Every decision (channel chosen, unit assumed, reader used, signal
-derived) is recorded in the night's provenance and warnings.
+derived) is recorded in the night's provenance and warnings. An ``mne.io.BaseRaw`` takes the same
+path through :class:`s2v_core.recording.mne_raw.RawRecording`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +29,13 @@ from s2v_core.limits.bounds import check_allocation, describe_seconds
 from s2v_core.modalities import EPOCH_SECONDS, MODALITIES, SFREQ
 from s2v_core.night import Night, NightMeta, Provenance, n_epochs_for
 from s2v_core.recording.channels import ChannelMapping, map_channels
+from s2v_core.recording.mne_raw import (
+    RawRecording,
+    annotation_stages,
+    is_mne_annotations,
+    is_mne_raw,
+    recording_type_error,
+)
 from s2v_core.recording.pairing import pair_hypnogram
 from s2v_core.stages import UNSCORED, label_to_stage
 
@@ -120,8 +130,8 @@ def resolve_biopotential_unit(
 
 
 def load_night(
-    path: str | Path,
-    hypnogram: str | Path | None = None,
+    path: str | os.PathLike | Any,
+    hypnogram: str | os.PathLike | Any | None = None,
     *,
     mapping: Mapping[str, str | None] | None = None,
     modalities: tuple[str, ...] | None = None,
@@ -133,12 +143,18 @@ def load_night(
 
     Parameters
     ----------
-    path : path
+    path : path or mne.io.BaseRaw
         EDF, EDF+ or BDF file, or a WFDB beat-annotation file (``.ecg``) / record base name whose
-        ``.ecg`` beats give ``ibi`` and whose ``.st`` gives the stages.
-    hypnogram : path, optional
+        ``.ecg`` beats give ``ibi`` and whose ``.st`` gives the stages. Or an MNE Raw object
+        (e.g. from ``mne.io.read_raw_edf``), mapped like a file: the same alias table, MNE's
+        channel types ``eog``/``emg``/``ecg``/``resp`` respected, volts converted like the file's
+        units, the start time from ``raw.info["meas_date"]`` (see
+        :mod:`s2v_core.recording.mne_raw`).
+    hypnogram : path or mne.Annotations, optional
         Any format :func:`s2v_core.io.hypnogram.read_hypnogram` reads. Without it, stage
         annotations inside an EDF+ file are used when present, else every epoch is unscored.
+        A Raw's own annotations are never read for stages unless they are passed here
+        (``hypnogram=raw.annotations``, or ``mne.read_annotations("night-hypnogram.edf")``).
     mapping : mapping, optional
         Channel overrides ``{modality: label or None}`` (see :func:`map_channels`).
     modalities : tuple of str, optional
@@ -148,33 +164,72 @@ def load_night(
     allow_mismatch : bool
         Pad or trim a hypnogram that is longer or shorter than the signal instead of refusing it.
 
+    Raises
+    ------
+    TypeError
+        ``path`` is neither a path nor an ``mne.io.BaseRaw``.
+    InputFileError, ChannelMappingError, HypnogramError
+        The recording or the hypnogram cannot be used (the message says why).
+
     Examples
     --------
     >>> night = load_night("night.edf", "night.xml")  # doctest: +SKIP
     >>> night.modalities, night.signals["eeg"].shape  # doctest: +SKIP
     (('eeg', 'eog', 'emg', 'ecg', 'ibi', 'resp'), (960, 3840))
+    >>> night = load_night(mne.io.read_raw_edf("night.edf"), "night.xml")  # doctest: +SKIP
     """
+    options = {"mapping": mapping, "modalities": modalities, "meta": meta,
+               "allow_mismatch": allow_mismatch, "hypnogram_format": hypnogram_format}  # fmt: skip
+    if is_mne_raw(path):
+        return _load_from(RawRecording(path), hypnogram, **options)
+    if not isinstance(path, str | os.PathLike):
+        raise recording_type_error(path)
+    if is_mne_annotations(hypnogram):
+        raise TypeError("mne.Annotations are a hypnogram of an mne.io.Raw: load the Raw, or give "
+                        "a recording file its hypnogram file")
     p = Path(path)
     if p.suffix.lower() in (".ecg", ".hea", ".st") or (
         not p.exists() and p.with_suffix(".ecg").exists()
     ):
         return load_wfdb_night(p, meta=meta)
-    wanted = set(MODALITIES if modalities is None else modalities)
     with open_recording(p) as rec:
-        header = rec.header
-        n_epochs = n_epochs_for(header.duration_s)
-        if n_epochs == 0:
-            raise InputFileError(p, f"recording is {header.duration_s:.0f} s long, shorter than one 30-s epoch")
-        cmap = map_channels(header.labels, mapping)
-        if not cmap.choices:
-            raise ChannelMappingError(
-                f"{p.name}: no channel could be mapped to any modality; channels: "
-                + ", ".join(repr(x) for x in header.labels)
-                + ". Map them explicitly (e.g. --map eeg=LABEL)."
-            )
-        warnings = list(rec.warnings) + list(cmap.notes)
-        signals, valid, prov = _read_mapped(rec, cmap, wanted, n_epochs, warnings)
-        stages, hyp_source = _stages_for(rec, p, hypnogram, n_epochs, allow_mismatch, warnings, hypnogram_format)
+        return _load_from(rec, hypnogram, **options)
+
+
+def _load_from(
+    rec: EdfRecording | RawRecording,
+    hypnogram: str | os.PathLike | Any | None,
+    *,
+    mapping: Mapping[str, str | None] | None,
+    modalities: tuple[str, ...] | None,
+    meta: NightMeta | None,
+    allow_mismatch: bool,
+    hypnogram_format: str,
+) -> Night:
+    """:func:`load_night` of an open recording file or an MNE Raw."""
+    raw_annotations = isinstance(rec, RawRecording) and is_mne_annotations(hypnogram)
+    if not (hypnogram is None or raw_annotations or isinstance(hypnogram, str | os.PathLike)):
+        raise TypeError(
+            "hypnogram must be a path to a hypnogram file"
+            + (" or, with an mne.io.Raw, mne.Annotations" if isinstance(rec, RawRecording) else "")
+            + f", not {type(hypnogram).__module__}.{type(hypnogram).__qualname__}"
+        )
+    header = rec.header
+    p = Path(header.path)
+    wanted = set(MODALITIES if modalities is None else modalities)
+    n_epochs = n_epochs_for(header.duration_s)
+    if n_epochs == 0:
+        raise InputFileError(p, f"recording is {header.duration_s:.0f} s long, shorter than one 30-s epoch")
+    cmap = map_channels(header.labels, mapping, types=getattr(rec, "types", None))
+    if not cmap.choices:
+        raise ChannelMappingError(
+            f"{p.name}: no channel could be mapped to any modality; channels: "
+            + ", ".join(repr(x) for x in header.labels)
+            + ". Map them explicitly (e.g. --map eeg=LABEL)."
+        )
+    warnings = list(rec.warnings) + list(cmap.notes)
+    signals, valid, prov = _read_mapped(rec, cmap, wanted, n_epochs, warnings)
+    stages, hyp_source = _stages_for(rec, p, hypnogram, n_epochs, allow_mismatch, warnings, hypnogram_format)
     if not signals:
         raise ChannelMappingError(
             f"{p.name}: none of the mapped channels holds a usable signal ({cmap.as_dict()})"
@@ -236,7 +291,7 @@ _Assessed = tuple[np.ndarray, np.ndarray, Provenance]
 
 
 def _read_mapped(
-    rec: EdfRecording,
+    rec: EdfRecording | RawRecording,
     cmap: ChannelMapping,
     wanted: set[str],
     n_epochs: int,
@@ -254,7 +309,8 @@ def _read_mapped(
         warnings.extend(f"{m}: {w}" for w in provenance.warnings)
 
     jobs = _read_jobs(cmap, wanted)
-    _check_read_budget(rec, jobs, wanted, n_epochs)
+    if isinstance(rec, EdfRecording):  # a Raw is in memory already, or read by MNE from its file
+        _check_read_budget(rec, jobs, wanted, n_epochs)
     results = _read_channels(rec, jobs, wanted, n_epochs)
     for (m, label), (x, fs, assessed) in zip(jobs, results, strict=True):
         if m == "ecg":
@@ -341,7 +397,7 @@ def _check_read_budget(
 
 
 def _read_channels(
-    rec: EdfRecording, jobs: list[tuple[str, str]], wanted: set[str], n_epochs: int
+    rec: EdfRecording | RawRecording, jobs: list[tuple[str, str]], wanted: set[str], n_epochs: int
 ) -> list[tuple[np.ndarray | None, float, _Assessed | None]]:
     """:func:`_read_one` for every job, in the order of ``jobs`` (read by up to :data:`READ_THREADS`)."""
     # Channels are independent: two threads overlap their reading, resampling and checks (numpy
@@ -355,7 +411,7 @@ def _read_channels(
 
 
 def _read_one(
-    rec: EdfRecording, m: str, label: str, wanted: set[str], n_epochs: int
+    rec: EdfRecording | RawRecording, m: str, label: str, wanted: set[str], n_epochs: int
 ) -> tuple[np.ndarray | None, float, _Assessed | None]:
     """Read, scale, resample and assess one mapped channel (independent of the others).
 
@@ -428,15 +484,19 @@ def _resp_source(
 
 
 def _stages_for(
-    rec: EdfRecording,
+    rec: EdfRecording | RawRecording,
     path: Path,
-    hypnogram: str | Path | None,
+    hypnogram: str | os.PathLike | Any | None,
     n_epochs: int,
     allow_mismatch: bool,
     warnings: list[str],
     fmt: str,
 ) -> tuple[np.ndarray, str]:
 
+    if isinstance(rec, RawRecording) and is_mne_annotations(hypnogram):
+        stages, hyp_warnings = annotation_stages(rec.raw, hypnogram, n_epochs, allow_mismatch=allow_mismatch)
+        warnings.extend(f"hypnogram: {w}" for w in hyp_warnings)
+        return stages, f"{path.name} (mne.Annotations)"
     if hypnogram is not None:
         hyp = pair_hypnogram(hypnogram, n_epochs, rec.header.start_time, fmt=fmt, allow_mismatch=allow_mismatch)
         warnings.extend(f"hypnogram: {w}" for w in hyp.warnings)

@@ -36,12 +36,12 @@ from pathlib import Path
 import numpy as np
 
 from s2v_core.errors import HypnogramError
-from s2v_core.io.hypnogram.core import Hypnogram
 from s2v_core.io.hypnogram import text
+from s2v_core.io.hypnogram.core import Hypnogram
 from s2v_core.io.hypnogram.formats import read_edf_header
 from s2v_core.io.hypnogram.grid import EPOCH_S
-from s2v_core.io.hypnogram.wfdb_stages import _wfdb_header
 from s2v_core.io.hypnogram.reader import read_hypnogram
+from s2v_core.io.hypnogram.wfdb_stages import _wfdb_header
 
 __all__ = [
     "MAX_OUTSIDE_FRACTION",
