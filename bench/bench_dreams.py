@@ -37,25 +37,14 @@ import time
 import warnings
 from pathlib import Path
 
+# the library's YASA runner (bench_real imports it from here too)
+from s2v_core.evaluation.peers import yasa_stage
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("S2V_SHARED_DATA", ROOT.parent / "shared" / "data")) / "dreams"
 EXCERPTS = (1, 2, 3, 4)
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 EDF_CHANNELS = {"eeg": "C3-A1", "eog": "EOG1-A1", "emg": "EMG1"}  # what YASA is given in the EDF
-
-
-def yasa_stage(raw, eeg: str, eog: str | None = None, emg: str | None = None) -> dict:
-    """YASA's prediction, or the reason it refused. Returns ``{"stages"}`` or ``{"refused"}``."""
-    import numpy as np
-    import yasa
-
-    t = time.perf_counter()
-    try:
-        hyp = yasa.SleepStaging(raw, eeg_name=eeg, eog_name=eog, emg_name=emg).predict()
-    except (AssertionError, ValueError) as exc:  # YASA validates its input with assert
-        return {"refused": f"{type(exc).__name__}: {exc}"}
-    codes = hyp.as_int().to_numpy().astype(np.int64)
-    return {"stages": np.where(codes < 0, -1, codes), "seconds": time.perf_counter() - t}
 
 
 def metrics(reference, predicted) -> dict:

@@ -32,16 +32,12 @@ for the kappa difference, and wall times. ``--json FILE`` writes everything.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import logging
-import os
 import platform
 import shutil
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -50,10 +46,12 @@ import torch
 
 from s2v_core.cohort.prepare import prepare_store
 from s2v_core.evaluation import bootstrap_ci, staging_metrics
+from s2v_core.evaluation.peers import load_sleepecg as load_peer_classifier
+from s2v_core.evaluation.peers import sleepecg_stages_from_beats
 from s2v_core.inference.predict import load_classifier, predict_night
+from s2v_core.io.wfdb_beats import read_wfdb_beats
 from s2v_core.night import Night
 from s2v_core.recording.loading import load_night
-from s2v_core.stages import N2, REM, W
 from s2v_core.train.finetune import FinetuneConfig, finetune
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,6 +72,10 @@ def subject_of(record: str) -> str:
 def sleepecg_stages(record: Path, n_epochs: int, clf) -> tuple[np.ndarray, int]:
     """sleepecg 3-class staging of one slpdb record on our epoch grid, as project stage codes.
 
+    Every annotated beat of ``record`` (what an R-peak detector would give) goes to the library's
+    :func:`s2v_core.evaluation.peers.sleepecg_stages_from_beats`, with the record's start clock,
+    age and sex.
+
     Returns
     -------
     stages : np.ndarray, shape (n_epochs,)
@@ -82,51 +84,20 @@ def sleepecg_stages(record: Path, n_epochs: int, clf) -> tuple[np.ndarray, int]:
         Epochs whose most probable output was sleepecg's UNDEFINED class; they are given the most
         probable defined class instead (in the peer's favour).
     """
-    from sleepecg import SleepRecord, SubjectData, stage
-
-    from s2v_core.io.wfdb_beats import read_wfdb_beats
-
     beats = read_wfdb_beats(record)
-    rec = SleepRecord(
-        sleep_stages=np.zeros(n_epochs, dtype=int),  # only its length is used: our epoch grid
-        sleep_stage_duration=30,
-        id=record.stem,
-        recording_start_time=beats.start_clock,
-        heartbeat_times=beats.beat_times_s,
-        subject_data=SubjectData(
-            gender={"M": 1, "F": 0}.get(beats.sex or ""),
-            age=None if beats.age is None else int(beats.age),
-        ),
-    )
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")  # "window too short for VLF": the peer's own design
-        prob = np.asarray(stage(clf, rec, return_mode="prob"))  # (n, 4): UNDEF., NREM, REM, WAKE
-    if prob.shape[0] != n_epochs:
-        raise RuntimeError(
-            f"{record.name}: sleepecg returned {prob.shape[0]} epochs, expected {n_epochs}"
-        )
-    n_undefined = int((prob.argmax(axis=1) == 0).sum())
-    codes = np.array([N2, REM, W], dtype=np.int8)  # sleepecg wake-rem-nrem: 1 NREM, 2 REM, 3 WAKE
-    return codes[prob[:, 1:].argmax(axis=1)], n_undefined
+    try:
+        return sleepecg_stages_from_beats(beats.beat_times_s, n_epochs, clf, start=beats.start_clock,
+                                          age=beats.age, sex=beats.sex, record_id=record.stem)  # fmt: skip
+    except RuntimeError as exc:
+        raise RuntimeError(f"{record.name}: {exc}") from None
 
 
 def load_sleepecg():
     """The bundled ``wrn-gru-mesa`` classifier (Keras on the PyTorch backend)."""
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from sleepecg import load_classifier as load_peer
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            clf = load_peer("wrn-gru-mesa", "SleepECG")
-        except ImportError as exc:
-            raise SystemExit(
-                f"sleepecg's wrn-gru-mesa needs Keras ({exc}); install it with: pip install keras"
-            ) from None
-    if clf.stages_mode != "wake-rem-nrem":
-        raise RuntimeError(f"unexpected sleepecg stages mode {clf.stages_mode!r}")
-    return clf
+    try:
+        return load_peer_classifier()
+    except ImportError as exc:
+        raise SystemExit(f"{exc}") from None
 
 
 # --- our model -------------------------------------------------------------------------------

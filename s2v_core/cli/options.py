@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # the parser is built without importing the cohort package
 
 __all__ = [
     "add_cluster_options",
+    "add_compare_option",
     "add_device_option",
     "add_input_options",
     "add_overwrite_option",
@@ -123,6 +124,15 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
     add_sfreq_option(p)
     add_device_option(p)
     add_threads_option(p)
+
+
+def add_compare_option(p: argparse.ArgumentParser) -> None:
+    """``--compare yasa,sleepecg``: run other stagers on the same night and score every pair."""
+    p.add_argument("--compare", metavar="PEERS",
+                   help="also stage the night with these peers (comma-separated: yasa, sleepecg) and "
+                   "compare: their per-epoch stages go into the CSV and JSON, with Cohen's kappa, accuracy "
+                   "and the epochs compared for every pair among ours, each peer and the expert (a peer that "
+                   "does not apply says why on stderr)")  # fmt: skip
 
 
 def add_sfreq_option(p: argparse.ArgumentParser) -> None:

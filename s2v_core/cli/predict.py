@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from s2v_core.cli.options import (
+    add_compare_option,
     add_input_options,
     apply_threads,
     load_model,
@@ -24,35 +26,51 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "predict",
         help="stage a recording with a fine-tuned model (any subset of modalities)",
         description="Per-epoch stage, stage probabilities and gate weights to a CSV; with a "
-        "hypnogram, accuracy, kappa and macro-F1 (5-, 4- and 3-class) in the summary.",
+        "hypnogram, accuracy, kappa and macro-F1 (5-, 4- and 3-class) in the summary. With --compare, "
+        "other stagers (YASA, sleepecg) on the same epochs, side by side.",
     )
     p.add_argument("file", help="EDF/EDF+/BDF file, WFDB .ecg beat annotations, or a DREAMS text excerpt")
     add_input_options(p)
     p.add_argument("--out", required=True, help="per-epoch CSV")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_compare_option(p)
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     """Stage the recording; write the per-epoch CSV; print a summary (JSON with ``--json``)."""
+    from s2v_core.evaluation.peers import compare_with_peers, parse_peers
     from s2v_core.inference.predict import predict_night
     from s2v_core.recording.registry import load_recording
     from s2v_core.sanitize.cells import to_csv
     from s2v_core.views.exports import prediction_summary, prediction_table
+    from s2v_core.views.peers import with_peer_columns
 
+    peers = parse_peers(args.compare)  # a wrong name fails before anything is read
     apply_threads(args.threads)
     model, extra, mid = load_model(args.model, args.device)
     night = load_recording(args.file, args.hypnogram, mapping=parse_channel_map(args.map),
                            allow_mismatch=args.allow_mismatch, sfreq=args.sfreq)  # fmt: skip
     pred = predict_night(model, night, modalities_from(args.modalities), name=mid, device=args.device,
                          ranges=extra.get("feature_ranges"))  # fmt: skip
+    table = prediction_table(pred, night)
+    comparison = None
+    if peers:
+        comparison = compare_with_peers(night, pred.stages, peers, ours_3class=pred.merged_as_five(3),
+                                        path=args.file)  # fmt: skip
+        table = with_peer_columns(table, comparison)
+        for w in comparison.warnings():  # stderr: --json keeps stdout for the JSON
+            print(f"warning: {field(w)}", file=sys.stderr)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    to_csv(prediction_table(pred, night), out, index=False)
+    to_csv(table, out, index=False)
     summary = prediction_summary(pred, night)
-    summary = {**{k: v for k, v in summary.items() if k not in ("agreement", "warnings")}, "out": str(out),
-               **{k: summary[k] for k in ("agreement", "warnings") if k in summary}}  # fmt: skip
+    tail = ("agreement", "warnings")
+    summary = {**{k: v for k, v in summary.items() if k not in tail}, "out": str(out),
+               **({k: summary[k] for k in tail[:1] if k in summary}),
+               **(comparison.to_dict() if comparison is not None else {}),
+               **{k: summary[k] for k in tail[1:] if k in summary}}  # fmt: skip
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
@@ -62,6 +80,25 @@ def run(args: argparse.Namespace) -> int:
         if m.get("kappa") is not None:
             print(f"  {k}: accuracy {m['accuracy']:.3f}  kappa {m['kappa']:.3f}  macro-F1 {m['macro_f1']:.3f}")
     print(f"  mean confidence {summary['mean_confidence']:.2f}")
+    if comparison is not None:
+        _print_comparison(comparison)
     for w in pred.warnings + night.warnings:
         print("warning:", field(w))
     return 0
+
+
+def _print_comparison(comparison) -> None:
+    """The peers that staged the night and every pair's agreement, one line each."""
+    for name, r in comparison.peers.items():
+        if r.applied:
+            print(f"  peer {name}: {r.n_classes}-class, {r.seconds:.1f} s; {field(r.used)}")
+            for note in r.notes:
+                print(f"    note: {field(note)}")
+        else:
+            print(f"  peer {name}: refused (see the warning)")
+    for p in comparison.pairs:
+        if p["kappa"] is None:
+            print(f"  {p['a']} vs {p['b']} ({p['n_classes']}-class): no epoch staged by both")
+        else:
+            print(f"  {p['a']} vs {p['b']} ({p['n_classes']}-class): kappa {p['kappa']:.3f}  "
+                  f"accuracy {p['accuracy']:.3f}  ({p['n_epochs']} epochs)")  # fmt: skip
