@@ -83,6 +83,7 @@ class LoadedNight:
     night: Night
     key: str  # file hash + mapping: the cache key of everything derived from this night
     labels: tuple[str, ...]  # channel labels in the file (for the mapping editor)
+    path: str | None = None  # the file on this machine it was read from (None: an upload held in memory)
 
 
 def _file_key(path: Path) -> str:
@@ -203,7 +204,7 @@ def selected_night() -> LoadedNight | None:
         psg, hyp = shipped_night()
     key = _file_key(psg)
     night = _night_from_path(str(psg), str(hyp) if hyp else None, mapping, key)
-    return LoadedNight(night, f"{key}:{mapping}", _labels_of(psg))
+    return LoadedNight(night, f"{key}:{mapping}", _labels_of(psg), str(psg))
 
 
 def active_modalities(night: Night) -> tuple[str, ...]:

@@ -1,5 +1,5 @@
-"""Hypnogram page: predicted vs expert hypnogram, signal viewer and spectrogram at the selected
-epoch, hypnodensity, agreement and sleep statistics."""
+"""Hypnogram page: predicted vs expert hypnogram, the peers (YASA, sleepecg) on the same epochs,
+signal viewer and spectrogram at the selected epoch, hypnodensity, agreement and sleep statistics."""
 
 from __future__ import annotations
 
@@ -13,12 +13,14 @@ import streamlit as st
 import app_state as C
 from s2v_core.errors import S2VError
 from s2v_core.evaluation import STAT_DEFINITIONS, compare_sleep_statistics, staging_metrics
+from s2v_core.evaluation.peers import PEERS, PeerResult, compare_with_peers, run_peer
 from s2v_core.modalities import EPOCH_SECONDS
 from s2v_core.night import Night
 from s2v_core.recording.pairing import mismatch_problems
 from s2v_core.sanitize.text import markdown_safe
 from s2v_core.stages import STAGE_NAMES
 from s2v_core.views.plots import confusion_figure, hypnodensity_figure, hypnogram_figure
+from s2v_core.views.peers import DISPLAY_NAMES, agreement_table, kappa_matrix_figure, peer_status_table, peers_hypnogram_figure
 from s2v_core.views.plots_signals import signal_figure, spectrogram_figure
 from s2v_core.views.viewer import (
     MAX_CONTEXT_EPOCHS,
@@ -37,6 +39,8 @@ EPOCH_INPUT = "epoch_input"
 SHOWN_KEY = "viewer_modalities"  # the viewer's multiselect
 HIDDEN_KEY = "viewer_hidden"  # modalities the user took out of that multiselect (kept while switched off)
 SPECTRO_KEY = "spectrogram_modality"
+PEERS_ON_KEY = "peers_on"
+PEERS_KEY = "peers_chosen"
 MAX_POINTS = 2000  # points per trace sent to the browser
 
 
@@ -50,6 +54,65 @@ def _window(night_key: str, epoch: int, before: int, after: int, modalities: tup
 def _spectrogram(night_key: str, modality: str, epoch: int, context: int, whole_night: bool,
                  _night: Night) -> Spectrogram:
     return spectrogram(_night, modality, epoch, context_epochs=context, whole_night=whole_night)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _peer(night_key: str, name: str, path: str | None, _night: Night) -> PeerResult:
+    """One peer's stages of a night: they do not depend on our model or on the modalities switched on."""
+    return run_peer(name, _night, path)
+
+
+def _peers(loaded: C.LoadedNight, pred, mismatched: bool) -> None:
+    """YASA and sleepecg on the same epochs, under ours, with the agreement of every pair."""
+    night = loaded.night
+    st.subheader("Peers on the same epochs")
+    on = st.toggle("Compare with YASA and sleepecg", key=PEERS_ON_KEY,
+                   help="Runs the peers on this night (each only where it applies): YASA on the EEG (with EOG "
+                        "and EMG) at >= 80 Hz, sleepecg's wrn-gru-mesa model on the heartbeats (W/NREM/REM).")
+    if not on:
+        st.caption("Switch on to stage this night with YASA and sleepecg as well and compare every pair of "
+                   "stagers epoch by epoch (a few seconds per peer the first time; cached per night).")
+        return
+    st.session_state.setdefault(PEERS_KEY, list(PEERS))
+    chosen = st.multiselect("Peers", list(PEERS), key=PEERS_KEY,
+                            format_func=lambda k: DISPLAY_NAMES.get(k, k),
+                            help="\n\n".join(f"**{k}**: {v}" for k, v in PEERS.items()))
+    if not chosen:
+        st.info("Choose at least one peer.")
+        return
+    path = loaded.path  # YASA re-reads the EEG there at the file's own rate (uploads: the 128-Hz copies)
+    results = {}
+    for i, name in enumerate(chosen):
+        with st.spinner(f"Staging the night with {name} ({i + 1} of {len(chosen)})..."):
+            results[name] = _peer(loaded.key, name, path, night)
+    comparison = compare_with_peers(night, pred.stages, tuple(chosen), ours_3class=pred.merged_as_five(3),
+                                    results=results)
+    for name, r in comparison.peers.items():
+        if not r.applied:
+            st.warning(markdown_safe(f"{DISPLAY_NAMES.get(name, name)} gives no stages for this night: {r.refused}"),
+                       icon=":material/block:")
+    reference = night.stages if (night.stages >= 0).any() else None
+    if any(r.applied for r in comparison.peers.values()):
+        st.plotly_chart(peers_hypnogram_figure(pred.stages, comparison, expert=reference, start=night.start_time),
+                        width="stretch", key="peers_hypnogram")
+    status = peer_status_table(comparison)
+    status["detail"] = [markdown_safe(d) for d in status["detail"]]
+    st.dataframe(status, hide_index=True, width="stretch",
+                 column_config={"detail": st.column_config.TextColumn(width="large")})
+    if not comparison.pairs:
+        return
+    left, right = st.columns([3, 2])
+    with left:
+        st.dataframe(agreement_table(comparison), hide_index=True, width="stretch",
+                     column_config={"kappa": st.column_config.NumberColumn(format="%.3f"),
+                                    "accuracy": st.column_config.NumberColumn(format="%.3f")})
+    with right:
+        st.plotly_chart(kappa_matrix_figure(comparison), width="stretch", key="peers_kappa",
+                        config={"displayModeBar": False})
+    st.caption("Cohen's kappa and accuracy over the epochs both stagers scored; a pair with sleepecg (W/NREM/REM) "
+               "is compared in 3 classes, ours then from its summed probabilities. "
+               + ("The expert row is the uploaded hypnogram, which does not match this recording. " if mismatched
+                  else "") + "Peers see the whole recording whatever modalities are switched on in the sidebar.")
 
 
 def _clickable(fig: go.Figure, tracks: dict[str, np.ndarray]) -> go.Figure:
@@ -249,6 +312,7 @@ def render() -> None:
     st.caption("Stage probabilities per epoch; the widest band at an epoch is the model's confidence in its stage "
                "(exported as the confidence column).")
     st.plotly_chart(hypnodensity_figure(pred.probabilities, start=night.start_time), width="stretch")
+    _peers(loaded, pred, bool(mismatched))
     if has_expert:
         st.subheader("Agreement with the uploaded hypnogram (it does not match this recording)" if mismatched
                      else "Agreement with the expert")
