@@ -11,6 +11,22 @@ reference age about 30 y). A night is built as
    favoured late, N3 favoured early in the first cycles) and the age (older: less N3, more wake
    and N1), then rows renormalised;
 3. a short final awakening before lights on.
+
+Why not ``yasa.simulate_hypnogram``
+-----------------------------------
+YASA's simulator is one homogeneous first-order Markov chain (Metzner et al. 2021 transition
+counts) that its own docstring says "is not meant to accurately portray sleep
+macroarchitecture". Against the 20 Sleep-EDF nights (lights off ~10 min before sleep onset),
+drawing one night of the same length per real night (medians; tests/test_library_review.py):
+
+* N3 share of the first / last third of the sleep period: real 0.25 / 0.02, ours 0.26 / 0.01,
+  YASA 0.17 / 0.10;
+* REM share of the first / last third: real 0.10 / 0.25, ours 0.13 / 0.26, YASA 0.08 / 0.17;
+* sleep efficiency: real 93.6 %, ours 90.6 %, YASA 79.4 %.
+
+Ours keeps N3 early and REM late as real nights do; YASA's chain spreads N3 over the night. YASA also takes an integer seed rather than a
+``numpy.random.Generator`` (the cohort generator hands one generator down), has no age effect,
+and took 4.0 ms a night against 2.1 ms here.
 """
 
 from __future__ import annotations

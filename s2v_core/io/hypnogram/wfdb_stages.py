@@ -2,7 +2,10 @@
 
 Each annotation sits at the first sample of a 30-s epoch and carries an aux note
 ``"STAGE [EVENTS...]"``: STAGE in W 1 2 3 4 R MT M, events such as OA (obstructive apnea)
-or LA (leg movement with arousal). Read with ``wfdb.rdann(record, "st")``.
+or LA (leg movement with arousal). Read with ``wfdb.rdann(record, "st")``; the header with
+:func:`s2v_core.io.wfdb_header.read_wfdb_header`. ``sleepecg.read_slpdb`` maps the stages the same
+way (equal epoch for epoch on eleven slpdb records) but cannot be used instead: see
+:mod:`s2v_core.io.wfdb_beats`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from s2v_core.errors import HypnogramError
+from s2v_core.errors import HypnogramError, InputFileError
 from s2v_core.io.hypnogram.core import Hypnogram, check_length, empty_events, hypnogram_from_epochs
 from s2v_core.io.hypnogram.formats import offset_s
 from s2v_core.io.hypnogram.grid import EPOCH_S
@@ -28,6 +31,7 @@ from s2v_core.io.text_limits import (
     clip_message,
     excerpts,
 )
+from s2v_core.io.wfdb_header import read_wfdb_header
 from s2v_core.stages import UNSCORED
 
 __all__ = [
@@ -185,28 +189,21 @@ def read_wfdb_stages(path: Path, *, recording_start: datetime | None = None) -> 
 
 
 def _wfdb_header(path: Path) -> tuple[float | None, datetime | None]:
-    """Sampling rate and start date-time from a WFDB header's record line.
+    """Sampling rate and start date-time from a WFDB header; (None, None) when it cannot be read.
 
-    Record line: ``name n_signals fs[/counter_freq][(base)] n_samples [hh:mm:ss [dd/mm/yyyy]]``.
-    Parsed here rather than with ``wfdb.rdheader``, which rejects slpdb's two-digit years.
+    Parsed with :func:`s2v_core.io.wfdb_header.read_wfdb_header` (bounded, reads slpdb's
+    two-digit years, refuses a malformed rate; that module says why not ``wfdb.rdheader``).
+    A missing or unreadable header is not an error here: the rate usually comes from the
+    annotation file itself, and without a start the stages are simply not shifted.
     """
     if not path.exists():
         return None, None
-    with open(path, "rb") as fh:  # the record line is first: a header's first 64 kB are plenty
-        lines = fh.read(65536).decode("latin-1").splitlines()
-    record_line = next((ln.split() for ln in lines if ln.strip() and not ln.startswith("#")), [])
-    fs_match = re.match(r"\d+(\.\d*)?", record_line[2]) if len(record_line) > 2 else None
-    fs = float(fs_match.group()) if fs_match else None
-    if len(record_line) < 6:
-        return fs, None
     try:
-        clock = datetime.strptime(record_line[4].split(".")[0], "%H:%M:%S").time()
-        day, month, year = (int(x) for x in record_line[5].split("/"))
-        year += 1900 if year < 100 else 0  # slpdb writes "89" for 1989
-        return fs, datetime.combine(datetime(year, month, day).date(), clock)
-    except ValueError:
-        log.info("cannot read the start time in %s", path)
-        return fs, None
+        header = read_wfdb_header(path)
+    except InputFileError as err:
+        log.info("cannot read %s: %s", path, err)
+        return None, None
+    return header.fs, header.start
 
 
 def _wfdb_warnings(epochs: np.ndarray, first_tokens: list[str]) -> list[str]:
