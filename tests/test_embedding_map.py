@@ -332,7 +332,12 @@ def test_embedding_map_page_renders_and_switches_views(_cache):
                if (embeddings_dir().parent / "experiments" / k / "summary.csv").is_file()]  # fmt: skip
     assert shipped, "the shipped s2v experiment summaries are missing"
     assert any(h.value == "Over training seeds" for h in at.subheader)
-    # DASH vs InfoNCE side by side by default, then one figure per shipped experiment
+    # the classifier by default (the loaded night can be placed on it), then one figure per shipped experiment
+    assert at.radio(key="map_view").value == "classifier"
+    assert len(at.get("plotly_chart")) == 1 + len(shipped)
+    assert {m.label for m in at.metric} == {"Site shortcut score, Classifier (lower is better)"}
+    at.radio(key="map_view").set_value("side")  # DASH vs InfoNCE side by side
+    _run(at)
     assert len(at.get("plotly_chart")) == 2 + len(shipped)
     assert {m.label for m in at.metric} == {"Site shortcut score, DASH (lower is better)",
                                             "Site shortcut score, InfoNCE (lower is better)"}

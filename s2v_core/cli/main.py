@@ -26,6 +26,7 @@ from s2v_core.cli import (
     predict,
     prepare,
     pretrain,
+    site_probe,
     synth,
 )
 from s2v_core.cli.options import check_device_option
@@ -37,7 +38,7 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 
 log = logging.getLogger(__name__)
 
-COMMANDS = (info, synth, predict, finetune, embed, evaluate, night_heads, experiment, prepare, pretrain)
+COMMANDS = (info, synth, predict, finetune, embed, site_probe, evaluate, night_heads, experiment, prepare, pretrain)
 """The modules of the subcommands, in the order ``s2v --help`` lists them."""
 
 

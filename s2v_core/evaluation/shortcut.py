@@ -6,6 +6,8 @@
 * :func:`leave_one_site_out`: staging quality on a site never seen in training.
 * :func:`mean_ci_over_seeds` / :func:`summarise_over_seeds`: report a number over seeds
   (for example DASH vs plain InfoNCE) with a t-interval.
+* :func:`table_site_score`: :func:`site_score` of an embedding table (``s2v embed`` output, or a
+  user's own cohort on the Embedding map page; ``s2v site-probe``).
 """
 
 from __future__ import annotations
@@ -28,16 +30,24 @@ from sklearn.preprocessing import StandardScaler
 
 from s2v_core.errors import S2VError
 from s2v_core.evaluation.staging import cohort_metrics
+from s2v_core.inference.embed import embedding_columns, sample_epochs
+from s2v_core.modalities import MODALITIES, parse_modality_list
 
 __all__ = [
+    "MAX_PROBE_CLASSES",
+    "PROBE_EPOCHS_PER_NIGHT",
     "PROBE_METHODS",
     "leave_one_site_out",
     "mean_ci_over_seeds",
+    "modality_set",
     "paired_difference",
+    "probe_columns",
     "probe_folds",
+    "sample_table_epochs",
     "site_probe",
     "site_score",
     "summarise_over_seeds",
+    "table_site_score",
 ]
 
 log = logging.getLogger(__name__)
@@ -419,4 +429,215 @@ def paired_difference(score_a: dict[str, Any], score_b: dict[str, Any]) -> dict[
     }
 
 
-# --- shipped cohort embeddings ----------------------------------------------------------------
+
+# --- embedding tables (``s2v embed`` output) --------------------------------------------------
+MAX_PROBE_CLASSES = 20
+"""The most distinct values a probed column may have: the probe predicts categories."""
+
+PROBE_EPOCHS_PER_NIGHT = 60
+"""Epochs per night a per-epoch table gives the probe (stratified by stage, see
+:func:`~s2v_core.inference.embed.sample_epochs`), so long nights do not outweigh short ones."""
+
+_NOT_PROBED = ("night", "epoch", "onset_s", "subject")  # ids and positions, never a confound
+
+
+def _missing(values: pd.Series) -> np.ndarray:
+    text = values.astype("string").str.strip()
+    return (values.isna() | text.isna() | (text == "")).to_numpy(dtype=bool)
+
+
+def probe_columns(frame: pd.DataFrame) -> list[str]:
+    """Columns of an embedding table the probe can predict (2 to :data:`MAX_PROBE_CLASSES` values).
+
+    Ids (night, subject), positions (epoch, onset_s) and the ``emb_*`` columns are left out.
+    """
+    emb = set(embedding_columns(frame))
+    out = []
+    for c in frame.columns:
+        if c in emb or c in _NOT_PROBED or not isinstance(c, str):
+            continue
+        values = frame[c][~_missing(frame[c])]
+        if 2 <= values.astype(str).nunique() <= MAX_PROBE_CLASSES:
+            out.append(c)
+    return out
+
+
+def modality_set(text: Any) -> tuple[str, ...]:
+    """The ``modalities`` cell of a table (``"eeg,eog"`` or ``"eeg;eog"``) as a tuple in canonical order.
+
+    Names the package does not know are kept, sorted, after the known ones.
+    """
+    if text is None or (isinstance(text, float) and np.isnan(text)):
+        return ()
+    names = {t.strip().lower() for t in str(text).replace(";", ",").split(",") if t.strip()}
+    return tuple(m for m in MODALITIES if m in names) + tuple(sorted(names - set(MODALITIES)))
+
+
+def _describe_sets(sets: pd.Series, nights: pd.Series) -> str:
+    counts = nights.groupby(sets.map(",".join)).nunique().sort_values(ascending=False)
+    shown = [f"{k or '(none)'} ({v} night{'s' * (v != 1)})" for k, v in counts.head(6).items()]
+    return "; ".join(shown) + (f"; and {len(counts) - 6} more" if len(counts) > 6 else "")
+
+
+def sample_table_epochs(frame: pd.DataFrame, per_night: int, seed: int = 0) -> np.ndarray:
+    """Row positions of at most ``per_night`` epochs of each night of a per-epoch table.
+
+    Scored nights are sampled stratified by stage (:func:`~s2v_core.inference.embed.sample_epochs`),
+    nights without enough scored epochs evenly over the night. Sorted positions.
+    """
+    keep = []
+    stages = frame["stage"].to_numpy() if "stage" in frame.columns else None
+    for _, rows in frame.groupby("night", sort=False).indices.items():
+        rows = np.asarray(rows)
+        if len(rows) <= per_night:
+            keep.append(rows)
+            continue
+        stg = None if stages is None else np.asarray(stages[rows], dtype=float)
+        if stg is not None and np.isfinite(stg).all() and (stg >= 0).sum() >= per_night:
+            keep.append(rows[sample_epochs(stg.astype(int), np.ones(len(rows), bool), per_night, seed)])
+        else:  # unscored nights: evenly spaced
+            keep.append(rows[np.linspace(0, len(rows) - 1, per_night).round().astype(int)])
+    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=int)
+
+
+def table_site_score(
+    frame: pd.DataFrame,
+    by: str = "site",
+    *,
+    modalities: Sequence[str] | None = None,
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4),
+    n_splits: int = 5,
+    method: str = "logistic",
+    level: float = 0.95,
+    epochs_per_night: int = PROBE_EPOCHS_PER_NIGHT,
+) -> dict[str, Any]:
+    """:func:`site_score` of an embedding table such as ``s2v embed`` writes.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        One row per night (per-night table) or per epoch (a table with an ``epoch`` column):
+        ``night``, ``emb_0 .. emb_{H-1}``, the column ``by`` and optionally ``subject`` (grouped
+        folds: all rows of a subject in one fold; the night id where it is missing), ``stage``
+        and ``modalities``.
+    by : str
+        The column to predict (site, sex, scanner...): 2 to :data:`MAX_PROBE_CLASSES` values.
+    modalities : sequence of str, optional
+        Keep only rows embedded from exactly these modalities (the ``modalities`` column): when
+        sites recorded different sensors, the probe otherwise also recognises the sensor set.
+    seeds, n_splits, method, level
+        As in :func:`site_score`; ``n_splits`` is lowered to the largest number of subjects of
+        one value when that is smaller.
+    epochs_per_night : int
+        Per-epoch tables: at most this many epochs of each night, stratified by stage.
+
+    Returns
+    -------
+    dict
+        What :func:`site_score` returns, plus ``by``, ``rows`` ("nights" or "epochs"),
+        ``n_nights``, ``classes`` (value -> rows), ``dim``, ``groups`` ("subject" or "night"),
+        ``modalities`` (the filter, or None), ``modality_sets`` (set -> nights among the rows
+        used), ``modality_confound`` (some modality set is missing from some class), and
+        ``dropped``: rows without a value of ``by``, rows with non-finite embeddings, values
+        seen in fewer than 2 subjects (never in training when their subject is tested).
+
+    Raises
+    ------
+    S2VError
+        No embedding columns, no column ``by`` or too many distinct values in it, no row left
+        after the filters, fewer than two values with two rows each.
+    """
+    emb_cols = embedding_columns(frame)
+    if not emb_cols:
+        raise S2VError("the table has no embedding columns (emb_0, emb_1, ...); is it `s2v embed` output?")
+    if "night" not in frame.columns:
+        raise S2VError("the table has no 'night' column; is it `s2v embed` output?")
+    if by not in frame.columns:
+        usable = probe_columns(frame)
+        raise S2VError(f"the table has no column {by!r}; columns the probe can predict: "
+                       f"{', '.join(usable) if usable else 'none (add a metadata CSV)'}")  # fmt: skip
+    if by in _NOT_PROBED or by in emb_cols:
+        raise S2VError(f"{by!r} identifies rows; probe a property such as site or sex")
+    rows_kind = "epochs" if "epoch" in frame.columns else "nights"
+    work = frame.reset_index(drop=True)
+    sets = work["modalities"].map(modality_set) if "modalities" in work.columns else None
+    want = None
+    if modalities:
+        try:
+            want = parse_modality_list(",".join(modalities))
+        except ValueError as exc:
+            raise S2VError(str(exc)) from None
+        if sets is None:
+            raise S2VError("the table has no 'modalities' column, so it cannot be filtered by modality")
+        keep = (sets == want).to_numpy(dtype=bool)
+        if not keep.any():
+            raise S2VError(f"no night of the table was embedded from exactly {','.join(want)}; it holds "
+                           f"{_describe_sets(sets, work['night'])}")  # fmt: skip
+        work, sets = work[keep].reset_index(drop=True), sets[keep].reset_index(drop=True)
+    missing = _missing(work[by])
+    x = work[emb_cols].to_numpy(dtype=np.float64)
+    finite = np.isfinite(x).all(axis=1)
+    keep = ~missing & finite
+    dropped: dict[str, Any] = {"missing_value": int(missing.sum()),
+                               "non_finite": int((~finite & ~missing).sum()), "rare_values": []}  # fmt: skip
+    work = work[keep].reset_index(drop=True)
+    if sets is not None:
+        sets = sets[keep].reset_index(drop=True)
+    if work.empty:
+        raise S2VError(f"no row has both a value of {by!r} and a finite embedding")
+    if rows_kind == "epochs" and epochs_per_night:
+        pick = sample_table_epochs(work, int(epochs_per_night), seeds[0] if seeds else 0)
+        work = work.iloc[pick].reset_index(drop=True)
+        if sets is not None:
+            sets = sets.iloc[pick].reset_index(drop=True)
+    raw = work[by]
+    y = raw.astype(str).str.strip().to_numpy()
+    values = np.unique(y)
+    if len(values) > MAX_PROBE_CLASSES:
+        kind = "numbers" if pd.api.types.is_numeric_dtype(raw) else "values"
+        raise S2VError(f"{by!r} has {len(values)} distinct {kind}; the probe predicts categories (at most "
+                       f"{MAX_PROBE_CLASSES}): bin it first, or probe site or sex")  # fmt: skip
+    nights = work["night"].astype(str).to_numpy()
+    if "subject" in work.columns:
+        subj = work["subject"]
+        groups, group_kind = np.where(_missing(subj), nights, subj.astype(str).to_numpy()), "subject"
+    else:
+        groups, group_kind = nights, "night"
+    # a value seen in one subject only is never in a training fold when that subject is tested
+    per_value = pd.Series(groups).groupby(y).nunique()
+    rare = per_value.index[per_value < 2].to_numpy()
+    if len(rare):
+        dropped["rare_values"] = [str(v) for v in rare]
+        ok = ~np.isin(y, rare)
+        work, y, groups, nights = work[ok].reset_index(drop=True), y[ok], groups[ok], nights[ok]
+        if sets is not None:
+            sets = sets[ok].reset_index(drop=True)
+    values, counts = np.unique(y, return_counts=True)
+    if len(values) < 2:
+        left = ", ".join(f"{v} ({int(n)} {group_kind}{'s' if n != 1 else ''})" for v, n in per_value.items())
+        raise S2VError(f"the probe needs at least 2 values of {by!r} with 2 or more {group_kind}s each; found "
+                       f"{left or 'none'}")  # fmt: skip
+    # stratified folds cannot outnumber the subjects of every value: small cohorts get fewer folds
+    folds = int(min(n_splits, pd.Series(groups).groupby(y).nunique().max()))
+    score = site_score(work[emb_cols].to_numpy(dtype=np.float64), y, groups=groups, seeds=seeds,
+                       n_splits=folds, method=method, level=level)  # fmt: skip
+    confound = False
+    set_counts: dict[str, int] = {}
+    if sets is not None:
+        keys = sets.map(",".join)
+        set_counts = {k: int(v) for k, v in work["night"].groupby(keys).nunique().items()}
+        per_class = pd.crosstab(y, keys.to_numpy()) > 0
+        confound = bool(len(set_counts) > 1 and not per_class.all(axis=0).all())
+    return {
+        **score,
+        "by": by,
+        "rows": rows_kind,
+        "n_nights": int(pd.unique(nights).size),
+        "classes": {str(v): int(c) for v, c in zip(values, counts, strict=True)},
+        "dim": len(emb_cols),
+        "groups": group_kind,
+        "modalities": None if want is None else list(want),
+        "modality_sets": set_counts,
+        "modality_confound": confound,
+        "dropped": dropped,
+    }
