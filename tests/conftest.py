@@ -70,3 +70,17 @@ def write_tiny_classifier(folder: Path, *, seed: int = 0, spread_gates: bool = T
             for gate in clf.fusion.epoch_gates.values():
                 gate.weight.normal_(0, 0.3)
     return save_checkpoint(folder, clf, cfg, extra=extra)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Let app.py's background model loading finish before the interpreter exits.
+
+    AppTest runs app.py in this process, and app.py starts loading the shipped model in a daemon
+    thread; torch aborts the process ("terminate called without an active exception", exit 134)
+    when the interpreter shuts down under that thread, which would turn a green run red.
+    """
+    import threading
+
+    for t in threading.enumerate():
+        if t.name == "s2v-model-warm-up":
+            t.join(timeout=300)
