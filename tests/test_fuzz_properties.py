@@ -210,7 +210,7 @@ def test_digital_minimum_not_below_maximum_is_refused(low, step, scratch):
 
 
 @PROPERTY
-@given(n_samples=st.integers(-(10**7), 0))
+@given(n_samples=st.integers(-(10**7 - 1), 0))  # at most 8 characters, the width of the EDF field
 def test_non_positive_sample_count_is_refused(n_samples, scratch):
     path = edf_with(scratch, n_samples=str(n_samples))
     assert f"declares {n_samples} samples per record" in header_error(path)
