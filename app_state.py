@@ -25,11 +25,17 @@ import numpy as np
 import streamlit as st
 
 from s2v_core.errors import S2VError
-from s2v_core.io.edf_header import check_header
 from s2v_core.limits.jsonfile import read_json
 from s2v_core.modalities import MODALITIES
 from s2v_core.night import Night
-from s2v_core.recording.loading import load_night, with_hypnogram
+from s2v_core.recording.loading import with_hypnogram
+from s2v_core.recording.pairing import hypnogram_for, is_hypnogram_name
+from s2v_core.recording.registry import (
+    UPLOAD_SUFFIXES,
+    load_recording,
+    recording_labels,
+    single_recording,
+)
 from s2v_core.sanitize.text import markdown_safe
 from s2v_core.shipped import MODEL_DIR, REPO_ROOT, cache_dir, shipped_night
 from s2v_core.synth.cohort import full_sample_night
@@ -64,7 +70,8 @@ K_MAPPING = "mapping_overrides"
 K_MAPPING_EDITOR = "mapping_editor"  # the Night page's channel table (its pending edits)
 K_UPLOAD = "upload"
 K_HYP_UPLOAD = "hypnogram_upload"
-K_KEPT_UPLOADS = "kept_uploads"  # {K_UPLOAD / K_HYP_UPLOAD: KeptFile}, see remember_upload()
+K_KEPT_UPLOADS = "kept_uploads"  # {K_UPLOAD: tuple of KeptFile, K_HYP_UPLOAD: KeptFile}, see remember_upload()
+K_SFREQ = "dreams_sfreq"  # sampling rate typed for an uploaded DREAMS text excerpt (0: from its hypnogram)
 K_ACTIVE = "active_modalities"
 K_EPOCH = "selected_epoch"
 K_EPOCH_CLICK = "selected_epoch_click"  # last hypnogram click already applied to K_EPOCH
@@ -72,7 +79,8 @@ K_MODEL_DIR = "model_dir"
 K_MODEL_LABEL = "model_label"  # how the model in use is named to the user (never a server path)
 K_MODEL_UPLOAD = "model_upload_folder"  # KeptFolder holding an uploaded checkpoint, see use_uploaded_model()
 
-SOURCES = ("Sample night (8 h PSG)", "Shipped 1-h excerpt", "Upload EDF/BDF")
+SOURCES = ("Sample night (8 h PSG)", "Shipped 1-h excerpt", "Upload a recording")
+RECORDING_TYPES = list(UPLOAD_SUFFIXES)  # what the recording uploader takes (registry: recordings, companions, hypnograms)
 MAX_UPLOAD_MB = 2048
 
 
@@ -93,7 +101,7 @@ def _file_key(path: Path) -> str:
 
 @st.cache_data(show_spinner="Reading the recording...", max_entries=6)
 def _night_from_path(path: str, hyp: str | None, mapping: tuple, _key: str) -> Night:
-    night = load_night(path, hyp, mapping=dict(mapping), allow_mismatch=True)
+    night = load_recording(path, hyp, mapping=dict(mapping), allow_mismatch=True)
     night.signals = {m: np.asarray(x) for m, x in night.signals.items()}
     return night
 
@@ -109,26 +117,47 @@ class KeptFile:
 
 
 def remember_upload(key: str) -> None:
-    """``on_change`` of the Night page's uploaders: keep (or drop) the file in session state.
+    """``on_change`` of the Night page's uploaders: keep (or drop) the files in session state.
 
     Streamlit forgets a widget's value once a page without the widget has run, so without this an
     upload would be lost on the first click on another page, and coming back to the Night page
-    shows an empty uploader. Only a user's change calls this (an upload, or removing the file),
-    not the uploader being drawn again empty. The bytes are referenced, not copied, and hashed
-    once per upload. Session state is per browser session: nothing is shared with other sessions.
+    shows an empty uploader. Only a user's change calls this (an upload, or removing a file), not
+    the uploader being drawn again empty. The recording uploader takes several files (the files
+    of one WFDB, BrainVision or EEGLAB record, a DREAMS excerpt with its hypnogram): they are
+    kept in upload order as a tuple. The bytes are referenced, not copied, and hashed once per
+    upload. Session state is per browser session: nothing is shared with other sessions.
     """
     kept = dict(st.session_state.get(K_KEPT_UPLOADS, {}))
     up = st.session_state.get(key)
-    if key == K_UPLOAD:  # another recording: the previous one's channel overrides do not apply
+    ups = [u for u in (up if isinstance(up, list) else [up]) if u is not None]
+    old = kept.pop(key, None)
+    old_files = old if isinstance(old, tuple) else (() if old is None else (old,))
+    ids = {u.file_id for u in ups}
+    still = [f for f in old_files if f.file_id in ids]
+    known = {f.file_id for f in still}
+    new = [KeptFile(u.name, hashlib.sha256(u.getvalue()).hexdigest(), u.getvalue(), u.file_id)
+           for u in ups if u.file_id not in known]  # fmt: skip
+    files = tuple(still + new)
+    if key == K_UPLOAD and files != old_files:  # another recording: its channel overrides do not apply
         st.session_state.pop(K_MAPPING, None)
         st.session_state.pop(K_MAPPING_EDITOR, None)
-    old = kept.pop(key, None)
-    if up is not None:
-        data = up.getvalue()
-        kept[key] = KeptFile(up.name, hashlib.sha256(data).hexdigest(), data, up.file_id)
+    if files:
+        kept[key] = files if key == K_UPLOAD else files[-1]
     st.session_state[K_KEPT_UPLOADS] = kept  # before the release: a failing release loses no upload
-    if old is not None and (up is None or old.file_id != up.file_id):
-        _release_upload(old.file_id)
+    for f in old_files:
+        if f.file_id not in ids:
+            _release_upload(f.file_id)
+
+
+def uploaded_recording_files() -> tuple[KeptFile, ...]:
+    """The files of the uploaded recording, in upload order (empty when none)."""
+    files = st.session_state.get(K_KEPT_UPLOADS, {}).get(K_UPLOAD)
+    return files if isinstance(files, tuple) else (() if files is None else (files,))
+
+
+def upload_is_dreams_text(files: tuple[KeptFile, ...]) -> bool:
+    """Whether the upload holds a DREAMS text excerpt (a ``.txt`` that is not named as a hypnogram)."""
+    return any(f.name.lower().endswith(".txt") and not is_hypnogram_name(f.name) for f in files)
 
 
 def _release_upload(file_id: str) -> None:
@@ -146,37 +175,57 @@ def _release_upload(file_id: str) -> None:
         ctx.uploaded_file_mgr.remove_file(ctx.session_id, file_id)
 
 
+def _write_upload(folder: Path, name: str, data: bytes) -> Path:
+    path = folder / Path(name).name  # the name only: never a path a browser sends
+    path.write_bytes(data)
+    return path
+
+
 @st.cache_data(show_spinner="Reading the uploaded recording...", max_entries=2)
-def _recording_from_upload(name: str, digest: str, mapping: tuple, _data: bytes) -> Night:
-    """The uploaded recording's signals (and any stages inside it), keyed by its digest."""
-    # Uploads are written only to a private temporary folder, removed as soon as they are read.
+def _recording_from_upload(names: tuple[str, ...], digests: tuple[str, ...], mapping: tuple, sfreq: float | None,
+                           hyp_name: str | None, hyp_digest: str | None, _data: tuple[bytes, ...],
+                           _hyp: bytes | None) -> tuple[Night, tuple[str, ...]]:
+    """The uploaded recording's night and channel labels, keyed by the files' digests.
+
+    All files go into one private temporary folder, removed as soon as they are read; the
+    recording among them is found and read as ``s2v info`` reads a folder's recording
+    (:func:`s2v_core.recording.registry.single_recording`), with the hypnogram paired with it
+    by name when one was uploaded with it. ``hyp_name``/``_hyp`` (the hypnogram uploader's
+    file) are given only for a DREAMS text excerpt without ``sfreq``: its rate comes from them.
+    """
     with tempfile.TemporaryDirectory(prefix="s2v-upload-") as tmp:
-        psg = Path(tmp) / Path(name).name
-        psg.write_bytes(_data)
-        night = load_night(psg, None, mapping=dict(mapping), allow_mismatch=True)
+        folder = Path(tmp) / "upload"
+        folder.mkdir()
+        for name, data in zip(names, _data, strict=True):
+            _write_upload(folder, name, data)
+        psg, kind = single_recording(folder)
+        hyp = hypnogram_for(psg, kind) if kind != "wfdb" else None
+        if hyp is None and _hyp is not None and hyp_name:
+            hyp = _write_upload(Path(tmp), hyp_name, _hyp)
+        night = load_recording(psg, hyp, mapping=dict(mapping), allow_mismatch=True, sfreq=sfreq)
         night.signals = {m: np.asarray(x) for m, x in night.signals.items()}
-        return night
+        return night, recording_labels(psg)
 
 
 @st.cache_data(show_spinner="Reading the hypnogram...", max_entries=4)
-def _night_from_upload(name: str, digest: str, hyp_name: str | None, hyp_digest: str | None,
-                       mapping: tuple, _data: bytes, _hyp: bytes | None) -> Night:
+def _night_from_upload(names: tuple[str, ...], digests: tuple[str, ...], hyp_name: str | None,
+                       hyp_digest: str | None, mapping: tuple, sfreq: float | None, _data: tuple[bytes, ...],
+                       _hyp: bytes | None) -> tuple[Night, tuple[str, ...]]:
     # The bytes are identified by their digests (underscore arguments are not hashed again).
-    # The signals are read once per recording: adding or changing the hypnogram only re-scores.
-    night = _recording_from_upload(name, digest, mapping, _data)
-    if _hyp is None or not hyp_name:
-        return night
+    # The signals are read once per recording: adding or changing the hypnogram only re-scores
+    # (except for a DREAMS text excerpt without a typed rate, whose rate comes from the hypnogram).
+    dreams = sfreq is None and any(n.lower().endswith(".txt") and not is_hypnogram_name(n) for n in names)
+    given = (hyp_name, hyp_digest, _hyp) if dreams and _hyp is not None else (None, None, None)
+    night, labels = _recording_from_upload(names, digests, mapping, sfreq, given[0], given[1], _data, given[2])
+    if _hyp is None or not hyp_name or given[2] is not None:
+        return night, labels
     with tempfile.TemporaryDirectory(prefix="s2v-upload-") as tmp:
-        hyp_path = Path(tmp) / Path(hyp_name).name
-        hyp_path.write_bytes(_hyp)
-        return with_hypnogram(night, hyp_path, allow_mismatch=True)
+        hyp_path = _write_upload(Path(tmp), hyp_name, _hyp)
+        return with_hypnogram(night, hyp_path, allow_mismatch=True), labels
 
 
 def _labels_of(path: Path) -> tuple[str, ...]:
-    try:
-        return tuple(check_header(path).labels)
-    except S2VError:
-        return ()
+    return recording_labels(path)
 
 
 def selected_night() -> LoadedNight | None:
@@ -184,19 +233,18 @@ def selected_night() -> LoadedNight | None:
     source = st.session_state.get(K_SOURCE, SOURCES[0])
     mapping = tuple(sorted(st.session_state.get(K_MAPPING, {}).items()))
     if source == SOURCES[2]:
-        kept = st.session_state.get(K_KEPT_UPLOADS, {})
-        up, hyp_up = kept.get(K_UPLOAD), kept.get(K_HYP_UPLOAD)
-        if up is None:
+        files = uploaded_recording_files()
+        hyp_up = st.session_state.get(K_KEPT_UPLOADS, {}).get(K_HYP_UPLOAD)
+        if not files:
             return None
-        night = _night_from_upload(up.name, up.digest, hyp_up.name if hyp_up else None,
-                                   hyp_up.digest if hyp_up else None, mapping, up.data,
-                                   hyp_up.data if hyp_up else None)
-        with tempfile.TemporaryDirectory(prefix="s2v-hdr-") as tmp:
-            head = Path(tmp) / "header.edf"
-            head.write_bytes(up.data[: 1 << 20])
-            labels = _labels_of(head)
+        sfreq = float(st.session_state.get(K_SFREQ) or 0) or None if upload_is_dreams_text(files) else None
+        names, digests = tuple(f.name for f in files), tuple(f.digest for f in files)
+        night, labels = _night_from_upload(names, digests, hyp_up.name if hyp_up else None,
+                                           hyp_up.digest if hyp_up else None, mapping, sfreq,
+                                           tuple(f.data for f in files), hyp_up.data if hyp_up else None)
+        files_key = hashlib.sha256("".join(digests).encode()).hexdigest()[:16]
         hyp_key = hyp_up.digest[:16] if hyp_up else "-"
-        return LoadedNight(night, f"{up.digest[:16]}:{hyp_key}:{mapping}", labels)
+        return LoadedNight(night, f"{files_key}:{hyp_key}:{sfreq}:{mapping}", labels)
     if source == SOURCES[0]:
         with st.spinner("Generating the synthetic sample night (first launch only, a few seconds)..."):
             psg, hyp = full_sample_night()

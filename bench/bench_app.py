@@ -116,7 +116,7 @@ def upload_to_hypnogram(url: str, driver, psg: Path, hyp: Path | None) -> float:
     driver.get(url)
     wait_idle(driver, timeout=300)
     for el in driver.find_elements(By.CSS_SELECTOR, "label"):
-        if el.text.strip() == "Upload EDF/BDF":
+        if el.text.strip() == "Upload a recording":
             el.click()
             break
     else:

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from app_session import AppSession, memory_metrics, start_server, stop_server  # noqa: E402
 
-PSG_LABEL = "EDF / EDF+ / BDF recording"
+PSG_LABEL = "EDF / EDF+ / BDF, WFDB, DREAMS text, FIF, BrainVision or EEGLAB recording (all files of one record at once)"
 HYP_LABEL = "Hypnogram (optional): Sleep-EDF/EDF+, NSRR or Profusion XML, CSV/TSV, DREAMS, WFDB"
 SITES = ("us_hospital", "eu_clinic", "eu_research", "home_test")
 
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         sessions = [AppSession(url, timeout=600).__enter__() for _ in range(args.sessions)]
         for s in sessions:
             s.rerun()
-            s.set_radio("Recording", "Upload EDF/BDF")
+            s.set_radio("Recording", "Upload a recording")
             s.rerun()
         base = rss_mb(server)
         print(f"server RSS with {len(sessions)} idle sessions: {base:.0f} MB")

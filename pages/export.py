@@ -8,7 +8,10 @@ import streamlit as st
 
 import app_state as C
 from s2v_core.evaluation import staging_metrics
+from s2v_core.sanitize.text import markdown_safe
 from s2v_core.views.exports import (
+    bids_events,
+    bids_events_name,
     epochs_csv,
     figure_html,
     hypnogram_csv,
@@ -78,6 +81,17 @@ def render() -> None:
                        mime="text/csv")
     c2.download_button("Summary (JSON)", json.dumps(prediction_json(pred, night), indent=1),
                        file_name=f"{stem}.json", mime="application/json")
+    st.subheader("BIDS events")
+    events, sidecar = bids_events(pred, night)
+    events_name = bids_events_name(night.source_file or night.meta.night_id)
+    st.caption(f"One row per 30-s epoch (onset, duration, trial_type, stage, probabilities) with its JSON sidecar "
+               f"describing every column: put both next to the recording in a BIDS dataset "
+               f"(**{markdown_safe(events_name)}**).")
+    b1, b2 = st.columns(2)
+    b1.download_button("Predictions as BIDS events (TSV)", events, file_name=events_name,
+                       mime="text/tab-separated-values")
+    b2.download_button("BIDS events sidecar (JSON)", json.dumps(sidecar, indent=2),
+                       file_name=events_name.removesuffix(".tsv") + ".json", mime="application/json")
     st.subheader("Embeddings")
     st.caption("Per-epoch fused embeddings (what the staging head sees) with night metadata, stage and "
                "prediction, as Parquet: the columns `s2v embed` writes.")

@@ -15,13 +15,18 @@ from s2v_core.views.plots import MODALITY_COLORS
 from s2v_core.views.viewer import default_epoch, switched_off_note, usable_epoch, viewer_modalities
 
 EPOCH_SLIDER = "night_epoch_slider"
+RECORDING_LABEL = "EDF / EDF+ / BDF, WFDB, DREAMS text, FIF, BrainVision or EEGLAB recording (all files of one record at once)"
+RECORDING_HELP = ("EDF/EDF+/BDF; a WFDB record (.hea with its .dat signals and/or .ecg beats, and .st stages); "
+                  "a DREAMS text excerpt (excerptN.txt, with Hypnogram_excerptN.txt); through MNE FIF, BrainVision "
+                  "(.vhdr with its .vmrk and .eeg), EEGLAB (.set, with its .fdt), GDF, CNT. Select all files of a "
+                  "record at once; a hypnogram may come with them (paired by name as in `s2v prepare`).")
 
 
 def _mapping_editor(labels: tuple[str, ...], night: Night) -> dict[str, str | None]:
     rows = []
     for m in MODALITIES:
         prov = night.provenance.get(m)
-        derived = prov is not None and prov.reader == "derived"
+        derived = prov is not None and (prov.reader == "derived" or prov.source not in labels)  # e.g. WFDB beats
         rows.append({
             "modality": m,
             "channel": prov.source if prov and not derived else None,
@@ -98,15 +103,23 @@ def render() -> None:
         st.caption(f"Files are read on this machine only, in a private temporary folder that is removed after "
                    f"reading. Upload limit {C.MAX_UPLOAD_MB} MB; for larger files use `s2v info` / `s2v predict`.")
         kept = st.session_state.get(C.K_KEPT_UPLOADS, {})
-        if C.K_UPLOAD in kept and st.session_state.get(C.K_UPLOAD) is None:
-            st.caption(f"In use: **{markdown_safe(kept[C.K_UPLOAD].name)}**"
+        files = C.uploaded_recording_files()
+        if files and not st.session_state.get(C.K_UPLOAD):
+            st.caption("In use: " + ", ".join(f"**{markdown_safe(f.name)}**" for f in files)
                        + (f" with **{markdown_safe(kept[C.K_HYP_UPLOAD].name)}**" if C.K_HYP_UPLOAD in kept else "")
                        + " (upload another file to replace it).")
-        st.file_uploader("EDF / EDF+ / BDF recording", type=["edf", "bdf", "rec"], key=C.K_UPLOAD,
-                         on_change=C.remember_upload, args=(C.K_UPLOAD,))
+        st.file_uploader(RECORDING_LABEL, type=C.RECORDING_TYPES, accept_multiple_files=True, key=C.K_UPLOAD,
+                         on_change=C.remember_upload, args=(C.K_UPLOAD,), help=RECORDING_HELP)
         st.file_uploader("Hypnogram (optional): Sleep-EDF/EDF+, NSRR or Profusion XML, CSV/TSV, DREAMS, WFDB",
                          type=["edf", "xml", "csv", "tsv", "txt", "st"], key=C.K_HYP_UPLOAD,
-                         on_change=C.remember_upload, args=(C.K_HYP_UPLOAD,))
+                         on_change=C.remember_upload, args=(C.K_HYP_UPLOAD,),
+                         help="Any hypnogram format `s2v info --hypnogram` reads, BIDS *_events.tsv included; "
+                              "it replaces a hypnogram uploaded with the recording.")
+        if C.upload_is_dreams_text(files):
+            st.number_input("Sampling rate of the DREAMS text excerpt (Hz; 0: from its hypnogram)", min_value=0.0,
+                            max_value=100_000.0, step=1.0, key=C.K_SFREQ,
+                            help="The text file stores no rate: give it, or upload the excerpt's hypnogram "
+                                 "(Hypnogram_excerptN.txt) and it is derived from the span the hypnogram scores.")
     loaded = C.night_or_explain("Upload a recording to continue.")
     if loaded is None:
         return

@@ -4,8 +4,10 @@ The public Python API is what this package exports; each name is imported on fir
 ``import s2v_core`` (and the ``s2v`` command line) stays fast and imports no PyTorch until a
 model is needed. Nothing here imports Streamlit. The README's "Python API" section is the guide.
 
-* ``load_night(path_or_raw, hypnogram=None, ...)`` -> :class:`Night`: an EDF/BDF/WFDB file or an
-  ``mne.io.BaseRaw``, mapped to the nine modalities; ``Night.to_frame()``, ``Night.to_yasa()``.
+* ``load_night(path_or_raw, hypnogram=None, ...)`` -> :class:`Night`: any recording the ``s2v``
+  commands read (EDF/BDF, WFDB records, DREAMS text, FIF, BrainVision, EEGLAB... through
+  :func:`s2v_core.recording.registry.load_recording`) or an ``mne.io.BaseRaw``, mapped to the
+  nine modalities; ``Night.to_frame()``, ``Night.to_yasa()``.
 * ``load_classifier(path=None)`` -> :class:`Classifier`, which unpacks as ``model, config, extra``.
 * ``stage(night)`` -> :class:`StagingResult`; ``embed(night)`` -> :class:`EmbeddingResult`;
   ``evaluate(result, reference=None)`` -> :class:`AgreementResult`; each with ``to_frame()`` and
@@ -57,7 +59,7 @@ __all__ = [
 ]
 
 _RESULTS = "s2v_core.evaluation.results"
-_EXPORTS = {
+_EXPORTS: dict[str, str | tuple[str, str]] = {  # name -> module, or (module, name there)
     "AgreementResult": _RESULTS,
     "Classifier": _RESULTS,
     "CohortStore": "s2v_core.cohort.store",
@@ -74,7 +76,7 @@ _EXPORTS = {
     "evaluate_cohort": "s2v_core.evaluation.cohort",
     "load_classifier": _RESULTS,  # returns a Classifier: the 3-tuple of inference.predict's, named
     "load_dreams_night": "s2v_core.recording.dreams",
-    "load_night": "s2v_core.recording.loading",
+    "load_night": ("s2v_core.recording.registry", "load_recording"),  # every kind, as the CLI reads
     "load_wfdb_night": "s2v_core.recording.loading",
     "night_sources": "s2v_core.cohort.sources",
     "predict_night": "s2v_core.inference.predict",
@@ -89,7 +91,8 @@ def __getattr__(name: str) -> Any:
         return importlib.import_module("s2v_core.shipped").package_version()
     if name not in _EXPORTS:
         raise AttributeError(f"module 's2v_core' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+    module, attr = _EXPORTS[name] if isinstance(_EXPORTS[name], tuple) else (_EXPORTS[name], name)
+    return getattr(importlib.import_module(module), attr)
 
 
 def __dir__() -> list[str]:

@@ -35,7 +35,7 @@ def test_night_page_shipped_excerpt_shows_mapping():
 
 def test_night_page_upload_prompt():
     at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["night_source"] = "Upload EDF/BDF"
+    at.session_state["night_source"] = "Upload a recording"
     _run(at)
     assert any("Upload a recording" in i.value for i in at.info)
 

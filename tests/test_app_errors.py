@@ -104,7 +104,7 @@ def _incidents(at: AppTest) -> list[tuple[str, str]]:
 # (page, library function the page calls, what the message says was being done)
 FAILURES = [
     ("night", "s2v_core.night.Night.summary", "showing the Night page"),
-    ("night", "app_state.check_header", "reading the recording"),
+    ("night", "app_state.recording_labels", "reading the recording"),
     ("hypnogram", "s2v_core.views.plots.hypnogram_figure", "showing the Hypnogram page"),
     ("gates", "s2v_core.views.plots.gates_area_figure", "showing the Gates page"),
     ("modalities", "s2v_core.evaluation.all_subsets", "showing the Modalities page"),
@@ -150,7 +150,7 @@ def test_a_failure_in_an_upload_callback_is_an_incident(tiny_model, monkeypatch)
 
     monkeypatch.setattr("app_state._release_upload", release_fails)
     at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["night_source"] = "Upload EDF/BDF"
+    at.session_state["night_source"] = "Upload a recording"
     at.session_state["model_dir"] = tiny_model
     _run(at)
     data = (ROOT / "sample_data" / "sub-001_night1.edf").read_bytes()

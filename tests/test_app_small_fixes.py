@@ -26,7 +26,7 @@ from tests.edf_factory import psg_channels, write_edf  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
 EXCERPT = "Shipped 1-h excerpt"
-UPLOAD = "Upload EDF/BDF"
+UPLOAD = "Upload a recording"
 ALL = ("eeg", "eog", "emg", "ecg", "ibi", "resp", "effort", "airflow", "spo2")
 
 

@@ -362,7 +362,7 @@ def test_app(case: Case, tmp_path):
     psg, hyp = case.make(tmp_path)
     kind, pattern = case.cli if case.app == "same" else case.app
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.session_state["night_source"] = "Upload EDF/BDF"
+    at.session_state["night_source"] = "Upload a recording"
     at.run(timeout=120)
     uploaders = {u.label.split(" ")[0]: u for u in at.file_uploader}
     uploaders["EDF"].set_value((psg.name, psg.read_bytes(), "application/octet-stream"))

@@ -118,7 +118,7 @@ def test_night_page_excerpt_and_upload(server, driver, shots, tmp_path):
 
     frame = generate_cohort(1, tmp_path / "up", seed=11, hours=0.25, sites=["home_test"])
     edf = tmp_path / "up" / frame.iloc[0]["psg_file"]
-    _click_label(driver, "Upload EDF/BDF")
+    _click_label(driver, "Upload a recording")
     wait_idle(driver, timeout=60)
     inputs = driver.find_elements(By.CSS_SELECTOR, 'input[type="file"]')
     assert inputs, "no file input on the upload page"
@@ -132,3 +132,93 @@ def test_night_page_excerpt_and_upload(server, driver, shots, tmp_path):
     assert "Channel to modality mapping" in body and "6 of 9" in body and "0.25 h" in body
     driver.save_screenshot(str(shots / "e2e-night-upload.png"))
     shutil.rmtree(tmp_path / "up", ignore_errors=True)
+
+
+# --- issue 14.2: every reader path through the real file input ------------------------------------
+def _upload_files(driver, server, paths, expect: str, timeout: float = 120) -> str:
+    """A fresh session on the Night page, "Upload a recording", all ``paths`` into the recording
+    uploader at once (as a user selects several files); returns the page text once ``expect`` shows."""
+    from screenshots import wait_idle
+    from selenium.webdriver.common.by import By
+
+    driver.get(server)  # a new page load is a new session: no file of an earlier test is kept
+    wait_idle(driver, timeout=120)
+    _click_label(driver, "Upload a recording")
+    wait_idle(driver, timeout=60)
+    inputs = driver.find_elements(By.CSS_SELECTOR, 'input[type="file"]')
+    assert inputs and inputs[0].get_attribute("multiple") is not None, "the recording uploader takes several files"
+    inputs[0].send_keys("\n".join(str(p) for p in paths))
+    deadline = time.time() + timeout
+    body = ""
+    while time.time() < deadline:
+        body = driver.find_element(By.TAG_NAME, "body").text
+        if expect in body:
+            break
+        time.sleep(0.5)
+    wait_idle(driver, timeout=timeout)
+    return driver.find_element(By.TAG_NAME, "body").text
+
+
+def test_upload_a_wfdb_record_as_several_files(server, driver, shots, tmp_path):
+    from tests.format_writers import write_wfdb_record
+
+    hea = write_wfdb_record(tmp_path, "slp99", minutes=10, beats=True, stages=True)
+    files = [hea, tmp_path / "slp99.dat", tmp_path / "slp99.ecg", tmp_path / "slp99.st"]
+    body = _upload_files(driver, server, files, "Channel to modality mapping")
+    assert "Channel to modality mapping" in body and "Expert hypnogram: slp99.st" in body, body[:2000]
+    assert "20" in body and "5 of 9" in body  # 10 min; eeg, ecg, ibi (from the .ecg beats), resp, effort
+    driver.save_screenshot(str(shots / "e2e-night-upload-wfdb.png"))
+
+
+def test_upload_a_dreams_excerpt_with_its_hypnogram(server, driver, shots, tmp_path):
+    from tests.conftest import SHARED_DATA
+    from tests.test_dreams import _write_hypnogram, _write_signal
+
+    real = SHARED_DATA / "dreams"
+    if (real / "excerpt1.txt").is_file():
+        files, epochs = [real / "excerpt1.txt", real / "Hypnogram_excerpt1.txt"], "60"
+    else:
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        files = [_write_signal(tmp_path / "excerpt1.txt", rng.normal(0, 20, 100 * 600)),
+                 _write_hypnogram(tmp_path / "Hypnogram_excerpt1.txt", [2] * 120)]
+        epochs = "20"
+    body = _upload_files(driver, server, files, "Channel to modality mapping")
+    assert "Expert hypnogram: Hypnogram_excerpt1.txt" in body and epochs in body and "1 of 9" in body, body[:2000]
+    assert "Sampling rate of the DREAMS text excerpt" in body  # offered, not needed: the hypnogram gives it
+    driver.save_screenshot(str(shots / "e2e-night-upload-dreams.png"))
+
+
+def test_upload_brainvision_and_export_bids_events(server, driver, shots, tmp_path):
+    from screenshots import wait_idle
+    from selenium.webdriver.common.by import By
+
+    from tests.format_writers import write_brainvision
+
+    vhdr = write_brainvision(tmp_path / "sub-01_task-sleep_eeg", minutes=10)
+    files = [vhdr, vhdr.with_suffix(".vmrk"), vhdr.with_suffix(".eeg")]
+    body = _upload_files(driver, server, files, "Channel to modality mapping")
+    assert "Channel to modality mapping" in body and "6 of 9" in body and "23:15:00" in body, body[:2000]
+    assert "is read with its header file" not in body
+    driver.save_screenshot(str(shots / "e2e-night-upload-brainvision.png"))
+    for link in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stSidebarNavLink"]'):
+        if link.text.split("\n")[-1] == "Export":
+            link.click()
+            break
+    deadline = time.time() + 180
+    while time.time() < deadline and "BIDS events" not in driver.find_element(By.TAG_NAME, "body").text:
+        time.sleep(0.5)
+    wait_idle(driver, timeout=180)
+    body = driver.find_element(By.TAG_NAME, "body").text
+    assert "Predictions as BIDS events (TSV)" in body and "sub-01_task-sleep_events.tsv" in body, body[:3000]
+    driver.save_screenshot(str(shots / "e2e-export-bids.png"))
+
+
+def test_upload_a_compressed_fif_file(server, driver, shots, tmp_path):
+    from tests.format_writers import write_fif
+
+    fif = write_fif(tmp_path / "night_raw.fif.gz", minutes=10, stages=True)
+    body = _upload_files(driver, server, [fif], "Channel to modality mapping")
+    assert "6 of 9" in body and "Expert hypnogram: night_raw.fif.gz (annotations)" in body, body[:2000]
+    driver.save_screenshot(str(shots / "e2e-night-upload-fif.png"))

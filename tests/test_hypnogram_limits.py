@@ -445,7 +445,7 @@ def test_app_night_page_shows_the_message(tmp_path, case):
     write_edf(psg, psg_channels(minutes=4))
     name, make, expected = APP_CASES[case]
     at = AppTest.from_file(str(root / "app.py"), default_timeout=120)
-    at.session_state["night_source"] = "Upload EDF/BDF"
+    at.session_state["night_source"] = "Upload a recording"
     at.run(timeout=120)
     uploaders = {u.label.split(" ")[0]: u for u in at.file_uploader}
     uploaders["EDF"].set_value((psg.name, psg.read_bytes(), "application/octet-stream"))

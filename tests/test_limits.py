@@ -519,7 +519,7 @@ def test_model_page_upload_of_a_deep_config_is_one_message(tmp_path):
 # --- a real server: hostile uploads of every resource class (slow) -------------------------------------
 RSS_ALLOWANCE_MB = 300
 """The server's resident memory may grow at most this much over its warmed-up baseline."""
-PSG_LABEL = "EDF / EDF+ / BDF recording"
+PSG_LABEL = "EDF / EDF+ / BDF, WFDB, DREAMS text, FIF, BrainVision or EEGLAB recording (all files of one record at once)"
 HYP_LABEL = "Hypnogram (optional): Sleep-EDF/EDF+, NSRR or Profusion XML, CSV/TSV, DREAMS, WFDB"
 MAX_MESSAGE_CHARS = 600
 """A message quotes at most a short excerpt of the file."""
@@ -572,7 +572,7 @@ def test_hostile_uploads_keep_the_server_small_and_working(tmp_path):
     def visit(psg: Path, hyp: Path | None) -> tuple[list[str], list[str], dict]:
         with AppSession(url, timeout=300) as s:
             s.rerun()
-            s.set_radio("Recording", "Upload EDF/BDF")
+            s.set_radio("Recording", "Upload a recording")
             s.rerun()
             s.upload(PSG_LABEL, psg.name, psg.read_bytes())
             if hyp is not None:

@@ -187,7 +187,7 @@ def test_ids_and_layout_detection(tmp_path, shhs):
     with pytest.raises(InputFileError, match="no polysomnography"):
         discover_nsrr(tmp_path)
     with pytest.raises(ValueError, match="unknown layout"):
-        discover_rows(shhs, layout="bids")
+        discover_rows(shhs, layout="psg")
     with pytest.raises(ValueError, match="does not apply"):
         discover_rows(shhs, tmp_path / "m.csv", layout="nsrr")
     # a folder with its own metadata.csv stays flat even if it has polysomnography/

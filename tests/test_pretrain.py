@@ -334,7 +334,7 @@ def test_cli_errors_are_one_line(store, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     code = run_cli(["prepare", str(tmp_path / "empty"), "--out", str(tmp_path / "s"), "--quiet"])
     assert code == 2
-    assert "no recordings found" in capsys.readouterr().err
+    assert "no recording found" in capsys.readouterr().err
 
 
 def test_cli_choices_match_library_and_import_is_light():

@@ -178,7 +178,7 @@ def test_app_pages_show_nothing_identifying(identified, tmp_path):
     assert "pages/night.py" in pages and "pages/export.py" in pages
     f = identified["edf+"]
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.session_state["night_source"] = "Upload EDF/BDF"
+    at.session_state["night_source"] = "Upload a recording"
     at.run(timeout=120)
     at.file_uploader[0].set_value((f.name, f.read_bytes(), "application/octet-stream"))
     texts = []

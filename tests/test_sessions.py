@@ -34,8 +34,8 @@ from tests.conftest import write_tiny_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
-UPLOAD = "Upload EDF/BDF"
-PSG_LABEL = "EDF / EDF+ / BDF recording"
+UPLOAD = "Upload a recording"
+PSG_LABEL = "EDF / EDF+ / BDF, WFDB, DREAMS text, FIF, BrainVision or EEGLAB recording (all files of one record at once)"
 HYP_LABEL = "Hypnogram (optional): Sleep-EDF/EDF+, NSRR or Profusion XML, CSV/TSV, DREAMS, WFDB"
 
 # (site, hours, seed): different montages and lengths; generate_cohort names every file

@@ -363,7 +363,7 @@ def _app_with_upload(model: Path, psg: Path, hyp: Path):
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.session_state["night_source"] = "Upload EDF/BDF"
+    at.session_state["night_source"] = "Upload a recording"
     at.session_state["model_dir"] = str(model)
     at.run(timeout=120)
     uploaders = {u.label.split(" ")[0]: u for u in at.file_uploader}

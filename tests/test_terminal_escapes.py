@@ -265,7 +265,7 @@ def test_app_shows_labels_and_names_without_markup_or_escapes(tmp_path):
 
     psg = write_edf_bytes(tmp_path / "rec.edf", [_signal("[a](https:e.x)"), _signal("X\x1b[2J", 1)])
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.session_state["night_source"] = "Upload EDF/BDF"
+    at.session_state["night_source"] = "Upload a recording"
     at.run(timeout=120)
     at.file_uploader[0].set_value(("![p](https:e.x).edf", psg.read_bytes(), "application/octet-stream"))
     at.run(timeout=120)

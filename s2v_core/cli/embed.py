@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from s2v_core.cli.options import (
+    RECORDING_HELP,
     add_cluster_options,
     add_input_options,
     add_quiet_option,
@@ -31,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "split, modalities, emb_0..emb_{H-1}; the per-night table (mean over epochs) goes "
         "next to it.",
     )
-    p.add_argument("source", help="EDF/BDF recording, a folder of recordings, or a cohort store folder")
+    p.add_argument("source", help=f"{RECORDING_HELP}; or a folder of recordings (flat, NSRR or BIDS), or a cohort store")
     add_input_options(p)
     p.add_argument("--split", choices=("train", "val", "test"), help="only this split of a store")
     p.add_argument("--out", required=True, help="per-epoch Parquet file")

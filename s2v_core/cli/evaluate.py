@@ -139,7 +139,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "source",
-        help="cohort store (s2v prepare), or a folder of recordings + hypnograms (EDF, WFDB .ecg/.st)",
+        help="cohort store (s2v prepare), or a folder of recordings with their hypnograms (any kind s2v "
+        "info reads; flat, NSRR or BIDS layout; see the README's 'What it reads')",
     )
     p.add_argument("--model", help="classifier folder (default: the shipped model)")
     p.add_argument("--split", choices=("train", "val", "test"), help="only this split of a store")

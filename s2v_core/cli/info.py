@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from s2v_core.cli.options import add_sfreq_option, modalities_from, parse_channel_map
+from s2v_core.cli.options import (
+    RECORDING_HELP,
+    add_sfreq_option,
+    modalities_from,
+    parse_channel_map,
+)
 from s2v_core.cli.output import fields
 from s2v_core.errors import S2VError
 
@@ -16,7 +20,7 @@ __all__ = ["add_parser", "run"]
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``s2v info`` to ``sub``."""
     p = sub.add_parser("info", help="describe a recording: channel mapping, modalities, units, warnings")
-    p.add_argument("file", help="EDF/EDF+/BDF file, a WFDB .ecg beat-annotation file, or a DREAMS text excerpt")
+    p.add_argument("file", help=RECORDING_HELP)
     p.add_argument("--hypnogram", help="hypnogram file (Sleep-EDF, NSRR/Profusion XML, CSV, DREAMS, WFDB .st)")
     p.add_argument("--map", action="append", metavar="MODALITY=CHANNEL",
                    help="override the channel for a modality (repeatable); MODALITY= drops it")
@@ -36,12 +40,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Load the recording and print its summary (JSON with ``--json``)."""
     from s2v_core.io.metadata import meta_for, read_metadata_csv
+    from s2v_core.recording.pairing import recording_stem
     from s2v_core.recording.registry import load_recording
 
     meta = None
     if args.metadata:
         frame, _ = read_metadata_csv(args.metadata)
-        meta = meta_for(frame, Path(args.file).stem)
+        meta = meta_for(frame, recording_stem(args.file))
     night = load_recording(
         args.file,
         args.hypnogram,

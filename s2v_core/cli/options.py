@@ -27,6 +27,7 @@ __all__ = [
     "add_quiet_option",
     "add_seed_option",
     "add_sfreq_option",
+    "RECORDING_HELP",
     "TOKENIZERS",
     "add_threads_option",
     "add_tokenizer_option",
@@ -39,6 +40,12 @@ __all__ = [
     "parse_channel_map",
     "refuse_overwrite",
 ]
+
+
+RECORDING_HELP = ("a recording: EDF/EDF+/BDF, a WFDB record (.hea with .dat signals and/or .ecg beats; "
+                  ".st stages read with it), a DREAMS text excerpt, or through MNE FIF, BrainVision .vhdr, "
+                  "EEGLAB .set, GDF, CNT")  # fmt: skip
+"""Help text of a command's recording argument (what :mod:`s2v_core.recording.registry` reads)."""
 
 
 def add_device_option(p: argparse.ArgumentParser, default: str | None = "cpu", help: str | None = None) -> None:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from s2v_core.cli.options import (
+    RECORDING_HELP,
     add_compare_option,
     add_input_options,
     apply_threads,
@@ -29,9 +30,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "hypnogram, accuracy, kappa and macro-F1 (5-, 4- and 3-class) in the summary. With --compare, "
         "other stagers (YASA, sleepecg) on the same epochs, side by side.",
     )
-    p.add_argument("file", help="EDF/EDF+/BDF file, WFDB .ecg beat annotations, or a DREAMS text excerpt")
+    p.add_argument("file", help=RECORDING_HELP)
     add_input_options(p)
     p.add_argument("--out", required=True, help="per-epoch CSV")
+    p.add_argument("--bids-out", metavar="DIR",
+                   help="also write the predictions as BIDS events into DIR: <entities>_events.tsv (onset, "
+                   "duration, trial_type, stage, probabilities) and its JSON sidecar")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_compare_option(p)
     p.set_defaults(func=run)
@@ -66,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     to_csv(table, out, index=False)
     summary = prediction_summary(pred, night)
+    if args.bids_out:
+        summary["bids_events"] = [str(p) for p in _write_bids(Path(args.bids_out), pred, night)]
     tail = ("agreement", "warnings")
     summary = {**{k: v for k, v in summary.items() if k not in tail}, "out": str(out),
                **({k: summary[k] for k in tail[:1] if k in summary}),
@@ -76,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"{field(Path(night.source_file).name)}: {night.n_epochs} epochs staged from "
           f"{', '.join(pred.modalities)}; wrote {field(out)}")  # fmt: skip
+    if args.bids_out:
+        print(f"  BIDS events: {' and '.join(field(p) for p in summary['bids_events'])}")
     for k, m in summary.get("agreement", {}).items():
         if m.get("kappa") is not None:
             print(f"  {k}: accuracy {m['accuracy']:.3f}  kappa {m['kappa']:.3f}  macro-F1 {m['macro_f1']:.3f}")
@@ -102,3 +110,17 @@ def _print_comparison(comparison) -> None:
         else:
             print(f"  {p['a']} vs {p['b']} ({p['n_classes']}-class): kappa {p['kappa']:.3f}  "
                   f"accuracy {p['accuracy']:.3f}  ({p['n_epochs']} epochs)")  # fmt: skip
+
+
+def _write_bids(folder: Path, pred, night) -> tuple[Path, Path]:
+    """``<entities>_events.tsv`` and its ``.json`` sidecar in ``folder`` (created if needed)."""
+    from s2v_core.io.atomic import write_text_atomic
+    from s2v_core.views.exports import bids_events, bids_events_name
+
+    text, sidecar = bids_events(pred, night)
+    folder.mkdir(parents=True, exist_ok=True)
+    tsv = folder / bids_events_name(night.source_file or night.meta.night_id)
+    sidecar_path = tsv.with_suffix(".json")
+    write_text_atomic(tsv, text)
+    write_text_atomic(sidecar_path, json.dumps(sidecar, indent=2) + "\n")
+    return tsv, sidecar_path

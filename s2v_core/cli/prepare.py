@@ -22,13 +22,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "prepare",
         help="turn a folder of recordings (or a synthetic cohort) into a cohort store",
-        description="Load every night of SOURCE (metadata.csv with psg_file, EDF/BDF files "
-        "with hypnograms next to them, or an NSRR download), resample, scale and write a "
+        description="Load every night of SOURCE (metadata.csv with psg_file, recordings of any "
+        "kind s2v info reads with hypnograms next to them, an NSRR download or a BIDS dataset), "
+        "resample, scale and write a "
         "memory-mapped store with a subject-level train/val/test split. Finished nights are "
         "skipped when run again; a night that fails is listed in STORE/failures.csv. With "
         "--workers/--scheduler/--slurm the nights are prepared on a Dask cluster.",
     )
-    p.add_argument("source", help="folder with metadata.csv or EDF/BDF recordings")
+    p.add_argument("source", help="folder of recordings (EDF/BDF, WFDB, DREAMS text, FIF, BrainVision, EEGLAB...), "
+                   "with metadata.csv, an NSRR download or a BIDS dataset")
     p.add_argument("--out", required=True, help="store folder (created if needed)")
     p.add_argument("--metadata", help="metadata CSV to use instead of SOURCE/metadata.csv")
     add_seed_option(p, help="seed of the subject split (default 0)")
@@ -36,11 +38,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_quiet_option(p)
     p.add_argument(
         "--layout",
-        choices=("auto", "flat", "nsrr"),
+        choices=("auto", "flat", "nsrr", "bids"),
         default="auto",
-        help="source layout: flat (metadata.csv or EDFs in one folder), nsrr (SHHS/MESA/MrOS/"
-        "CFS/WSC downloads: polysomnography/ + datasets/), auto (default: nsrr when SOURCE "
-        "has polysomnography/ and no metadata.csv)",
+        help="source layout: flat (metadata.csv or recordings in one folder), nsrr (SHHS/MESA/MrOS/"
+        "CFS/WSC downloads: polysomnography/ + datasets/), bids (sub-*/[ses-*/]eeg/ with "
+        "*_events.tsv), auto (default: nsrr when SOURCE has polysomnography/, bids when it has "
+        "sub-* folders or dataset_description.json, and no metadata.csv)",
     )
     p.add_argument("--augment", type=int, default=0, metavar="K",
                    help="also write K randomised copies of every train night (random sampling rate, filters, "
@@ -54,16 +57,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Handler of ``s2v prepare``; prints the split counts and any failed nights."""
     from s2v_core.cohort.prepare import prepare_store
-    from s2v_core.cohort.sources import discover_rows
     from s2v_core.cohort.store import CohortStore
 
     cluster = cluster_from_args(args)
     layout = getattr(args, "layout", "auto")
-    if not discover_rows(args.source, args.metadata, layout=layout):
-        raise S2VError(
-            f"{args.source}: no recordings found (expected metadata.csv with a psg_file column, "
-            "EDF/BDF files, or an NSRR download with polysomnography/)"
-        )
     run = prepare_store(
         args.source,
         args.out,

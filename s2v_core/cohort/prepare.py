@@ -29,7 +29,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from s2v_core.cohort.cluster import open_client, run_tasks, worker_failure
-from s2v_core.cohort.sources import discover_rows
+from s2v_core.cohort.sources import discover_rows, no_recording_error
 from s2v_core.cohort.store import (
     CohortStore,
     StoreEntry,
@@ -237,8 +237,9 @@ def prepare_store(
     ----------
     source : path
         Folder with ``metadata.csv`` (columns night, subject, site, age, sex, ahi, psg_file,
-        hypnogram_file; paths relative to the folder), with EDF/BDF files, or an NSRR download
-        (see :func:`discover_rows`).
+        hypnogram_file; paths relative to the folder), with recordings of any kind
+        :func:`s2v_core.recording.registry.find_recordings` finds, an NSRR download or a BIDS
+        dataset (see :func:`discover_rows`).
     store : path
         Store root; created if needed. Finished nights are skipped unless ``overwrite``.
     metadata_csv : path, optional
@@ -250,7 +251,7 @@ def prepare_store(
     overwrite : bool
         Redo nights that are already prepared.
     layout : str
-        ``"auto"``, ``"flat"`` or ``"nsrr"`` (see :func:`discover_rows`).
+        ``"auto"``, ``"flat"``, ``"nsrr"`` or ``"bids"`` (see :func:`discover_rows`).
     augment : int
         Also write this many randomised copies of every train-split night (domain randomisation,
         :func:`s2v_core.synth.acquisition.randomise_night`), as nights ``<night>~aug<k>`` of the
@@ -268,9 +269,16 @@ def prepare_store(
         ``frame.attrs["summary"]`` counts the statuses. ``store/manifest.csv`` gets the prepared
         nights (earlier manifest rows of nights not in this run are kept while their folder
         exists) and ``store/failures.csv`` the failures.
+
+    Raises
+    ------
+    S2VError
+        The folder holds no recording (one line: :func:`s2v_core.cohort.sources.no_recording_error`).
     """
     source, store = Path(source), Path(store)
     rows = discover_rows(source, metadata_csv, layout=layout)
+    if not rows:
+        raise no_recording_error(source)
     if augment < 0:
         raise S2VError(f"augment must be >= 0, got {augment}")
     rows = rows + augmented_rows(rows, augment, augment_seed)

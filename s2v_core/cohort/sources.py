@@ -2,9 +2,20 @@
 
 :func:`night_sources` is the one walker every cohort command uses (``s2v evaluate``, ``s2v embed``,
 night heads): it turns a store, a folder or a file into :class:`NightSource` items whose nights
-are loaded one at a time. :func:`discover_rows` lists the recordings of a source folder (a flat
-folder with EDF/BDF files and hypnograms next to them or a ``metadata.csv``, or an NSRR tree); it
-is also what ``s2v prepare`` prepares.
+are loaded one at a time. :func:`discover_rows` lists the recordings of a source folder; it is
+also what ``s2v prepare`` prepares. A folder is one of three layouts:
+
+* **flat**: recordings side by side, every kind :func:`s2v_core.recording.registry.find_recordings`
+  finds (EDF/BDF, WFDB records, DREAMS text, FIF, BrainVision, EEGLAB...), each paired with the
+  hypnogram beside it by :func:`s2v_core.recording.pairing.hypnogram_for` (one rule per layout:
+  Sleep-EDF, DREAMS, BIDS, NSRR names...), or a ``metadata.csv`` naming ``psg_file`` (and
+  ``hypnogram_file``) per night;
+* **nsrr**: an NSRR download tree (:mod:`s2v_core.cohort.nsrr`);
+* **bids**: a BIDS dataset (``sub-*/[ses-*/]<datatype>/`` folders, ``dataset_description.json``):
+  each recording of a datatype folder with its ``*_events.tsv``; the subject is the ``sub-``
+  label, age and sex come from ``participants.tsv``.
+
+A folder that holds no recording is refused in one line (:func:`no_recording_error`).
 
 Examples
 --------
@@ -15,6 +26,7 @@ Examples
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,63 +39,96 @@ from s2v_core.inference.embed import night_info
 from s2v_core.io.metadata import read_metadata_csv
 from s2v_core.io.text_limits import read_user_csv
 from s2v_core.night import Night, NightMeta
-from s2v_core.recording.registry import is_dreams_text, load_recording
+from s2v_core.recording.pairing import hypnogram_for, recording_stem
+from s2v_core.recording.registry import READS, find_recordings, load_recording
 from s2v_core.sanitize.cells import unneutralise_frame
 
 __all__ = [
-    "HYPNOGRAM_SUFFIXES",
     "LAYOUTS",
     "NightSource",
+    "discover_bids",
     "discover_rows",
     "folder_sources",
+    "is_bids_layout",
     "is_store",
     "night_sources",
+    "no_recording_error",
     "recording_source",
     "store_sources",
 ]
 
 log = logging.getLogger(__name__)
 
-HYPNOGRAM_SUFFIXES: tuple[str, ...] = (".xml", "-nsrr.xml", ".csv", "-Hypnogram.edf", ".txt", ".st")
-"""Hypnogram names tried next to ``<stem>.edf`` when a source folder has no metadata table."""
+
+def no_recording_error(folder: str | Path) -> S2VError:
+    """The one-line refusal of a folder that holds no recording (says what would count)."""
+    return S2VError(
+        f"{folder}: no recording found (subfolders are searched only in an NSRR or BIDS tree); this tool "
+        f"reads {READS}, or a metadata.csv naming psg_file per night"
+    )
 
 
-def _recording_kind(p: Path) -> str | None:
-    """The kind of recording ``p`` is (see :data:`~s2v_core.recording.registry.KINDS`), or None."""
-    name = p.name.lower()
-    if not p.is_file():
-        return None
-    if name.endswith((".edf", ".bdf")) and not name.endswith("-hypnogram.edf"):
-        return "edf"
-    if name.endswith(".ecg"):
-        return "wfdb"
-    if is_dreams_text(p):
-        return "dreams-text"
-    return None
+def _named(found: list[tuple[Path, str]]) -> list[tuple[str, Path, str]]:
+    """``(night id, file, kind)``; ids are the stems, or the file names where two recordings share a
+    stem (``excerpt3.edf`` and ``excerpt3.txt``)."""
+    stems = [recording_stem(p) for p, _ in found]
+    return [(stem if stems.count(stem) == 1 else p.name, p, k) for stem, (p, k) in zip(stems, found, strict=True)]
 
 
-def _hypnogram_next_to(psg: Path, kind: str = "edf") -> Path | None:
-    """The hypnogram of a recording in a flat folder (none for WFDB: its ``.st`` is read with it)."""
-    if kind == "wfdb":
-        return None
-    candidates = [psg.with_name(psg.stem + suffix) for suffix in HYPNOGRAM_SUFFIXES]
-    candidates.append(psg.with_name(f"Hypnogram_{psg.stem}.txt"))  # the DREAMS convention
-    for candidate in candidates:
-        if candidate.is_file() and candidate != psg and not is_dreams_text(candidate):
-            return candidate
-    return None
-
-
-def _flat_recordings(source: Path) -> list[tuple[str, Path, str]]:
-    """``(night id, file, kind)`` of every recording of a flat folder; ids are the stems, or the
-    file names where two recordings share a stem (``excerpt3.edf`` and ``excerpt3.txt``)."""
-    found = [(p, k) for p in sorted(source.iterdir()) if (k := _recording_kind(p)) is not None]
-    stems = [p.stem for p, _ in found]
-    return [(p.stem if stems.count(p.stem) == 1 else p.name, p, k) for p, k in found]
-
-
-LAYOUTS: tuple[str, ...] = ("auto", "flat", "nsrr")
+LAYOUTS: tuple[str, ...] = ("auto", "flat", "nsrr", "bids")
 """Source layouts of :func:`discover_rows`."""
+
+_BIDS_DATATYPES = ("eeg", "ieeg", "meg", "beh", "nirs")
+_BIDS_SUBJECT = re.compile(r"^sub-([A-Za-z0-9]+)")
+
+
+def is_bids_layout(source: str | Path) -> bool:
+    """True for a BIDS dataset: ``dataset_description.json`` or ``sub-*`` folders at the top."""
+    src = Path(source)
+    if (src / "dataset_description.json").is_file():
+        return True
+    return any(p.is_dir() and _BIDS_SUBJECT.match(p.name) for p in src.iterdir())
+
+
+def _participants(source: Path) -> dict[str, dict[str, Any]]:
+    """``participants.tsv`` as ``{"sub-01": {"age": 44.0, "sex": "M"}}`` (empty without one)."""
+    table = source / "participants.tsv"
+    if not table.is_file():
+        return {}
+    frame = unneutralise_frame(read_user_csv(table, "participants.tsv", sep="\t", dtype=str))
+    cols = {c.lower().strip(): c for c in frame.columns}
+    if "participant_id" not in cols:
+        return {}
+    out = {}
+    for _, row in frame.iterrows():
+        sex = str(row[cols["sex"]]).strip().upper()[:1] if "sex" in cols else ""
+        out[str(row[cols["participant_id"]]).strip()] = {
+            "age": number_or_none(row[cols["age"]]) if "age" in cols else None,
+            "sex": sex if sex in ("M", "F") else None,
+        }
+    return out
+
+
+def discover_bids(source: str | Path) -> list[dict]:
+    """The rows of a BIDS dataset: every recording of ``sub-*/[ses-*/]<datatype>/`` folders.
+
+    The night id is the file stem (its entities, ``sub-01_ses-1_task-sleep_eeg``), the subject
+    the ``sub-`` label (``sub-01``), the hypnogram the recording's ``*_events.tsv`` (see
+    :mod:`s2v_core.recording.pairing`), age and sex from ``participants.tsv`` when present.
+    """
+    src = Path(source)
+    people = _participants(src)
+    rows = []
+    for sub in sorted(p for p in src.iterdir() if p.is_dir() and _BIDS_SUBJECT.match(p.name)):
+        sessions = [sub] + sorted(p for p in sub.iterdir() if p.is_dir() and p.name.startswith("ses-"))
+        folders = [s / d for s in sessions for d in _BIDS_DATATYPES if (s / d).is_dir()]
+        for night, p, kind in _named([f for folder in folders for f in find_recordings(folder)]):
+            hyp = hypnogram_for(p, kind)
+            who = people.get(sub.name, {})
+            rows.append({"night": night, "subject": sub.name, "site": None, "age": who.get("age"),
+                         "sex": who.get("sex"), "ahi": None, "psg_file": p.relative_to(src).as_posix(),
+                         "hypnogram_file": hyp.relative_to(src).as_posix() if hyp else None})  # fmt: skip
+    return rows
 
 
 def discover_rows(
@@ -92,17 +137,19 @@ def discover_rows(
     """The rows :func:`prepare_store` will prepare from a source folder.
 
     ``layout="flat"``: with a table that has a ``psg_file`` column (``metadata_csv``, else
-    ``source/metadata.csv``), one row per table row. Otherwise every recording of the folder is a
-    night named by its stem: ``*.edf``/``*.bdf`` (not ``*-Hypnogram.edf``), WFDB beat files
-    ``*.ecg`` (stages from the ``.st`` beside them) and DREAMS text excerpts; the hypnogram is
-    found next to it (see :data:`HYPNOGRAM_SUFFIXES`, and ``Hypnogram_<stem>.txt``) and
-    demographics are joined from the table when there is one.
+    ``source/metadata.csv``), one row per table row. Otherwise every recording
+    :func:`~s2v_core.recording.registry.find_recordings` finds in the folder is a night named by
+    its stem (its file name when two share a stem); the hypnogram is the one
+    :func:`~s2v_core.recording.pairing.hypnogram_for` pairs with it (a WFDB record's own ``.st``
+    is read with it) and demographics are joined from the table when there is one.
 
     ``layout="nsrr"``: an NSRR download (SHHS, MESA, MrOS, CFS, WSC folder conventions, or a
     folder of several), read by :func:`s2v_core.cohort.nsrr.discover_nsrr`.
 
-    ``layout="auto"`` (default): NSRR when the folder is an NSRR tree (or holds some) and no
-    metadata table is given, else flat.
+    ``layout="bids"``: a BIDS dataset, read by :func:`discover_bids`.
+
+    ``layout="auto"`` (default): without a metadata table, NSRR when the folder is an NSRR tree
+    (or holds some), BIDS when it is a BIDS dataset; else flat.
     """
     source = Path(source)
     if not source.is_dir():
@@ -111,11 +158,15 @@ def discover_rows(
         raise ValueError(f"unknown layout {layout!r}; allowed: {', '.join(LAYOUTS)}")
     if layout == "auto":
         own_table = metadata_csv is not None or (source / "metadata.csv").is_file()
-        layout = "nsrr" if not own_table and is_nsrr_layout(source) else "flat"
-    if layout == "nsrr":
+        layout = "flat"
+        if not own_table and is_nsrr_layout(source):
+            layout = "nsrr"
+        elif not own_table and is_bids_layout(source):
+            layout = "bids"
+    if layout in ("nsrr", "bids"):
         if metadata_csv is not None:
-            raise ValueError("--metadata does not apply to an NSRR layout (it reads datasets/)")
-        return discover_nsrr(source)
+            raise ValueError(f"--metadata does not apply to an {layout.upper()} layout (it has its own tables)")
+        return discover_nsrr(source) if layout == "nsrr" else discover_bids(source)
     table_path = Path(metadata_csv) if metadata_csv is not None else source / "metadata.csv"
     raw = demo = None
     if table_path.is_file():
@@ -140,12 +191,13 @@ def discover_rows(
     if raw is not None and "ahi" in lower:
         ahi = dict(zip(demo["night"], raw[lower["ahi"]], strict=True))
     rows = []
-    for night, p, kind in _flat_recordings(source):
-        row = {"night": night, "psg_file": p.name, "ahi": ahi.get(p.stem)}
-        hyp = _hypnogram_next_to(p, kind)
-        row["hypnogram_file"] = hyp.name if hyp else None
-        if demo is not None and p.stem in demo.index:
-            rec = demo.loc[p.stem]
+    for night, p, kind in _named(find_recordings(source)):
+        stem = recording_stem(p)
+        row = {"night": night, "psg_file": p.name, "ahi": ahi.get(stem)}
+        hyp = hypnogram_for(p, kind)
+        row["hypnogram_file"] = hyp.name if hyp and kind != "wfdb" else None  # WFDB: read with the record
+        if demo is not None and stem in demo.index:
+            rec = demo.loc[stem]
             row.update({k: rec[k] for k in ("subject", "site", "age", "sex")})
         rows.append(row)
     return rows
@@ -247,10 +299,7 @@ def folder_sources(folder: str | Path) -> list[NightSource]:
     src = Path(folder)
     items = [_row_source(src, r) for r in discover_rows(src)]
     if not items:
-        raise S2VError(
-            f"{src}: no recording found (EDF/BDF files with hypnograms, WFDB .ecg beat files with "
-            ".st stages, DREAMS text excerpts, or a metadata.csv with psg_file)"
-        )
+        raise no_recording_error(src)
     return items
 
 

@@ -536,7 +536,7 @@ def _heartbeats(night: Night, path: str | Path | None) -> tuple[np.ndarray | Non
             kind = recording_kind(path)
         except (S2VError, OSError, TypeError):  # not a file we read again: the night's own ECG
             kind = None
-    if kind == "wfdb":
+    if kind == "wfdb" and Path(path).with_suffix(".ecg").is_file():  # beats, not only .dat signals
         beats = read_wfdb_beats(path)
         return (np.asarray(beats.beat_times_s, dtype=np.float64), f"beat annotations {Path(beats.record).name}.ecg",
                 beats.start_clock or start)  # fmt: skip

@@ -47,8 +47,8 @@ from s2v_core.inference.predict import Prediction, model_id, model_modalities, p
 from s2v_core.inference.predict import load_classifier as _load_checkpoint
 from s2v_core.modalities import EPOCH_SECONDS
 from s2v_core.night import Night, yasa_hypnogram
-from s2v_core.recording.loading import load_night
 from s2v_core.recording.pairing import pair_hypnogram
+from s2v_core.recording.registry import load_recording
 from s2v_core.shipped import default_model_dir
 from s2v_core.stages import UNSCORED, class_names, merge_stages
 
@@ -169,7 +169,7 @@ def _classifier(classifier: Classifier | str | os.PathLike | Any | None, device:
 
 
 def _night(night: Night | str | os.PathLike | Any) -> Night:
-    return night if isinstance(night, Night) else load_night(night)
+    return night if isinstance(night, Night) else load_recording(night)
 
 
 def _onsets_frame(n: int, start_time: datetime | None) -> pd.DataFrame:

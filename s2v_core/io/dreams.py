@@ -22,11 +22,25 @@ __all__ = [
     "MAX_BYTES",
     "DreamsSignal",
     "infer_sfreq",
+    "is_dreams_text",
     "read_dreams_signal",
 ]
 
 MAX_BYTES = 2_000_000_000
 """Larger text files are refused (a 24-h 500-Hz channel is about 450 MB of text)."""
+
+
+def is_dreams_text(path: str | Path) -> bool:
+    """True for a ``.txt`` file whose first line is a bracketed channel label (not ``[Hypnogram]``)."""
+    p = Path(path)
+    if p.suffix.lower() != ".txt" or not p.is_file():
+        return False
+    try:
+        with open(p, encoding="latin-1") as fh:
+            first = fh.readline(256).strip()
+    except OSError:
+        return False
+    return first.startswith("[") and first.endswith("]") and first[1:-1].strip().lower() != "hypnogram"
 
 
 

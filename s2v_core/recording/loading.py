@@ -44,6 +44,7 @@ __all__ = [
     "MIN_PLAUSIBLE_SFREQ",
     "READ_THREADS",
     "load_night",
+    "load_open_recording",
     "load_wfdb_night",
     "resolve_biopotential_unit",
     "set_read_threads",
@@ -194,6 +195,28 @@ def load_night(
         return load_wfdb_night(p, meta=meta)
     with open_recording(p) as rec:
         return _load_from(rec, hypnogram, **options)
+
+
+def load_open_recording(
+    rec: Any,
+    hypnogram: str | os.PathLike | None = None,
+    *,
+    mapping: Mapping[str, str | None] | None = None,
+    modalities: tuple[str, ...] | None = None,
+    meta: NightMeta | None = None,
+    allow_mismatch: bool = False,
+    hypnogram_format: str = "auto",
+) -> Night:
+    """:func:`load_night` of a recording another reader has opened.
+
+    ``rec`` has the reading interface of :class:`s2v_core.io.edf.EdfRecording`: ``header`` (a
+    :class:`~s2v_core.io.edf_header.RecordingHeader`), ``read_channel(label)`` returning the
+    samples in the channel's ``dimension`` and its rate, ``warnings`` and ``reader`` (e.g.
+    :class:`s2v_core.io.wfdb_signals.WfdbSignals`). The channels then take exactly the path of
+    an EDF file's; the options are :func:`load_night`'s.
+    """
+    return _load_from(rec, hypnogram, mapping=mapping, modalities=modalities, meta=meta,
+                      allow_mismatch=allow_mismatch, hypnogram_format=hypnogram_format)  # fmt: skip
 
 
 def _load_from(

@@ -95,7 +95,8 @@ def recording_type_error(obj: Any) -> TypeError:
             "sfreq, ch_types)) first)"
         )
     return TypeError(
-        f"load_night takes a path to a recording (str or os.PathLike: EDF/BDF, WFDB beats) or an "
+        f"load_night takes a path to a recording (str or os.PathLike: EDF/BDF, WFDB, DREAMS text, "
+        f"FIF, BrainVision, EEGLAB...) or an "
         f"mne.io.BaseRaw (e.g. mne.io.read_raw_edf(path)), not {kind}{hint}"
     )
 

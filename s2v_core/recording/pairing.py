@@ -1,4 +1,38 @@
-"""Does a hypnogram belong to the recording it is given with? Dates and scored span, checked.
+"""Which hypnogram goes with a recording (by name, one rule per layout), and does it belong to it?
+
+Pairing by name
+---------------
+A folder of recordings (``s2v prepare``, ``s2v evaluate``, ``s2v embed``) pairs each recording
+with a hypnogram beside it by :func:`hypnogram_for`; the first rule of the table that finds a file
+wins, and a file that is itself a recording (a DREAMS signal text) is never taken. A
+``metadata.csv`` with ``psg_file`` and ``hypnogram_file`` columns overrides every rule.
+
+=========  ==========================================  ============================================
+layout     recording                                   its hypnogram (first one found)
+=========  ==========================================  ============================================
+WFDB       ``slp01a.hea`` with ``.dat``/``.ecg``       ``slp01a.st``, read with the record
+Sleep-EDF  ``SC4001E0-PSG.edf``                        ``SC4001E?-Hypnogram.edf`` (same 7 first
+                                                       characters, one file)
+DREAMS     ``excerpt3.txt``, ``excerpt3.edf``          ``Hypnogram_excerpt3.txt``,
+                                                       ``HypnogramAASM_<stem>.txt``,
+                                                       ``HypnogramR&K_<stem>.txt``
+BIDS       ``sub-01_task-sleep_eeg.edf`` (any format)  ``sub-01_task-sleep_events.tsv`` (the
+                                                       entities, ``_events.tsv``)
+NSRR       ``shhs1-200001.edf``                        ``shhs1-200001-nsrr.xml``,
+                                                       ``shhs1-200001-profusion.xml``
+any other  ``night.edf``, ``night.fif``, ...           ``night-Hypnogram.edf``, ``night.xml``,
+                                                       ``night.csv``, ``night.tsv``,
+                                                       ``night_hypnogram.csv``/``.tsv``/``.txt``,
+                                                       ``night.txt``, ``night.st``
+=========  ==========================================  ============================================
+
+An NSRR download tree (``polysomnography/edfs`` + ``annotations-events-nsrr``) is paired by
+:mod:`s2v_core.cohort.nsrr`, a BIDS tree (``sub-*/[ses-*/]eeg/``) by the same BIDS row.
+
+Checking the pair
+-----------------
+Whether a hypnogram given with a recording (by name, or by the user) belongs to it: dates and
+scored span, checked.
 
 A hypnogram of another recording (another subject, another night of a Sleep-EDF series) used to
 be shifted onto the recording by its header date and then padded or trimmed: the result was
@@ -24,11 +58,14 @@ put at the recording start) and the problem is kept as a warning starting with
 Examples
 --------
 >>> hyp = pair_hypnogram("SC4001EC-Hypnogram.edf", 2650, recording_start)  # doctest: +SKIP
+>>> hypnogram_for(Path("dreams/excerpt3.edf"))  # doctest: +SKIP
+PosixPath('dreams/Hypnogram_excerpt3.txt')
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -36,12 +73,14 @@ from pathlib import Path
 import numpy as np
 
 from s2v_core.errors import HypnogramError
+from s2v_core.io.dreams import is_dreams_text
 from s2v_core.io.hypnogram import text
 from s2v_core.io.hypnogram.core import Hypnogram
 from s2v_core.io.hypnogram.formats import read_edf_header
 from s2v_core.io.hypnogram.grid import EPOCH_S
 from s2v_core.io.hypnogram.reader import read_hypnogram
 from s2v_core.io.hypnogram.wfdb_stages import _wfdb_header
+from s2v_core.io.wfdb_signals import record_base
 
 __all__ = [
     "MAX_OUTSIDE_FRACTION",
@@ -49,7 +88,10 @@ __all__ = [
     "MAX_START_GAP_S",
     "MISMATCH_PREFIX",
     "HypnogramMismatchError",
+    "hypnogram_for",
     "hypnogram_start",
+    "is_hypnogram_name",
+    "recording_stem",
     "mismatch_problems",
     "pair_hypnogram",
 ]
@@ -223,3 +265,77 @@ def mismatch_problems(warnings: Iterable[str]) -> list[str]:
         if text.startswith(MISMATCH_PREFIX):
             out.append(text[len(MISMATCH_PREFIX):])
     return out
+
+
+# --- pairing by name --------------------------------------------------------------------------
+_SLEEP_EDF = re.compile(r"^(?P<code>[A-Z]{2}\d{4}[A-Z])[0-9A-Z]-PSG$")
+_BIDS = re.compile(r"^(?P<entities>sub-[A-Za-z0-9]+(?:_[A-Za-z]+-[A-Za-z0-9]+)*)_[A-Za-z0-9]+$")
+_COMPOUND_SUFFIXES = (".fif.gz",)
+_GENERIC = ("-Hypnogram.edf", ".xml", ".csv", ".tsv", "_hypnogram.csv", "_hypnogram.tsv", "_hypnogram.txt",
+            ".txt", ".st")  # fmt: skip
+
+
+def recording_stem(path: str | Path) -> str:
+    """The file name without its format suffix (``night.fif.gz`` -> ``night``)."""
+    name = Path(path).name
+    for suffix in _COMPOUND_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
+def is_hypnogram_name(path: str | Path) -> bool:
+    """Named as a hypnogram by a layout of the table above (never taken for a recording).
+
+    ``*Hypnogram*`` (Sleep-EDF, DREAMS, ours) and BIDS ``*_events.tsv``.
+    """
+    name = Path(path).name.lower()
+    return "hypnogram" in name or name.endswith("_events.tsv")
+
+
+def _candidates(p: Path) -> list[Path]:
+    """Every name the table of the module docstring allows, in the order of its rows."""
+    folder, stem = p.parent, recording_stem(p)
+    out: list[Path] = []
+    sleep_edf = _SLEEP_EDF.match(stem)
+    if sleep_edf:
+        found = sorted(folder.glob(f"{sleep_edf['code']}?-Hypnogram.edf"))
+        if len(found) == 1:
+            out += found
+        elif found:
+            log.info("%s: %d Sleep-EDF hypnograms fit (%s); none taken by that rule", p.name, len(found),
+                     ", ".join(f.name for f in found))  # fmt: skip
+    out += [folder / f"{prefix}_{stem}.txt" for prefix in ("Hypnogram", "HypnogramAASM", "HypnogramR&K")]
+    bids = _BIDS.match(stem)
+    if bids:
+        out.append(folder / f"{bids['entities']}_events.tsv")
+    out += [folder / f"{stem}-nsrr.xml", folder / f"{stem}-profusion.xml"]
+    out += [folder / f"{stem}{suffix}" for suffix in _GENERIC]
+    return out
+
+
+def hypnogram_for(recording: str | Path, kind: str = "edf") -> Path | None:
+    """The hypnogram beside ``recording`` by the table of the module docstring, or None.
+
+    Parameters
+    ----------
+    recording : path
+        The recording file (for WFDB, any file of the record or its base name).
+    kind : str
+        Its kind (:data:`s2v_core.recording.registry.KINDS`): a WFDB record's hypnogram is its own
+        ``.st``; every other kind follows the rows of the table in order.
+
+    Returns
+    -------
+    Path or None
+        The first file of the table that exists, is not the recording itself and is not a DREAMS
+        signal text (``excerpt3.txt`` beside ``excerpt3.edf`` holds samples, not stages).
+    """
+    p = Path(recording)
+    if kind == "wfdb":
+        st = record_base(p).with_suffix(".st")
+        return st if st.is_file() else None
+    for candidate in _candidates(p):
+        if candidate.is_file() and candidate != p and not is_dreams_text(candidate):
+            return candidate
+    return None
