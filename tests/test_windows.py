@@ -126,29 +126,30 @@ def test_metadata_fields(train):
     assert train[6]["sex"] == -1 and train[6]["site"] == -1
 
 
-def test_reads_are_memory_mapped(train, monkeypatch):
+def test_reads_only_the_windows_rows(train, monkeypatch):
+    """Each file of a window is read once, its rows only (issue 15: no memory map per item)."""
+    from s2v_core.train import windows
+
     assert isinstance(train.signal(0, "eeg"), np.memmap)
     calls = []
-    real_load = np.load
+    real_read = windows._read_npy_rows
 
-    def spy(path, *args, **kwargs):
-        out = real_load(path, *args, **kwargs)
-        calls.append((str(path).rsplit("/", 1)[-1], kwargs.get("mmap_mode"), type(out)))
+    def spy(path, start, stop, layout):
+        out = real_read(path, start, stop, layout)
+        calls.append((str(path).rsplit("/", 1)[-1], start, stop, len(out)))
         return out
 
-    monkeypatch.setattr(np, "load", spy)
-    train[1]
-    assert {name for name, _, _ in calls} == {
-        "valid.npy",
-        "stages.npy",
-        "eeg.npy",
-        "ecg.npy",
-        "spo2.npy",
-    }
-    assert all(mode == "r" and kind is np.memmap for _, mode, kind in calls)
+    monkeypatch.setattr(windows, "_read_npy_rows", spy)
+    train[1]  # long, epochs 120..239
+    assert sorted(calls) == sorted(
+        (f"{name}.npy", 120, 240, 120) for name in ("valid", "stages", "eeg", "ecg", "spo2")
+    )
     calls.clear()
     train[PairIndex(1, "eeg", "spo2")]  # a pair key reads only its two modalities
-    assert {name for name, _, _ in calls} == {"valid.npy", "stages.npy", "eeg.npy", "spo2.npy"}
+    assert {name for name, *_ in calls} == {"valid.npy", "stages.npy", "eeg.npy", "spo2.npy"}
+    calls.clear()
+    train[2]  # the last, 10-epoch window of long
+    assert {(start, stop, n) for _, start, stop, n in calls} == {(240, 250, 10)}
 
 
 def test_windows_with_threshold(train):

@@ -152,10 +152,12 @@ def train_step(
         Global gradient norm before clipping (NaN when ``grad_clip`` is 0).
     """
     a, b = batch["pair"]
-    pad = batch["pad_valid"]
-    moved = {k: batch[k].to(device, non_blocking=True) for k in ("a", "b", "valid")}
-    valid_a = (batch["valid_a"] & pad).to(device)
-    valid_b = (batch["valid_b"] & pad).to(device)
+    # every copy is queued without waiting (asynchronous from the loader's pinned batches);
+    # the masks are combined on the device, from the copied tensors
+    names = ("a", "b", "valid", "valid_a", "valid_b", "pad_valid", "age", "sex", "site", "night_index")
+    moved = {k: batch[k].to(device, non_blocking=True) for k in names}
+    valid_a = moved["valid_a"] & moved["pad_valid"]
+    valid_b = moved["valid_b"] & moved["pad_valid"]
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16)
         if bf16 and device.type == "cuda"
@@ -163,7 +165,7 @@ def train_step(
     )
     with autocast:
         za, zb = net(a, moved["a"], valid_a, b, moved["b"], valid_b)  # (N, T, P) each
-    meta = [batch[k].to(device) for k in ("age", "sex", "site", "night_index")]
+    meta = [moved[k] for k in ("age", "sex", "site", "night_index")]
     loss = loss_fn(za.float(), zb.float(), moved["valid"], *meta)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

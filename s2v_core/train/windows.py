@@ -10,6 +10,12 @@ Design: :class:`PairFirstBatchSampler` yields lists of :class:`PairIndex` ``(ind
 :func:`collate_pair` stacks the items into one batch dict that names the pair. The batch
 therefore carries its own pair through worker processes, and no sampler state is shared.
 
+Speed (issue 15): the DataLoader fetches a whole batch at once (:meth:`WindowDataset.__getitems__`),
+and each window's rows are read with one positioned read per file straight into the batch
+tensors (in shared memory inside a worker), scaled in place; :func:`make_loader` keeps its worker
+processes across epochs and can pin batches for asynchronous copies to a GPU. The batches are
+byte for byte those of the item-by-item path (``tests/test_windows_fast.py``).
+
 Examples
 --------
 >>> ds = WindowDataset(CohortStore("store/"), "train")  # doctest: +SKIP
@@ -23,23 +29,27 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import sys
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from numpy.lib import format as npy_format
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from s2v_core.cohort.store import CohortStore
 from s2v_core.modalities import MODALITIES, check_modality, samples_per_epoch
-from s2v_core.night import apply_scaling
 from s2v_core.signals.features import epoch_features, features_from_raw, n_features
 
 __all__ = [
     "MIN_VALID_FRACTION",
     "PAIR_WEIGHTINGS",
     "WINDOW_EPOCHS",
+    "PairBatch",
     "PairFirstBatchSampler",
     "PairIndex",
     "WindowDataset",
@@ -74,6 +84,151 @@ class PairIndex(NamedTuple):
     b: str
 
 
+class _DrawnIndex(NamedTuple):
+    """A :class:`PairIndex` that also says how often the loader drew the window before (crops)."""
+
+    index: int
+    a: str
+    b: str
+    draw: int
+
+
+_CLIP = 20.0  # the clip of s2v_core.night.apply_scaling (its default, as WindowDataset uses it)
+_NPY_UNREADABLE = False  # cache marker: read this file through np.load (picklable, for spawned workers)
+
+
+def _npy_layout(path: Path):
+    """``(data offset, shape, dtype)`` of a C-ordered ``.npy`` file, or None for anything else."""
+    try:
+        with open(path, "rb") as fh:
+            version = npy_format.read_magic(fh)
+            read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+            shape, fortran_order, dtype = read_header(fh)
+            offset = fh.tell()
+    except (OSError, ValueError):
+        return None
+    if fortran_order or dtype.hasobject or len(shape) not in (1, 2):
+        return None
+    return offset, tuple(int(n) for n in shape), dtype
+
+
+def _read_npy_rows(path: Path, start: int, stop: int, layout) -> np.ndarray:
+    """Rows ``[start, stop)`` of a ``.npy`` file (``layout`` from :func:`_npy_layout`), one read.
+
+    Equal to ``np.load(path, mmap_mode="r")[start:stop]``, without parsing the header or mapping
+    the file again: the window's bytes are read straight into a new array.
+    """
+    offset, shape, dtype = layout
+    start, stop = max(0, min(start, shape[0])), max(0, min(stop, shape[0]))
+    stop = max(start, stop)
+    out = np.empty((stop - start, *shape[1:]), dtype)
+    row = dtype.itemsize * math.prod(shape[1:])
+    view = memoryview(out).cast("B")
+    with open(path, "rb", buffering=0) as fh:
+        fh.seek(offset + start * row)
+        got = 0
+        while got < len(view):
+            n = fh.readinto(view[got:])
+            if not n:
+                raise OSError(f"{path}: file ends before row {stop} (truncated .npy)")
+            got += n
+    return out
+
+
+def _scale_into(out: np.ndarray, rows: np.ndarray, median: float, iqr: float, ok: np.ndarray) -> None:
+    """``out[:] = apply_scaling(rows, median, iqr, ok)`` in place, bit for bit, in fewer passes.
+
+    Same float32 operations in the same order (subtract, divide, clip to +-20, NaN -> 0, invalid
+    epochs -> 0); ``nan_to_num``'s infinity passes are skipped because nothing is infinite after
+    the clip.
+    """
+    x = rows if rows.dtype == np.float32 else np.asarray(rows, dtype=np.float32)
+    np.subtract(x, np.float32(median), out=out)
+    np.divide(out, np.float32(iqr if iqr > 0 else 1.0), out=out)
+    np.clip(out, -_CLIP, _CLIP, out=out)
+    if out.size and np.isnan(np.max(out)):  # the max is NaN when any value is (one cheap pass)
+        out[np.isnan(out)] = 0.0
+    out[~ok] = 0.0
+
+
+class _Recycler:
+    """Large batch buffers of the loading process, used again once nothing refers to them.
+
+    A fresh 30-MB buffer costs ~7,000 page faults (the allocator gives freed batches back to the
+    system, which zeroes the pages again): more than reading and scaling the windows. A buffer is
+    lent as ``torch.from_numpy(array)``; every tensor, view or NumPy view of it keeps ``array``
+    referenced, so CPython's reference count says exactly when it is free again. At most
+    ``keep`` buffers per shape are kept; beyond them, buffers are plain new ones.
+    """
+
+    MIN_BYTES = 1 << 20
+
+    def __init__(self, keep: int = 4):
+        self.keep, self.buffers, self.lock = keep, {}, threading.Lock()
+
+    def tensor(self, shape: tuple[int, ...], dtype: np.dtype) -> torch.Tensor:
+        dtype = np.dtype(dtype)
+        if math.prod(shape) * dtype.itemsize < self.MIN_BYTES:
+            return torch.from_numpy(np.empty(shape, dtype))
+        with self.lock:
+            kept = self.buffers.setdefault((shape, dtype.str), [])
+            for array in kept:
+                if sys.getrefcount(array) == 3:  # the list, ``array`` and the argument: free
+                    return torch.from_numpy(array)
+            array = np.empty(shape, dtype)
+            if len(kept) < self.keep:
+                kept.append(array)
+            return torch.from_numpy(array)
+
+
+_RECYCLER = _Recycler()
+
+
+def _new_tensor(shape: tuple[int, ...], dtype: np.dtype) -> torch.Tensor:
+    """An uninitialised tensor for a batch: in a DataLoader worker, in shared memory (no copy
+    when sent back, as torch's default_collate does); else a recycled buffer (:class:`_Recycler`)."""
+    if get_worker_info() is None:
+        return _RECYCLER.tensor(shape, dtype)
+    like = torch.from_numpy(np.empty(0, dtype))
+    try:
+        storage = like._typed_storage()._new_shared(math.prod(shape), device=like.device)
+        return like.new(storage).view(shape)
+    except (AttributeError, RuntimeError, TypeError):
+        return torch.from_numpy(np.empty(shape, dtype))
+
+
+class PairBatch(Sequence):
+    """What :meth:`WindowDataset.__getitems__` returns for a batch of one pair: the batch, built at once.
+
+    :func:`collate_pair` returns :attr:`batch` as it is; any other collate function sees a
+    sequence of the usual item dicts (views into the batch), so the DataLoader contract holds.
+    """
+
+    def __init__(self, batch: dict):
+        self.batch = batch
+
+    def __len__(self) -> int:
+        return len(self.batch["index"])
+
+    def __getitem__(self, j):
+        if isinstance(j, slice):
+            return [self[i] for i in range(*j.indices(len(self)))]
+        b = self.batch
+        (a, bb), j = b["pair"], range(len(self))[j]
+        return {
+            "inputs": {a: b["a"][j], bb: b["b"][j]},
+            "valid": {a: b["valid_a"][j], bb: b["valid_b"][j]},
+            "pad_valid": b["pad_valid"][j],
+            "stages": b["stages"][j],
+            "age": float(b["age"][j]),
+            "sex": int(b["sex"][j]),
+            "site": int(b["site"][j]),
+            "night_index": int(b["night_index"][j]),
+            "index": int(b["index"][j]),
+            "pair": (a, bb),
+        }
+
+
 class WindowDataset(Dataset):
     """Non-overlapping windows over the nights of one split of a :class:`CohortStore`.
 
@@ -102,7 +257,8 @@ class WindowDataset(Dataset):
       ``store.site_index()``, -1 unknown), ``"night_index"`` (position of the night in
       :attr:`night_ids`), ``"index"`` (the window), and ``"pair"`` for a :class:`PairIndex` key.
 
-    Only the rows of the window are read from the memory-mapped arrays.
+    Only the rows of the window are read (one positioned read per ``.npy`` file, its header
+    parsed once per process).
     """
 
     def __init__(
@@ -126,6 +282,7 @@ class WindowDataset(Dataset):
         self._raw_features: dict[tuple[int, str], np.ndarray] = {}
         self._night_features: dict[tuple[int, str], np.ndarray] = {}
         self._draws: dict[int, int] = {}
+        self._layouts: dict[Path, object] = {}  # .npy file -> (offset, shape, dtype) of its data
         wanted = MODALITIES if modalities is None else tuple(check_modality(m) for m in modalities)
         self.modalities: tuple[str, ...] = tuple(m for m in MODALITIES if m in wanted)
         if window_epochs < 1:
@@ -234,18 +391,19 @@ class WindowDataset(Dataset):
             self._night_features[key] = features_from_raw(self.raw_features(night_index, modality), valid, modality)
         return self._night_features[key]
 
-    def _crop(self, index: int, length: int) -> tuple[int, int] | None:
+    def _crop(self, index: int, length: int, draw: int | None = None) -> tuple[int, int] | None:
         """The stretch a training window's features are normalised over (None: the whole night).
 
         With ``feature_crops``, each draw of a window picks one of: the whole night (40 %), the
         window itself (30 %, a 1-h recording), or a random 60-epoch part of it with the rest
         padded (30 %, a 30-min recording such as the DREAMS excerpts). Draws are reproducible:
-        they follow ``crop_seed``, the window and how often it was drawn before.
+        they follow ``crop_seed``, the window and how often it was drawn before (``draw``, given by
+        :func:`make_loader`'s keys, so that worker processes draw what one process would; else
+        counted here).
         """
         if not self.feature_crops:
             return None
-        count = self._draws.get(index, 0)
-        self._draws[index] = count + 1
+        count = self._next_draw(index) if draw is None else int(draw)
         rng = np.random.default_rng([self.crop_seed, index, count])
         u = rng.random()
         if u < 0.4:
@@ -254,6 +412,12 @@ class WindowDataset(Dataset):
             return 0, length
         first = int(rng.integers(0, length - 60 + 1))
         return first, first + 60
+
+    def _next_draw(self, index: int) -> int:
+        """How often window ``index`` was drawn before (and count this draw)."""
+        count = self._draws.get(index, 0)
+        self._draws[index] = count + 1
+        return count
 
     def _window_features(self, k: int, m: str, start: int, stop: int, crop, ok: np.ndarray) -> np.ndarray:
         """Features of the window's rows, normalised over the whole night or over ``crop``."""
@@ -264,60 +428,54 @@ class WindowDataset(Dataset):
         out[a:b] = features_from_raw(self.raw_features(k, m)[start + a : start + b], ok[a:b], m)
         return out
 
+    def _rows(self, k: int, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows ``[start, stop)`` of ``<name>.npy`` of night ``k``: only the window is read."""
+        path = self._folders[k] / f"{name}.npy"
+        layout = self._layouts.get(path)
+        if layout is None:
+            layout = self._layouts[path] = _npy_layout(path) or _NPY_UNREADABLE
+        if layout is _NPY_UNREADABLE:
+            return np.load(path, mmap_mode="r")[start:stop]
+        return _read_npy_rows(path, start, stop, layout)
+
     # --- items ---------------------------------------------------------------------------------
     def __getitem__(self, key: int | PairIndex | tuple) -> dict:
         if isinstance(key, tuple):
-            index, a, b = key
-            item = self.item(int(index), (a, b))
+            index, a, b = key[:3]
+            draw = key[3] if len(key) > 3 else None
+            item = self._item(int(index), (a, b), draw)
             item["pair"] = (a, b)
             return item
         return self.item(int(key))
+
+    def __getitems__(self, keys: list) -> list | PairBatch:
+        """Many keys at once (the DataLoader's batched fetch).
+
+        Keys that all ask for one pair (what :class:`PairFirstBatchSampler` yields) are read
+        straight into the batch tensors: a :class:`PairBatch`, equal to stacking their items.
+        """
+        keys = list(keys)
+        pairs = {tuple(k[1:3]) if isinstance(k, tuple) else None for k in keys}
+        if not keys or len(pairs) != 1 or None in pairs:
+            return [self[k] for k in keys]
+        return PairBatch(self._pair_batch(keys))
 
     def item(self, index: int, modalities: tuple[str, ...] | None = None) -> dict:
         """Window ``index`` with the given modalities (default: those the night has).
 
         A requested modality the night lacks comes back as zeros with ``valid`` all False.
         """
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"window {index} out of range for {len(self)} windows")
-        index %= len(self)
-        k, start, length = (
-            int(self._night[index]),
-            int(self._start[index]),
-            int(self._length[index]),
-        )
-        stop, w = start + length, self.window_epochs
-        folder = self._folders[k]
-        crop = self._crop(index, length)
-        keep = np.zeros(w, bool)  # epochs of the window the item shows (the rest is padding)
-        keep[slice(*crop) if crop else slice(0, length)] = True
-        valid_rows = np.load(folder / "valid.npy", mmap_mode="r")[start:stop]
-        stages = np.full(w, -1, np.int64)
-        stages[:length] = np.load(folder / "stages.npy", mmap_mode="r")[start:stop]
-        stages[~keep] = -1
-        pad_valid = keep.copy()
-        inputs, valid = {}, {}
-        for m in self._present[k] if modalities is None else modalities:
-            x = np.zeros((w, self.token_width(m)), np.float32)
-            ok = np.zeros(w, bool)
-            if m in self._scaling[k]:
-                ok[:length] = valid_rows[:, MODALITIES.index(m)]
-                spe = samples_per_epoch(m) if self.raw else 0
-                if self.raw:
-                    rows = self.signal(k, m)[start:stop]  # reads only this window's rows
-                    x[:length, :spe] = apply_scaling(rows, *self._scaling[k][m], ok[:length])
-                if self.features:
-                    x[:length, spe:] = self._window_features(k, m, start, stop, crop, ok[:length])
-                ok &= keep
-                x[~keep] = 0.0
-            inputs[m], valid[m] = x, ok
-        if crop is not None and crop[0] > 0:  # a crop starts the window, as a short recording would
-            shift = -crop[0]
-            stages, pad_valid = np.roll(stages, shift), np.roll(pad_valid, shift)
-            inputs = {m: np.roll(v, shift, axis=0) for m, v in inputs.items()}
-            valid = {m: np.roll(v, shift) for m, v in valid.items()}
-        inputs = {m: torch.from_numpy(v) for m, v in inputs.items()}
-        valid = {m: torch.from_numpy(v) for m, v in valid.items()}
+        return self._item(index, modalities, None)
+
+    def _item(self, index: int, modalities: tuple[str, ...] | None, draw: int | None) -> dict:
+        k, index = self._locate(index)
+        mods = self._present[k] if modalities is None else tuple(modalities)
+        w = self.window_epochs
+        inputs = {m: _RECYCLER.tensor((w, self.token_width(m)), np.float32) for m in mods}
+        valid = {m: torch.from_numpy(np.empty(w, bool)) for m in mods}
+        pad_valid, stages = np.empty(w, bool), np.empty(w, np.int64)
+        self._fill(index, k, mods, [v.numpy() for v in inputs.values()], [v.numpy() for v in valid.values()],
+                   pad_valid, stages, draw)  # fmt: skip
         return {
             "inputs": inputs,
             "valid": valid,
@@ -329,6 +487,81 @@ class WindowDataset(Dataset):
             "night_index": k,
             "index": index,
         }
+
+    def _pair_batch(self, keys: list) -> dict:
+        """The :func:`collate_pair` batch of ``keys`` (one pair), each window read into its row."""
+        a, b = keys[0][1], keys[0][2]
+        n, w = len(keys), self.window_epochs
+        xa = _new_tensor((n, w, self.token_width(a)), np.float32)
+        xb = _new_tensor((n, w, self.token_width(b)), np.float32)
+        valid_a, valid_b = _new_tensor((n, w), np.bool_), _new_tensor((n, w), np.bool_)
+        pad, stages = _new_tensor((n, w), np.bool_), _new_tensor((n, w), np.int64)
+        meta = {"age": np.empty(n, np.float32), "sex": np.empty(n, np.int64), "site": np.empty(n, np.int64),
+                "night_index": np.empty(n, np.int64), "index": np.empty(n, np.int64)}  # fmt: skip
+        arrays = [t.numpy() for t in (xa, xb, valid_a, valid_b, pad, stages)]
+        for j, key in enumerate(keys):
+            k, index = self._locate(int(key[0]))
+            draw = key[3] if len(key) > 3 else None
+            self._fill(index, k, (a, b), [arrays[0][j], arrays[1][j]], [arrays[2][j], arrays[3][j]],
+                       arrays[4][j], arrays[5][j], draw)  # fmt: skip
+            meta["age"][j], meta["sex"][j], meta["site"][j] = self._age[k], self._sex[k], self._site[k]
+            meta["night_index"][j], meta["index"][j] = k, index
+        return {
+            "pair": (a, b),
+            "a": xa,
+            "b": xb,
+            "valid": pad & valid_a & valid_b,
+            "valid_a": valid_a,
+            "valid_b": valid_b,
+            "pad_valid": pad,
+            "stages": stages,
+            **{name: torch.from_numpy(v) for name, v in meta.items()},
+        }
+
+    def _locate(self, index: int) -> tuple[int, int]:
+        """(night, window) of a window index, negative indices counted from the end."""
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"window {index} out of range for {len(self)} windows")
+        index %= len(self)
+        return int(self._night[index]), index
+
+    def _fill(self, index: int, k: int, mods: Sequence[str], xs: list[np.ndarray], oks: list[np.ndarray],
+              pad_valid: np.ndarray, stages: np.ndarray, draw: int | None) -> None:  # fmt: skip
+        """Write window ``index`` (of night ``k``) into the given arrays; every element is written.
+
+        ``xs[i]`` ``(window_epochs, token_width)`` float32 and ``oks[i]`` ``(window_epochs,)`` bool
+        receive modality ``mods[i]``; ``pad_valid`` bool and ``stages`` int64 ``(window_epochs,)``.
+        """
+        start, length = int(self._start[index]), int(self._length[index])
+        stop, w = start + length, self.window_epochs
+        crop = self._crop(index, length, draw)
+        keep = np.zeros(w, bool)  # epochs of the window the item shows (the rest is padding)
+        keep[slice(*crop) if crop else slice(0, length)] = True
+        valid_rows = self._rows(k, "valid", start, stop)
+        stages[:length] = self._rows(k, "stages", start, stop)
+        stages[length:] = -1
+        stages[~keep] = -1
+        pad_valid[:] = keep
+        for m, x, ok in zip(mods, xs, oks, strict=True):
+            ok[:] = False
+            if m not in self._scaling[k]:
+                x[:] = 0.0
+                continue
+            ok[:length] = valid_rows[:, MODALITIES.index(m)]
+            spe = samples_per_epoch(m) if self.raw else 0
+            if self.raw:
+                _scale_into(x[:length, :spe], self._rows(k, m, start, stop), *self._scaling[k][m], ok[:length])
+            if self.features:
+                x[:length, spe:] = self._window_features(k, m, start, stop, crop, ok[:length])
+            x[length:] = 0.0
+            ok &= keep
+            x[~keep] = 0.0
+        if crop is not None and crop[0] > 0:  # a crop starts the window, as a short recording would
+            shift = -crop[0]
+            for arr in (stages, pad_valid, *oks):
+                arr[:] = np.roll(arr, shift)
+            for x in xs:
+                x[:] = np.roll(x, shift, axis=0)
 
 
 PAIR_WEIGHTINGS = ("windows", "balanced", "sqrt")
@@ -471,8 +704,11 @@ class PairFirstBatchSampler(Sampler[list[PairIndex]]):
                 yield [PairIndex(int(i), a, b) for i in idx]
 
 
-def collate_pair(items: list[dict]) -> dict:
+def collate_pair(items: list[dict] | PairBatch) -> dict:
     """Stack dataset items fetched with :class:`PairIndex` keys into one contrastive batch.
+
+    A :class:`PairBatch` (the DataLoader's batched fetch, :meth:`WindowDataset.__getitems__`) is
+    already that batch and comes back as it is.
 
     Returns
     -------
@@ -483,6 +719,8 @@ def collate_pair(items: list[dict]) -> dict:
         ``(N, T)``; ``"age"``: FloatTensor ``(N,)`` (NaN unknown); ``"sex"``, ``"site"``,
         ``"night_index"``, ``"index"``: LongTensor ``(N,)``.
     """
+    if isinstance(items, PairBatch):
+        return items.batch
     if not items:
         raise ValueError("empty batch")
     pair = items[0].get("pair")
@@ -509,19 +747,55 @@ def collate_pair(items: list[dict]) -> dict:
     }
 
 
+class _CountedDraws(Sampler[list[_DrawnIndex]]):
+    """The batches of a pair sampler, each key told how often its window was drawn before.
+
+    Counted here, in the loading process, in the order the batches are drawn: a window's crops
+    are then the same with any number of worker processes, persistent or not, as with none.
+    """
+
+    def __init__(self, sampler: PairFirstBatchSampler, dataset: WindowDataset):
+        self.sampler, self.dataset = sampler, dataset
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):
+        n = len(self.dataset)
+        for batch in self.sampler:
+            yield [_DrawnIndex(int(k[0]), k[1], k[2], self.dataset._next_draw(int(k[0]) % n)) for k in batch]
+
+
 def make_loader(
     dataset: WindowDataset,
     sampler: PairFirstBatchSampler,
     num_workers: int = 0,
     *,
     pin_memory: bool = False,
+    prefetch_factor: int | None = None,
+    persistent_workers: bool = True,
 ) -> DataLoader:
-    """A DataLoader whose batches are :func:`collate_pair` dicts, one modality pair per batch."""
+    """A DataLoader whose batches are :func:`collate_pair` dicts, one modality pair per batch.
+
+    Each batch is read straight into its tensors (:meth:`WindowDataset.__getitems__`). With
+    ``num_workers > 0`` the workers live as long as the loader (``persistent_workers``: not
+    restarted every epoch, their per-night feature caches kept) and each keeps
+    ``prefetch_factor`` batches ready (torch's default, 2, when None). ``pin_memory`` (use it for
+    CUDA) pins every batch so that ``tensor.to(device, non_blocking=True)`` copies asynchronously.
+    The batches are the same whatever the number of workers (crops included).
+    """
+    if dataset.feature_crops:
+        sampler = _CountedDraws(sampler, dataset)
+    extra = {}
+    if num_workers > 0:
+        extra["persistent_workers"] = bool(persistent_workers)
+        if prefetch_factor is not None:
+            extra["prefetch_factor"] = int(prefetch_factor)
     return DataLoader(
         dataset,
         batch_sampler=sampler,
         collate_fn=collate_pair,
         num_workers=num_workers,
         pin_memory=pin_memory,
-        persistent_workers=False,
+        **extra,
     )
