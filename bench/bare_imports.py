@@ -1,18 +1,12 @@
 """Let the training and inference code import on a bare GPU machine (torch, numpy, scipy, pandas, pyarrow, safetensors only).
 
-Some package ``__init__`` files of ``s2v_core`` import readers the GPU benchmarks never call, and
-those import packages a bare machine lacks (issue 15, as of this writing)::
-
-    s2v_core/cohort/__init__.py:11 -> cohort/cluster.py:44    from tqdm.auto import tqdm
-    s2v_core/cohort/__init__.py:14 -> cohort/prepare.py:29    from tqdm.auto import tqdm
-    s2v_core/io/__init__.py:8      -> io/edf.py:43            import pyedflib
-    s2v_core/io/__init__.py:10     -> io/hypnogram/formats.py:27-30  pyedflib, defusedxml
-
-(``train/windows.py`` imports ``cohort.store``, which runs ``cohort/__init__``; ``model/checkpoint.py``
-imports ``io.atomic``, which runs ``io/__init__``.) :func:`stub_missing` puts a stand-in module
-in place of each of these packages that is NOT installed; using anything from a stand-in raises
-ImportError, so a benchmark that really needs the package still fails loudly. Installed packages
-are never touched, and nothing else is stubbed: a new blocking import shows up as an ImportError.
+``s2v_core/io/__init__.py`` and ``s2v_core/cohort/__init__.py`` load their names lazily, so the
+training path no longer imports tqdm, pyedflib or defusedxml
+(``tests/test_architecture.py::test_training_imports_need_no_reader_or_preparation_packages``).
+:func:`stub_missing` stays as a safety net for the benchmarks: it puts a stand-in module in place of
+each of these packages that is NOT installed; using anything from a stand-in raises ImportError, so
+a benchmark that really needs the package still fails loudly. Installed packages are never touched,
+and nothing else is stubbed: a new blocking import shows up as an ImportError.
 
 :func:`hide` makes packages unimportable, to rehearse the bare machine on a full one
 (``S2V_BENCH_BARE=1``, used by ``tests/test_bench_gpu.py``).

@@ -264,6 +264,9 @@ def test_public_modules_declare_all_and_it_is_complete(name):
             defined |= {t.id for t in targets if isinstance(t, ast.Name)}
         elif isinstance(node, ast.ImportFrom):
             defined |= {a.asname or a.name for a in node.names}
+        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict)
+                and any(isinstance(t, ast.Name) and t.id == "_WHERE" for t in node.targets)):
+            defined |= {ast.literal_eval(k) for k in node.value.keys}  # a lazy package: name -> its module
     if name != "s2v_core":  # the API package exports lazily; test_the_public_api_resolves checks it
         assert declared <= defined, f"{name}: __all__ names what it does not define: {declared - defined}"
     missing = _public_names(tree) - declared
@@ -322,3 +325,25 @@ def test_the_public_api_resolves():
         assert getattr(s2v_core, name) is not None, name
     with pytest.raises(AttributeError):
         s2v_core.no_such_name  # noqa: B018
+
+
+@pytest.mark.parametrize("package", ["s2v_core.io", "s2v_core.cohort"])
+def test_lazy_packages_resolve_every_name_from_its_module(package):
+    import importlib
+
+    mod = importlib.import_module(package)
+    for name, where in mod._WHERE.items():
+        assert name in mod.__all__
+        assert getattr(mod, name) is getattr(importlib.import_module(where), name)
+    with pytest.raises(AttributeError):
+        getattr(mod, "no_such_name")
+
+
+def test_training_imports_need_no_reader_or_preparation_packages():
+    """What a bare GPU machine lacks (tqdm, pyedflib, defusedxml) is not needed to train from a store."""
+    import subprocess
+
+    code = ("import sys\nfor m in ('tqdm', 'pyedflib', 'defusedxml'):\n    sys.modules[m] = None\n"
+            "import s2v_core.train.pretrain, s2v_core.train.windows, s2v_core.model.checkpoint\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -8,11 +8,32 @@
 * :mod:`.nsrr`: NSRR download layouts (SHHS, MESA, MrOS, CFS, WSC).
 """
 
-from s2v_core.cohort.cluster import ClusterSpec
-from s2v_core.cohort.embed import embed_sources, embed_store
-from s2v_core.cohort.prepare import prepare_store
-from s2v_core.cohort.sources import NightSource, discover_rows, night_sources
-from s2v_core.cohort.store import SPLITS, CohortStore, StoreEntry
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names, for type checkers; at run time they load on first use
+    from s2v_core.cohort.cluster import ClusterSpec
+    from s2v_core.cohort.embed import embed_sources, embed_store
+    from s2v_core.cohort.prepare import prepare_store
+    from s2v_core.cohort.sources import NightSource, discover_rows, night_sources
+    from s2v_core.cohort.store import SPLITS, CohortStore, StoreEntry
+
+_WHERE = {
+    "ClusterSpec": "s2v_core.cohort.cluster",
+    "embed_sources": "s2v_core.cohort.embed",
+    "embed_store": "s2v_core.cohort.embed",
+    "prepare_store": "s2v_core.cohort.prepare",
+    "NightSource": "s2v_core.cohort.sources",
+    "discover_rows": "s2v_core.cohort.sources",
+    "night_sources": "s2v_core.cohort.sources",
+    "SPLITS": "s2v_core.cohort.store",
+    "CohortStore": "s2v_core.cohort.store",
+    "StoreEntry": "s2v_core.cohort.store",
+}
+"""Where each public name is defined. Loaded on first use, so that reading a store for training
+does not import preparation, Dask or tqdm."""
 
 __all__ = [
     "SPLITS",
@@ -26,3 +47,15 @@ __all__ = [
     "night_sources",
     "prepare_store",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
