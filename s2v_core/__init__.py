@@ -12,6 +12,9 @@ model is needed. Nothing here imports Streamlit. The README's "Python API" secti
 * ``stage(night)`` -> :class:`StagingResult`; ``embed(night)`` -> :class:`EmbeddingResult`;
   ``evaluate(result, reference=None)`` -> :class:`AgreementResult`; each with ``to_frame()`` and
   ``to_yasa()`` (:mod:`s2v_core.evaluation.results`).
+* ``StagingResult.compare(("yasa", "sleepecg"))`` -> :class:`PeerComparison` (the peers on the
+  same epochs, every pair's kappa); ``predict_subsets(model, night, subsets)`` (each modality
+  encoded once); ``site_probe(embedding_table, by="site")``; ``bids_events(prediction, night)``.
 * Lower level: ``predict_night(model, night, modalities)`` -> :class:`Prediction`,
   ``embed_night``, ``staging_metrics``, ``read_hypnogram``; cohorts: ``night_sources``,
   ``CohortStore``, ``evaluate_cohort``.
@@ -38,10 +41,13 @@ __all__ = [
     "EmbeddingResult",
     "Night",
     "NightMeta",
+    "PeerComparison",
     "Prediction",
     "S2VError",
     "StagingResult",
     "__version__",
+    "bids_events",
+    "compare_with_peers",
     "default_model_dir",
     "embed",
     "embed_night",
@@ -53,7 +59,9 @@ __all__ = [
     "load_wfdb_night",
     "night_sources",
     "predict_night",
+    "predict_subsets",
     "read_hypnogram",
+    "site_probe",
     "stage",
     "staging_metrics",
 ]
@@ -66,6 +74,11 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {  # name -> module, or (module, na
     "EmbeddingResult": _RESULTS,
     "Night": "s2v_core.night",
     "NightMeta": "s2v_core.night",
+    "PeerComparison": "s2v_core.evaluation.peers",
+    "bids_events": "s2v_core.views.exports",  # (TSV text, sidecar dict) of a Prediction
+    "compare_with_peers": "s2v_core.evaluation.peers",
+    "predict_subsets": "s2v_core.inference.subsets",  # many modality subsets, each modality encoded once
+    "site_probe": ("s2v_core.evaluation.shortcut", "table_site_score"),  # on an s2v embed table
     "Prediction": "s2v_core.inference.predict",
     "S2VError": "s2v_core.errors",
     "StagingResult": _RESULTS,

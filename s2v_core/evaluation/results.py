@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from s2v_core.errors import S2VError
+from s2v_core.evaluation.peers import PeerComparison, compare_with_peers, parse_peers
 from s2v_core.evaluation.sleep_stats import compare_sleep_statistics
 from s2v_core.evaluation.staging import StagingMetrics, check_stages, staging_metrics
 from s2v_core.inference.embed import EMB_PREFIX, pool_epochs
@@ -249,6 +250,19 @@ class StagingResult:
     def evaluate(self, reference: Any = None, **kwargs: Any) -> AgreementResult:
         """:func:`evaluate` this staging (against the night's own stages by default)."""
         return evaluate(self, reference, **kwargs)
+
+    def compare(self, peers: Any = ("yasa", "sleepecg"), path: str | Path | None = None) -> PeerComparison:
+        """Stage the same night with YASA and/or sleepecg and score every pair of stagers.
+
+        Each peer runs only where it applies (YASA on EEG at >= 80 Hz, sleepecg on heartbeats);
+        a peer that does not apply is in the result with the reason. ``path``: the recording the
+        night was read from, so that YASA reads the EEG at the file's own rate (default: the
+        night's 128-Hz copies). Returns :class:`s2v_core.evaluation.peers.PeerComparison`
+        (``.pairs``: kappa, accuracy and epochs of every pair; ``.peers``: each peer's stages).
+        """
+        names = parse_peers(peers) if isinstance(peers, str) else tuple(peers)
+        return compare_with_peers(self.night, self.stages, names, ours_3class=self.prediction.merged_as_five(3),
+                                  path=path)  # fmt: skip
 
 
 @dataclass
