@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 
 from s2v_core.modalities import check_modality
+from s2v_core.signals import _quantiles
 
 __all__ = [
     "CLIP_TOLERANCE",
@@ -49,8 +51,12 @@ def _row_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     finite = np.isfinite(x)
     count = finite.sum(axis=1)
     safe = np.maximum(count, 1)
-    mean = np.where(finite, x, 0.0).sum(axis=1) / safe
-    dev = np.where(finite, x - mean[:, None], 0.0)
+    if count.sum() == x.size:  # nothing to mask out: the same sums without the np.where copies
+        mean = x.sum(axis=1) / safe
+        dev = x - mean[:, None]
+    else:
+        mean = np.where(finite, x, 0.0).sum(axis=1) / safe
+        dev = np.where(finite, x - mean[:, None], 0.0)
     std = np.sqrt((dev**2).sum(axis=1) / safe)
     return count, mean, std
 
@@ -82,18 +88,23 @@ def epoch_quality(
         True where the epoch is usable.
     """
     check_modality(modality)
-    x = np.asarray(x_epochs, dtype=np.float64)
+    x = np.asarray(x_epochs)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
+    # float32 epochs are not copied to float64 as a whole: every per-row statistic below is
+    # computed in float64 on blocks of rows (the same numbers, in cache), the percentiles from
+    # the float32 values (the same order statistics)
     if x.ndim != 2:
         raise ValueError(f"x_epochs must be (n_epochs, samples_per_epoch), got shape {x.shape}")
     if x.shape[0] == 0:
         return np.zeros(0, dtype=bool)
-    count, mean, std = _row_stats(x)
+    count, mean, std = _blocked_row_stats(x)
     usable = count > 0
     usable &= (1.0 - count / x.shape[1]) <= max_nan_fraction
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows are already excluded
         if modality == "spo2":
-            med = np.nanmedian(x, axis=1)
+            med = np.nanmedian(x.astype(np.float64, copy=False), axis=1)
             lo, hi = SPO2_USABLE_RANGE
             return usable & (med >= lo) & (med <= hi)
         flat = (std == 0) | (std <= 1e-6 * np.abs(mean))
@@ -106,25 +117,113 @@ def epoch_quality(
     return usable
 
 
+_BLOCK_ROWS = 64
+"""Rows per float64 block in :func:`epoch_quality` (64 x 30 s at 128 Hz: 2 MiB)."""
+
+
+def _row_blocks(n_rows: int) -> range:
+    return range(0, n_rows, _BLOCK_ROWS)
+
+
+def _blocked_row_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_row_stats` of ``x`` in float64, a block of rows at a time (the same numbers per row)."""
+    blocks = (x[i : i + _BLOCK_ROWS].astype(np.float64, copy=False) for i in _row_blocks(len(x)))
+    parts = [_row_stats(b) for b in blocks]
+    count, mean, std = (np.concatenate(p) for p in zip(*parts, strict=True))
+    return count, mean, std
+
+
 def _clipped(x: np.ndarray) -> np.ndarray:
-    """Rows where more than half the finite samples sit on the 1st or 99th percentile level."""
+    """Rows where more than half the finite samples sit on the 1st or 99th percentile level.
+
+    ``x`` is float32 or float64; the levels and distances are those of ``x`` in float64.
+    """
     finite = np.isfinite(x)
     whole = finite.all(axis=1)
     q_lo, q_hi = np.full(len(x), np.nan), np.full(len(x), np.nan)
-    # np.percentile is vectorised over rows; nanpercentile loops over them in Python, so it is
-    # kept for the rows with gaps (same values on complete rows: both interpolate linearly)
-    if whole.any():
-        q_lo[whole], q_hi[whole] = np.percentile(x[whole], [1, 99], axis=1)
+    # complete rows: np.percentile(x, [1, 99], axis=1) in float64, from the rows' tails only;
+    # rows with gaps keep np.nanpercentile (it loops over rows in Python; same values on
+    # complete rows: both interpolate linearly)
+    if whole.all():
+        q_lo, q_hi = _quantiles.row_percentiles(x, [1, 99])
+    elif whole.any():
+        q_lo[whole], q_hi[whole] = _quantiles.row_percentiles(x[whole], [1, 99])
     if not whole.all():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            q_lo[~whole], q_hi[~whole] = np.nanpercentile(x[~whole], [1, 99], axis=1)
+            q_lo[~whole], q_hi[~whole] = np.nanpercentile(
+                x[~whole].astype(np.float64, copy=False), [1, 99], axis=1
+            )
     tol = CLIP_TOLERANCE * (q_hi - q_lo)
-    near = finite & (
-        (np.abs(x - q_lo[:, None]) <= tol[:, None]) | (np.abs(x - q_hi[:, None]) <= tol[:, None])
-    )
+    near = np.zeros(len(x), dtype=np.intp)
+    exact = np.ones(len(x), dtype=bool)  # rows counted below in float64
+    if x.dtype == np.float32:
+        # |x - q| <= tol (in float64) holds for the float32 values of an interval: count those in
+        # float32, without converting the epochs
+        lo_a, lo_b, lo_ok = _float32_interval(q_lo, tol)
+        hi_a, hi_b, hi_ok = _float32_interval(q_hi, tol)
+        fast = lo_ok & hi_ok
+        if fast.any():
+            xf = x[fast] if not fast.all() else x
+            on = (xf >= lo_a[fast, None]) & (xf <= lo_b[fast, None])
+            on |= (xf >= hi_a[fast, None]) & (xf <= hi_b[fast, None])
+            near[fast] = np.count_nonzero(on, axis=1)
+        exact = ~fast
+    for i in _row_blocks(len(x)):
+        rows = np.arange(i, min(i + _BLOCK_ROWS, len(x)))[exact[i : i + _BLOCK_ROWS]]
+        if rows.size == 0:
+            continue
+        xb, tb = x[rows].astype(np.float64, copy=False), tol[rows, None]
+        lo, hi = q_lo[rows, None], q_hi[rows, None]
+        near[rows] = (finite[rows] & ((np.abs(xb - lo) <= tb) | (np.abs(xb - hi) <= tb))).sum(axis=1)
     count = np.maximum(finite.sum(axis=1), 1)
-    return (near.sum(axis=1) / count > 0.5) & (q_hi > q_lo)
+    return (near / count > 0.5) & (q_hi > q_lo)
+
+
+def _float32_interval(q: np.ndarray, tol: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row, the float32 ``v`` with ``abs(float64(v) - q) <= tol``: ``[a, b]`` (empty if a > b).
+
+    ``float64(v) - q`` rounds monotonically in ``v``, so the values form an interval; its ends
+    start at ``q -+ tol`` rounded to float32 and move by single float32 steps until they are the
+    exact ends. ``ok`` is False where that does not settle (or ``q``/``tol`` are not finite): those
+    rows are counted in float64.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        ok = np.isfinite(q) & np.isfinite(tol)
+        q, tol = np.where(ok, q, 0.0), np.where(ok, tol, 0.0)
+        a, b = (q - tol).astype(np.float32), (q + tol).astype(np.float32)
+        ok &= np.isfinite(a) & np.isfinite(b)
+        up, down = np.float32(np.inf), np.float32(-np.inf)
+
+        def above(v: np.ndarray) -> np.ndarray:
+            return (v.astype(np.float64) - q) >= -tol
+
+        def below(v: np.ndarray) -> np.ndarray:
+            return (v.astype(np.float64) - q) <= tol
+
+        a = _settle(a, above, up, down, ok)
+        b = _settle(b, below, down, up, ok)
+    return a, b, ok
+
+
+def _settle(
+    v: np.ndarray, inside: Callable, inward: np.float32, outward: np.float32, ok: np.ndarray
+) -> np.ndarray:
+    """Move ``v`` to the outermost float32 where ``inside`` holds (``ok`` cleared if it does not settle)."""
+    for _ in range(8):  # inward until inside
+        move = ~inside(v)
+        if not move.any():
+            break
+        v = np.where(move, np.nextafter(v, inward), v)
+    ok &= inside(v)
+    for _ in range(8):  # outward while still inside
+        step = np.nextafter(v, outward)
+        move = inside(step) & np.isfinite(step)
+        if not move.any():
+            break
+        v = np.where(move, step, v)
+    ok &= ~(inside(np.nextafter(v, outward)) & np.isfinite(np.nextafter(v, outward)))
+    return v
 
 
 def _unit_hint(value: float, lo: float, hi: float, typical: float) -> str:
@@ -172,13 +271,14 @@ def plausibility_warnings(modality: str, x: np.ndarray) -> list[str]:
     # float32 is the canonical signals' own type: no float64 copy of a whole night for a warning
     x = np.asarray(x, dtype=np.float32).ravel()
     out: list[str] = []
-    values = x[np.isfinite(x)]
+    finite = np.isfinite(x)
+    values = x if finite.all() else x[finite]  # never modified below
     if values.size == 0:
         return [f"{name}: no finite samples (all missing)"]
     nan_fraction = 1.0 - values.size / x.size
     if nan_fraction > _NAN_WARN_FRACTION:
         out.append(f"{name}: {nan_fraction:.0%} of samples are missing (NaN)")
-    median = float(np.median(values))
+    median = float(_quantiles.median(values))  # = np.median, without partitioning a full copy
     std = float(values.std())
     flat = std == 0 or std <= 1e-9 * abs(median)
     if modality == "spo2":
@@ -191,9 +291,9 @@ def plausibility_warnings(modality: str, x: np.ndarray) -> list[str]:
         lo, hi, typical = _AMPLITUDE_RANGE_UV[modality]
         deviation = np.abs(values - median)
         if modality == "ecg":
-            amp, what = float(np.percentile(deviation, 99.5)), "R-peak amplitude"
+            amp, what = float(_quantiles.percentile(deviation, 99.5)), "R-peak amplitude"
         else:
-            amp, what = float(np.median(deviation)), "median absolute amplitude"
+            amp, what = float(_quantiles.median(deviation)), "median absolute amplitude"
         if not lo <= amp <= hi:
             out.append(
                 f"{name}: {what} {amp:.3g} uV is outside the plausible {lo:g}-{hi:g} uV; "

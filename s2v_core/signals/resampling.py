@@ -11,6 +11,7 @@ from scipy.ndimage import maximum_filter1d
 
 from s2v_core.limits.bounds import MAX_RECORDING_S
 from s2v_core.modalities import EPOCH_SECONDS
+from s2v_core.signals import _quantiles
 from s2v_core.signals._nan import fill_nan_linear
 
 __all__ = [
@@ -223,11 +224,14 @@ def robust_scale(x: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.nda
         if valid.shape != x.shape:
             raise ValueError(f"valid mask shape {valid.shape} does not match signal {x.shape}")
         use &= valid
-    values = x[use].astype(np.float64)
+    values = x[use]
     if values.size == 0:
         log.debug("robust_scale: no valid samples; returning the signal unscaled")
         return x.astype(np.float32, copy=True), 0.0, 0.0
-    q25, median, q75 = np.percentile(values, [25, 50, 75])
+    if values.dtype in (np.float32, np.float64):  # exact in float64: no float64 copy of the night
+        q25, median, q75 = _quantiles.percentile(values, [25, 50, 75], np.float64)
+    else:
+        q25, median, q75 = np.percentile(values.astype(np.float64), [25, 50, 75])
     iqr = float(q75 - q25)
     if iqr <= 1e-12 * max(1.0, abs(float(median))):  # numerically zero: do not blow up
         iqr = 0.0
