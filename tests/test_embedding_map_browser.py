@@ -7,82 +7,17 @@ site-shortcut probe must appear. The screenshot goes to $S2V_SCREENSHOTS (defaul
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
+# the server, browser and label helper of the other end-to-end tests (pytest picks up imported fixtures)
+from tests.test_e2e_browser import _click_label, driver, pytestmark, server  # noqa: F401
 from tests.test_embedding_map_own import nights_table
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
-pytestmark = pytest.mark.skipif(
-    not (Path(CHROMIUM).exists() and Path(DRIVER).exists()), reason="Debian chromium/chromium-driver not installed"
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    pytest.importorskip("selenium")
-    cache = tmp_path_factory.mktemp("cache")
-    port = _free_port()
-    env = {**os.environ, "S2V_CACHE": str(cache)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-    )
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not start")
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-@pytest.fixture(scope="module")
-def driver():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from screenshots import make_driver
-
-    d = make_driver(1400, 1500)
-    yield d
-    d.quit()
-
-
-def _click_label(driver, text: str) -> None:
-    from selenium.webdriver.common.by import By
-
-    for el in driver.find_elements(By.CSS_SELECTOR, "label"):
-        if el.text.strip() == text:
-            el.click()
-            return
-    raise AssertionError(f"no control labelled {text!r}: {[e.text for e in driver.find_elements(By.CSS_SELECTOR, 'label')]}")
-
-
-def _wait_for(driver, text: str, timeout: float = 120.0) -> str:
+def _wait_for(driver, text: str, timeout: float = 120.0) -> str:  # noqa: F811
     from selenium.webdriver.common.by import By
 
     deadline = time.time() + timeout
@@ -94,7 +29,7 @@ def _wait_for(driver, text: str, timeout: float = 120.0) -> str:
     raise AssertionError(f"{text!r} never appeared; the page shows: {body[-1500:]}")
 
 
-def test_upload_an_embed_parquet_and_see_the_map_and_the_probe(server, driver, tmp_path):
+def test_upload_an_embed_parquet_and_see_the_map_and_the_probe(server, driver, tmp_path):  # noqa: F811
     from screenshots import wait_idle
     from selenium.webdriver.common.by import By
 
