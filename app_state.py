@@ -224,10 +224,6 @@ def _night_from_upload(names: tuple[str, ...], digests: tuple[str, ...], hyp_nam
         return with_hypnogram(night, hyp_path, allow_mismatch=True), labels
 
 
-def _labels_of(path: Path) -> tuple[str, ...]:
-    return recording_labels(path)
-
-
 def selected_night() -> LoadedNight | None:
     """The night chosen on the Night page (the 8-h sample night by default)."""
     source = st.session_state.get(K_SOURCE, SOURCES[0])
@@ -252,7 +248,7 @@ def selected_night() -> LoadedNight | None:
         psg, hyp = shipped_night()
     key = _file_key(psg)
     night = _night_from_path(str(psg), str(hyp) if hyp else None, mapping, key)
-    return LoadedNight(night, f"{key}:{mapping}", _labels_of(psg), str(psg))
+    return LoadedNight(night, f"{key}:{mapping}", recording_labels(psg), str(psg))
 
 
 def active_modalities(night: Night) -> tuple[str, ...]:

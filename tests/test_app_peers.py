@@ -36,7 +36,7 @@ def test_peers_are_off_until_asked(tiny_model):
     at = _hypnogram_page(tiny_model)
     assert at.toggle(key="peers_on").value is False
     assert any("Switch on to stage this night with YASA" in c.value for c in at.caption)
-    assert not any("yasa" in str(d.value.get("peer", "")).lower() for d in at.dataframe if hasattr(d.value, "get"))
+    assert not any("status" in d.value.columns or "stagers" in d.value.columns for d in at.dataframe)
 
 
 def test_yasa_on_the_excerpt_and_a_plain_refusal(tiny_model, monkeypatch):
