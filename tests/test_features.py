@@ -162,4 +162,5 @@ def test_the_cli_tokenizer_choices_use_the_library_feature_version():
 
     assert TOKENIZERS["raw"].get("features", 0) == 0
     assert TOKENIZERS["features"]["features"] == TOKENIZERS["raw+features"]["features"] == FEATURE_VERSION
-    assert TOKENIZERS["features-binned"]["features"] == FEATURE_VERSION and TOKENIZERS["features-binned"]["feature_bins"] > 0
+    for name in ("features-binned", "features-mixed"):
+        assert TOKENIZERS[name]["features"] == FEATURE_VERSION and TOKENIZERS[name]["feature_bins"] > 0

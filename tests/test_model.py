@@ -542,3 +542,37 @@ def test_feature_bins_config_checkpoint_and_defaults(tmp_path):
         torch.testing.assert_close(a[m], b[m])
     old = {k: v for k, v in cfg.to_dict().items() if k != "feature_bins"}
     assert ModelConfig.from_dict(old).feature_bins == 0  # checkpoints from before the option
+
+
+def test_binned_modalities_bins_only_the_named_tokenizers(tmp_path):
+    from s2v_core.cli.options import TOKENIZERS
+    from s2v_core.model.checkpoint import load_checkpoint, save_checkpoint
+
+    cfg = get_preset("tiny", **TOKENIZERS["features-mixed"])
+    assert cfg.binned_modalities == ("eeg", "eog")
+    model = Sleep2Vec(cfg, seed=0).eval()
+    binned = {m for m, tok in model.tokenizers.items() if tok.feature_bins is not None}
+    assert binned == {"eeg", "eog"}
+    # the value tokenizers are exactly as wide as in a features-only model
+    values = Sleep2Vec(get_preset("tiny", **TOKENIZERS["features"]), seed=0)
+    for m in ("emg", "ibi", "spo2"):
+        assert sum(p.numel() for p in model.tokenizers[m].parameters()) == sum(
+            p.numel() for p in values.tokenizers[m].parameters()
+        )
+    save_checkpoint(tmp_path / "ck", model, cfg)
+    loaded, lcfg, _ = load_checkpoint(tmp_path / "ck")
+    assert lcfg == cfg and lcfg.binned_modalities == ("eeg", "eog")
+    x = {m: torch.randn(2, 4, cfg.token_width(m)) for m in ("eeg", "ibi")}
+    valid = torch.ones(2, 4, dtype=torch.bool)
+    a, b = model.encode(x, valid), loaded.encode(x, valid)
+    for m in a:
+        torch.testing.assert_close(a[m], b[m])
+    # canonical order, no repeats, only the model's modalities, and only with bins
+    assert get_preset("tiny", **{**TOKENIZERS["features-mixed"], "binned_modalities": ["eog", "eeg"]}).binned_modalities == ("eeg", "eog")
+    with pytest.raises(ConfigError, match="not modalities of this model"):
+        get_preset("tiny", **{**TOKENIZERS["features-mixed"], "modalities": ("ibi",)})
+    with pytest.raises(ConfigError, match="needs feature_bins"):
+        get_preset("tiny", raw_branch=False, features=2, binned_modalities=("eeg",))
+    with pytest.raises(ConfigError, match="repeat"):
+        get_preset("tiny", raw_branch=False, features=2, feature_bins=9, binned_modalities=("eeg", "eeg"))
+    assert get_preset("tiny", raw_branch=False, features=2, feature_bins=9).feature_bins_of("ibi") == 9

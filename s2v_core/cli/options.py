@@ -152,6 +152,7 @@ TOKENIZERS: dict[str, dict] = {
     "raw": {},
     "features": {"raw_branch": False, "features": 2},
     "features-binned": {"raw_branch": False, "features": 2, "feature_bins": 9},
+    "features-mixed": {"raw_branch": False, "features": 2, "feature_bins": 9, "binned_modalities": ("eeg", "eog")},
     "raw+features": {"features": 2},
 }
 """``--tokenizer`` choices -> ModelConfig overrides (``features-binned``: each feature through its one-hot bin, see FeatureBins; a test keeps ``features`` at the library's version)."""
@@ -161,7 +162,7 @@ def add_tokenizer_option(p: argparse.ArgumentParser, default: str | None = "raw"
     """``--tokenizer raw|features|raw+features``: what each modality's tokenizer reads."""
     p.add_argument("--tokenizer", choices=tuple(TOKENIZERS), default=default,
                    help="what the tokenizers read: the raw samples (the paper's), engineered per-night-normalised "
-                        "features (transfer better to real recordings), the same features read through one-hot bins (features-binned: a step function per feature, flat outside the training range), or both (default: %(default)s)")
+                        "features (transfer better to real recordings), the same features read through one-hot bins (features-binned: a step function per feature, flat outside the training range), bins for EEG/EOG and values elsewhere (features-mixed), or both (default: %(default)s)")
 
 
 def model_folder(arg: str | None) -> Path:

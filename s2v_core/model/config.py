@@ -98,6 +98,7 @@ class ModelConfig:
     raw_branch: bool = True  # the paper's raw-sample MLP; False: tokens from engineered features only
     features: int = 0  # 0: none; else the version of s2v_core.signals.features read by the tokenizers
     feature_bins: int = 0  # 0: the feature branch reads the values; k > 0: their one-hot bins between k edges
+    binned_modalities: tuple[str, ...] | None = None  # with feature_bins: the modalities read through bins (None: all)
     use_cls: bool = True  # prepend a learned CLS token to every sequence
     proj_dim: int = 128  # projection-head output width for the contrastive loss
     mask_ratio: float = 0.15  # fraction of valid tokens replaced by the mask vector in pretraining
@@ -131,6 +132,14 @@ class ModelConfig:
             0 <= self.feature_bins <= 64
         ):
             raise ConfigError(f"feature_bins must be an integer in [0, 64], got {self.feature_bins!r}")
+        if self.binned_modalities is not None:
+            binned = _canonical_modalities(self.binned_modalities)
+            outside = [m for m in binned if m not in self.modalities]
+            if outside:
+                raise ConfigError(f"binned_modalities {outside} are not modalities of this model")
+            if not self.feature_bins:
+                raise ConfigError("binned_modalities needs feature_bins > 0")
+            object.__setattr__(self, "binned_modalities", binned)
         if not (self.reads_samples or self.features):
             raise ConfigError("a tokenizer needs raw samples (raw_branch or spectral_bands) or features")
         _check_fraction("dropout", self.dropout)
@@ -155,6 +164,12 @@ class ModelConfig:
         """The tokenizers read the raw samples (raw MLP or band-power branch)."""
         return self.raw_branch or self.spectral_bands > 0
 
+    def feature_bins_of(self, modality: str) -> int:
+        """Bins of ``modality``'s feature branch: 0 when it reads the values (see ``binned_modalities``)."""
+        if not self.features or (self.binned_modalities is not None and modality not in self.binned_modalities):
+            return 0
+        return self.feature_bins
+
     def n_features(self, modality: str) -> int:
         """Engineered features per token of ``modality`` (0 without features)."""
         return n_features(modality) if self.features else 0
@@ -176,6 +191,8 @@ class ModelConfig:
         """JSON-serialisable dict (tuples become lists)."""
         data = dataclasses.asdict(self)
         data["modalities"] = list(self.modalities)
+        if self.binned_modalities is not None:
+            data["binned_modalities"] = list(self.binned_modalities)
         return data
 
     @classmethod

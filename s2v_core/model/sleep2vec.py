@@ -106,7 +106,7 @@ class Sleep2Vec(nn.Module):
                     cfg.spectral_bands,
                     raw_branch=cfg.raw_branch,
                     n_features=cfg.n_features(m),
-                    feature_bins=cfg.feature_bins if cfg.features else 0,
+                    feature_bins=cfg.feature_bins_of(m),
                 )
                 for m in cfg.modalities
             }
