@@ -104,8 +104,10 @@ def pooled(items: list[tuple[str, np.ndarray, np.ndarray]], seed: int = 0) -> di
             "n_epochs": int((ref >= 0).sum())}  # fmt: skip
 
 
-def ours(model, night, modalities, three_class: bool) -> np.ndarray:
+def ours(model, night, modalities, three_class: bool, keep: dict | None = None, key: str = "") -> np.ndarray:
     pred = predict_night(model, night, modalities)
+    if keep is not None:  # per-epoch probabilities, written to probabilities.npz for later analysis
+        keep[key] = pred.probabilities
     return merge_stages(pred.merged_as_five(3), 3) if three_class else pred.stages.astype(np.int64)
 
 
@@ -121,13 +123,13 @@ SCORED = {  # kind -> (modalities, 3-class?)
 }
 
 
-def score_model(model, nights: dict[str, dict]) -> dict[str, np.ndarray]:
+def score_model(model, nights: dict[str, dict], keep: dict | None = None) -> dict[str, np.ndarray]:
     out = {}
     for name, r in nights.items():
         mods, three = SCORED[r["kind"]]
-        out[name] = ours(model, r["night"], mods, three)
+        out[name] = ours(model, r["night"], mods, three, keep, name)
         if r["kind"] == "dreams_psg":
-            out[name + ":eeg"] = ours(model, r["night"], ("eeg",), False)
+            out[name + ":eeg"] = ours(model, r["night"], ("eeg",), False, keep, name + ":eeg")
     return out
 
 
@@ -161,7 +163,7 @@ def sleepecg_predictions(nights: dict[str, dict]) -> dict[str, np.ndarray]:
 
 # --- leave one subject out -------------------------------------------------------------------
 def loso(nights: dict[str, dict], synthetic_store: Path, real_store: Path, synthetic_model: Path,
-         subjects: list[str] | None, work: Path) -> tuple[dict[str, np.ndarray], list[dict]]:  # fmt: skip
+         subjects: list[str] | None, work: Path, keep: dict | None = None) -> tuple[dict[str, np.ndarray], list[dict]]:  # fmt: skip
     all_subjects = sorted({r["subject"] for r in nights.values()})
     preds, folds = {}, []
     for k, subject in enumerate(subjects or all_subjects):
@@ -169,7 +171,7 @@ def loso(nights: dict[str, dict], synthetic_store: Path, real_store: Path, synth
         res = adapt_to_real(synthetic_store, real_store, work / f"fold{k}", synthetic_model, drop_subjects=[subject])
         model, _, _ = load_classifier(res.checkpoint)
         mine = {n: r for n, r in nights.items() if r["subject"] == subject}
-        preds.update(score_model(model, mine))
+        preds.update(score_model(model, mine, keep))
         folds.append({"subject": subject, "nights": ",".join(mine), "seconds": round(time.perf_counter() - t, 1)})
         print(f"  fold {k + 1}/{len(subjects or all_subjects)}: {subject} held out ({folds[-1]['seconds']:.0f} s)", flush=True)
     return preds, folds
@@ -267,12 +269,13 @@ def main() -> int:
     preds["sleepecg"] = sleepecg_predictions(nights)
     peer_s = time.perf_counter() - t
     synthetic_model, _, _ = load_classifier(args.synthetic_model)
-    preds["ours zero-shot"] = score_model(synthetic_model, nights)
+    probabilities: dict[str, dict[str, np.ndarray]] = {"ours zero-shot": {}, "ours LOSO": {}}
+    preds["ours zero-shot"] = score_model(synthetic_model, nights, probabilities["ours zero-shot"])
     print("leave-one-subject-out adaptation:")
     with tempfile.TemporaryDirectory(prefix="bench-real-") as tmp:
         preds["ours LOSO"], folds = loso(nights, synthetic_store, real_store, args.synthetic_model,
                                          None if args.subjects is None else sorted({r['subject'] for r in nights.values()})[: args.subjects],
-                                         Path(tmp))  # fmt: skip
+                                         Path(tmp), probabilities["ours LOSO"])  # fmt: skip
     results = collect(nights, preds)
     table = per_recording(nights, preds)
     print("\npooled kappa [95% CI over subjects]:")
@@ -299,6 +302,8 @@ def main() -> int:
         indent=1, default=float) + "\n")  # fmt: skip
     table.to_csv(args.out / "per_recording.csv", index=False)
     synth.to_csv(args.out / "synthetic_held_out.csv")
+    np.savez_compressed(args.out / "probabilities.npz",
+                        **{f"{method}|{name}": p for method, d in probabilities.items() for name, p in d.items()})  # fmt: skip
     print(f"\nwrote {args.out} ({time.perf_counter() - t0:.0f} s)")
     return 0
 
