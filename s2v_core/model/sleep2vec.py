@@ -125,7 +125,8 @@ class Sleep2Vec(nn.Module):
         self.projection: nn.Sequential | None = None
         if self.pretraining:
             self.mask_vectors = nn.ParameterDict(
-                {m: nn.Parameter(torch.randn(cfg.d_token) * 0.02) for m in cfg.modalities}
+                # in place, as the CLS token of SharedEncoder (no torch._dynamo import on meta)
+                {m: nn.Parameter(torch.randn(cfg.d_token).mul_(0.02)) for m in cfg.modalities}
             )
             self.projection = nn.Sequential(
                 nn.Linear(cfg.hidden, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, cfg.proj_dim)
