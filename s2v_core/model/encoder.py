@@ -16,6 +16,7 @@ __all__ = [
     "SharedEncoder",
     "apply_rotary",
     "rotary_cos_sin",
+    "small_normal",
 ]
 
 
@@ -59,6 +60,18 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     x1, x2 = x[..., :half], x[..., half:]
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+def small_normal(n: int) -> Tensor:
+    """``randn(n) * 0.02`` (same values for the same seed), or an empty tensor on the meta device.
+
+    A checkpoint is built on the meta device before its weights are loaded. There, ``randn`` goes
+    through a reference implementation that imports ``torch.fx.experimental.symbolic_shapes``
+    (sympy) and the product imports ``torch._dynamo``: about 1 s of every cold ``s2v predict``
+    for values that are overwritten anyway.
+    """
+    out = torch.empty(n)
+    return out if out.is_meta else torch.randn(n).mul_(0.02)
 
 
 class RotarySelfAttention(nn.Module):
@@ -139,10 +152,7 @@ class SharedEncoder(nn.Module):
     ):
         super().__init__()
         self.input_proj = nn.Linear(d_token, hidden)
-        # in-place scaling (same values as ``randn * 0.02``): on the meta device a checkpoint is
-        # built on, the out-of-place product goes through a reference kernel that imports
-        # torch._dynamo, ~0.8 s of every cold ``s2v predict``
-        self.cls = nn.Parameter(torch.randn(hidden).mul_(0.02)) if use_cls else None
+        self.cls = nn.Parameter(small_normal(hidden)) if use_cls else None
         self.layers = nn.ModuleList(
             EncoderLayer(hidden, n_heads, mlp_ratio, dropout) for _ in range(n_layers)
         )

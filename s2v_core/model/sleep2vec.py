@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from s2v_core.model.config import ModelConfig
-from s2v_core.model.encoder import SharedEncoder
+from s2v_core.model.encoder import SharedEncoder, small_normal
 from s2v_core.model.tokenizer import ModalityTokenizer
 
 __all__ = [
@@ -125,8 +125,7 @@ class Sleep2Vec(nn.Module):
         self.projection: nn.Sequential | None = None
         if self.pretraining:
             self.mask_vectors = nn.ParameterDict(
-                # in place, as the CLS token of SharedEncoder (no torch._dynamo import on meta)
-                {m: nn.Parameter(torch.randn(cfg.d_token).mul_(0.02)) for m in cfg.modalities}
+                {m: nn.Parameter(small_normal(cfg.d_token)) for m in cfg.modalities}
             )
             self.projection = nn.Sequential(
                 nn.Linear(cfg.hidden, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, cfg.proj_dim)
