@@ -327,7 +327,7 @@ def test_the_public_api_resolves():
         s2v_core.no_such_name  # noqa: B018
 
 
-@pytest.mark.parametrize("package", ["s2v_core.io", "s2v_core.cohort"])
+@pytest.mark.parametrize("package", ["s2v_core.io", "s2v_core.cohort", "s2v_core.evaluation"])
 def test_lazy_packages_resolve_every_name_from_its_module(package):
     import importlib
 

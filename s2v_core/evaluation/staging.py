@@ -49,7 +49,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import cohen_kappa_score, f1_score, matthews_corrcoef
 
 from s2v_core.stages import UNSCORED, class_names, merge_stages
 
@@ -262,6 +261,10 @@ def staging_metrics(reference: Any, predicted: Any, *, n_classes: int = 5) -> St
             f"no epoch is scored in both the reference and the prediction "
             f"({n_excluded} epochs, all unscored on at least one side); nothing to compare"
         )
+    # imported here: scikit-learn's metrics take ~0.5 s to import, which a prediction without a
+    # reference hypnogram (and every cold start before it is needed) should not pay
+    from sklearn.metrics import cohen_kappa_score, f1_score, matthews_corrcoef
+
     labels = list(range(n_classes))
     names = class_names(n_classes)
     confusion = _count_pairs(ref, pred, n_classes)
