@@ -330,8 +330,11 @@ def _meta(work: Path, out: Path, store: CohortStore, test: pd.DataFrame, adapted
         "adaptation": adaptation,
         "tokenizer": ("engineered features normalised within the night, plus the scale-free EEG/EOG ones on fixed constants (`s2v_core/signals/features.py`)" if config.features
                       and not config.raw_branch else "raw-sample MLP" + (" plus features" if config.features else ""))
-                     + (f", each feature read through its one-hot bin between {config.feature_bins} edges on [-2, 2] (a learned step"
-                        " function: flat outside the training range instead of extrapolating)" if config.features and config.feature_bins else ""),
+                     + (f", {'each feature' if config.binned_modalities is None else 'the ' + ' and '.join(m.upper() for m in config.binned_modalities) + ' features each'}"
+                        f" read through its one-hot bin between {config.feature_bins} edges on [-2, 2] (a learned step function: flat"
+                        " outside the training range instead of extrapolating)"
+                        + ("" if config.binned_modalities is None else "; the other modalities read the feature values")
+                        if config.features and config.feature_bins else ""),
         "single_summary": ", ".join(
             f"{r['subset']} {r['kappa']:.2f}" for r in test.to_dict("records")
             if r["subset"] in MODALITIES and r.get("kappa") is not None
