@@ -7,8 +7,10 @@
 #    EDF+ files and hypnograms
 # 2. a cohort store (subject-level train/val/test splits) with AUGMENT randomised copies of every
 #    training night (random sampling rate, filters, gain, polarity, mains, artefacts, beat errors, gaps)
-# 3. contrastive pretraining, small preset, tokenizers on engineered per-night-normalised features
-#    (TOKENIZER=raw gives the paper's raw-sample tokenizer), DASH-InfoNCE
+# 3. contrastive pretraining, small preset, tokenizers on engineered per-night-normalised features,
+#    EEG/EOG features through one-hot bins and the other modalities' as values (TOKENIZER=features-mixed;
+#    features: values everywhere, features-binned: bins everywhere, raw: the paper's raw-sample
+#    tokenizer), DASH-InfoNCE
 # 4. the same pretraining with plain InfoNCE (the paper's baseline; same store, seed, schedule)
 # 5. fine-tuning the staging head with modality dropout on the DASH backbone: the synthetic-only
 #    classifier (what the real-data figures call zero-shot)
@@ -30,7 +32,7 @@ W="${1:-.cache/recipe}"
 S2V="${S2V:-.venv/bin/s2v}"
 PY="${PY:-.venv/bin/python}"
 NIGHTS="${NIGHTS:-48}"; HOURS="${HOURS:-3}"; AUGMENT="${AUGMENT:-1}"
-PRE_EPOCHS="${PRE_EPOCHS:-20}"; FT_EPOCHS="${FT_EPOCHS:-10}"; TOKENIZER="${TOKENIZER:-features}"
+PRE_EPOCHS="${PRE_EPOCHS:-20}"; FT_EPOCHS="${FT_EPOCHS:-10}"; TOKENIZER="${TOKENIZER:-features-mixed}"
 mkdir -p "$W"
 # wall-time stamps for the model card (this invocation; steps already done are skipped on a rerun)
 date +%s > "$W/recipe_started"; rm -f "$W/recipe_finished"
