@@ -34,6 +34,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from s2v_core.errors import lazy_exports
+
 __all__ = [
     "AgreementResult",
     "Classifier",
@@ -98,15 +100,11 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {  # name -> module, or (module, na
     "staging_metrics": "s2v_core.evaluation.staging",
 }
 
+# resolved again on every access (not kept in the namespace), as this package always has
+_lazy_getattr, __dir__ = lazy_exports(__name__, _EXPORTS, globals(), cache=False)
+
 
 def __getattr__(name: str) -> Any:
     if name == "__version__":
         return importlib.import_module("s2v_core.shipped").package_version()
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 's2v_core' has no attribute {name!r}")
-    module, attr = _EXPORTS[name] if isinstance(_EXPORTS[name], tuple) else (_EXPORTS[name], name)
-    return getattr(importlib.import_module(module), attr)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return _lazy_getattr(name)

@@ -336,7 +336,7 @@ def test_lazy_packages_resolve_every_name_from_its_module(package):
         assert name in mod.__all__
         assert getattr(mod, name) is getattr(importlib.import_module(where), name)
     with pytest.raises(AttributeError):
-        getattr(mod, "no_such_name")
+        getattr(mod, "no_such_name")  # noqa: B009 (the attribute is looked up to fail)
 
 
 def test_training_imports_need_no_reader_or_preparation_packages():

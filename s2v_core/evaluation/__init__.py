@@ -8,14 +8,38 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from s2v_core.errors import lazy_exports
 
 if TYPE_CHECKING:  # the names, for type checkers; at run time they load on first use
-    from s2v_core.evaluation.robustness import all_subsets, canonical_modalities, modality_importance, subset_label, subset_metrics
-    from s2v_core.evaluation.shortcut import leave_one_site_out, mean_ci_over_seeds, probe_folds, site_probe, summarise_over_seeds
-    from s2v_core.evaluation.sleep_stats import STAT_DEFINITIONS, compare_sleep_statistics, sleep_statistics
-    from s2v_core.evaluation.staging import StagingMetrics, bootstrap_ci, cohort_metrics, confusion_counts, metrics_from_confusion, staging_metrics
+    from s2v_core.evaluation.robustness import (
+        all_subsets,
+        canonical_modalities,
+        modality_importance,
+        subset_label,
+        subset_metrics,
+    )
+    from s2v_core.evaluation.shortcut import (
+        leave_one_site_out,
+        mean_ci_over_seeds,
+        probe_folds,
+        site_probe,
+        summarise_over_seeds,
+    )
+    from s2v_core.evaluation.sleep_stats import (
+        STAT_DEFINITIONS,
+        compare_sleep_statistics,
+        sleep_statistics,
+    )
+    from s2v_core.evaluation.staging import (
+        StagingMetrics,
+        bootstrap_ci,
+        cohort_metrics,
+        confusion_counts,
+        metrics_from_confusion,
+        staging_metrics,
+    )
 
 _WHERE = {
     "all_subsets": "s2v_core.evaluation.robustness",
@@ -63,14 +87,4 @@ __all__ = [
     "summarise_over_seeds",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        value = getattr(importlib.import_module(_WHERE[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, globals())
