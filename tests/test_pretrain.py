@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import sys
 
 import numpy as np
 import pandas as pd
@@ -22,6 +24,7 @@ from s2v_core.model import Sleep2Vec, get_preset
 from s2v_core.model.checkpoint import load_checkpoint
 from s2v_core.model.config import ConfigError
 from s2v_core.synth.cohort import generate_cohort
+from s2v_core.train import pretrain as train_module
 from s2v_core.train.config import TrainConfig
 from s2v_core.train.pretrain import (
     PairEncoder,
@@ -182,8 +185,9 @@ def test_loss_decreases_when_overfitting_one_batch(store):
         torch.manual_seed(step)
         loss, grad_norm = train_step(net, batch, opt, loss_fn, lr=cfg.lr, grad_clip=1.0,
                                      device=torch.device("cpu"), bf16=False)  # fmt: skip
-        losses.append(loss)
-        assert math.isfinite(grad_norm)
+        assert loss.shape == () and grad_norm.shape == ()  # device tensors: nothing waited
+        losses.append(float(loss))
+        assert math.isfinite(float(grad_norm))
     assert losses[0] > 1.0  # about log(4) + margin-free InfoNCE at init
     assert np.mean(losses[-5:]) < 0.5 * losses[0]
     # only the batch's tokenizers got gradients (the other seven stay without .grad)
@@ -294,6 +298,65 @@ def test_without_val_split_selects_on_train_loss(store, tmp_path):
     assert result.best_metrics["epoch"] == int(history["train_loss"].idxmin())
     assert len(pd.read_csv(tmp_path / "run" / "last" / "retrieval.csv")) == 0
     assert "val split" in train_cli.format_retrieval_table(result.retrieval)
+
+
+def test_nan_loss_stops_with_its_step_and_saves_nothing_of_that_epoch(store, tmp_path, monkeypatch):
+    real = train_module.make_loss_fn
+    calls = []
+
+    def poisoned(cfg):
+        loss_fn = real(cfg)
+
+        def wrapped(*args):
+            calls.append(1)
+            loss = loss_fn(*args)
+            return loss * float("nan") if len(calls) == 2 else loss  # the 2nd training step
+
+        return wrapped
+
+    monkeypatch.setattr(train_module, "make_loss_fn", poisoned)
+    # log_every larger than the epoch: the loss is read only at the epoch's end, and the step of
+    # the first NaN is still reported, not the step where it was noticed
+    with pytest.raises(S2VError, match=r"NaN or infinite at step 2 \(pair \w+-\w+\); lower the"):
+        pretrain(store, tmp_path / "run", tiny_config(log_every=100))
+    assert not (tmp_path / "run" / "last").exists() and not (tmp_path / "run" / "best").exists()
+
+
+def test_loop_reads_the_loss_from_the_device_only_when_logging(store, tmp_path, monkeypatch):
+    """Each host read of a device number makes a GPU wait: unlogged steps must not read any.
+
+    Counted: reads made by this project's code (the model, the loss, the loop). PyTorch's own
+    (AdamW's step counts, kept on the host unless fused, which it is on a GPU) are its business.
+    """
+    reads = []
+
+    def counting(name):
+        real = getattr(torch.Tensor, name)
+
+        def read(self, *args):
+            caller = sys._getframe(1).f_code.co_filename
+            # the encoder reads its key mask on a CPU only (free there; see its forward)
+            cpu_only = caller.endswith(f"model{os.sep}encoder.py")
+            if f"s2v_core{os.sep}" in caller and not cpu_only:
+                reads.append((name, caller, sys._getframe(1).f_lineno))
+            return real(self, *args)
+
+        return read
+
+    def run(log_every, batches):
+        reads.clear()
+        with monkeypatch.context() as m:
+            for name in ("__float__", "__int__", "__bool__", "item", "tolist"):
+                m.setattr(torch.Tensor, name, counting(name))
+            pretrain(store, tmp_path / f"run{log_every}-{batches}",
+                     tiny_config(epochs=2, log_every=log_every, batches_per_epoch=batches))  # fmt: skip
+        return len(reads)
+
+    # twice the steps, none logged: not one read more (the NaN check and the loss, once an epoch)
+    assert run(100, 2) == run(100, 4)
+    sparse = len(reads)
+    # a row of steps.csv on every step reads its loss, grad norm and NaN flag: 3 reads x 8 steps
+    assert run(1, 4) - sparse == 3 * 8
 
 
 def test_too_few_windows_is_a_clear_error(store, tmp_path):

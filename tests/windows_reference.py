@@ -159,14 +159,15 @@ def reference_train_step(
     grad_clip: float,
     device: torch.device,
     bf16: bool,
-) -> tuple[float, float]:
-    """The old ``s2v_core.train.pretrain.train_step``: masks combined on the host, blocking copies.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The old ``s2v_core.train.pretrain.train_step``: masks combined on the host, blocking copies,
+    and the loss and gradient norm read on the host every step (the wait kept as it was).
 
     Returns
     -------
-    loss : float
-    grad_norm : float
-        Global gradient norm before clipping (NaN when ``grad_clip`` is 0).
+    loss, grad_norm : torch.Tensor
+        0-dim CPU tensors holding the values read (the current loop's types); grad_norm is NaN
+        when ``grad_clip`` is 0.
     """
     a, b = batch["pair"]
     pad = batch["pad_valid"]
@@ -191,5 +192,4 @@ def reference_train_step(
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.step()
-    return float(loss.detach()), grad_norm
-
+    return torch.tensor(float(loss.detach())), torch.tensor(grad_norm)

@@ -81,9 +81,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=PRESET_CHOICES, help="model size (default small)")
     p.add_argument("--loss", choices=LOSS_CHOICES, help="dash (default) or infonce")
     p.add_argument("--modalities", help="comma-separated modalities of the model (default all 9)")
-    p.add_argument("--spectral-bands", type=int,
-                   help="add a log band-power branch with this many bands to every tokenizer "
-                        "(default 0: the paper's raw tokenizer; the shipped model uses 48)")
+    p.add_argument(
+        "--spectral-bands",
+        type=int,
+        help="add a log band-power branch with this many bands to every tokenizer "
+        "(default 0: the paper's raw tokenizer; the shipped model uses 48)",
+    )
     add_tokenizer_option(p, default=None)
     p.add_argument("--epochs", type=int, help="epochs (default 10)")
     p.add_argument("--batch-size", type=int, help="windows per batch and process (default 16)")
@@ -97,8 +100,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batches-per-epoch", type=int, help="steps per epoch (default: one pass)")
     p.add_argument("--num-workers", type=int, help="DataLoader workers (default 0)")
     p.add_argument("--window-epochs", type=int, help="tokens per window (default 120 = 1 h)")
-    p.add_argument("--pair-weighting", choices=("balanced", "sqrt", "windows"),
-                   help="how often each modality pair is trained (default windows: in proportion to its windows)")
+    p.add_argument(
+        "--pair-weighting",
+        choices=("balanced", "sqrt", "windows"),
+        help="how often each modality pair is trained (default windows: in proportion to its windows)",
+    )
     p.add_argument("--val-batches", type=int, help="validation windows per pair / batch size")
     p.add_argument("--ema-decay", type=float, help="EMA decay (default 0.999)")
     add_quiet_option(p)
@@ -127,7 +133,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         changes["model_overrides"] = {**base.model_overrides, "modalities": names}
     if getattr(args, "tokenizer", None) is not None:
         overrides = changes.get("model_overrides", base.model_overrides)
-        changes["model_overrides"] = {**overrides, "raw_branch": True, "features": 0, **TOKENIZERS[args.tokenizer]}
+        changes["model_overrides"] = {
+            **overrides,
+            "raw_branch": True,
+            "features": 0,
+            **TOKENIZERS[args.tokenizer],
+        }
     if getattr(args, "spectral_bands", None) is not None:
         overrides = changes.get("model_overrides", base.model_overrides)
         changes["model_overrides"] = {**overrides, "spectral_bands": args.spectral_bands}
@@ -135,10 +146,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 class ProgressBar:
-    """A tqdm bar over all steps of the run, with the running loss (a ``TrainCallback``)."""
+    """A tqdm bar over all steps of the run, with the running loss (a ``TrainCallback``).
 
-    def __init__(self, enabled: bool = True):
-        self.enabled, self.bar = enabled, None
+    The loss shown is read every ``loss_every`` steps and on the last one: reading it waits for the
+    device, so reading it on every step would stop a GPU from running ahead of the host.
+    """
+
+    def __init__(self, enabled: bool = True, loss_every: int = 10):
+        self.enabled, self.bar, self.loss_every = enabled, None, max(1, int(loss_every))
 
     def on_step(self, info: StepInfo) -> None:
         if not self.enabled:
@@ -148,7 +163,8 @@ class ProgressBar:
 
             self.bar = tqdm(total=info.total_steps, initial=info.step - 1, unit="step")
         self.bar.update(1)
-        self.bar.set_postfix(loss=f"{info.loss:.3f}", pair="-".join(info.pair), refresh=False)
+        if info.step % self.loss_every == 0 or info.step == info.total_steps:
+            self.bar.set_postfix(loss=f"{info.loss:.3f}", pair="-".join(info.pair), refresh=False)
 
     def on_epoch_end(self, info: EpochInfo) -> None:
         return None
@@ -204,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
         raise S2VError("pretrain needs --out DIR (or --resume DIR to continue a run)")
     out = Path(args.out) if args.out else resolve_resume(args.resume)[1]
     is_main = int(os.environ.get("RANK", "0")) == 0
-    bar = ProgressBar(enabled=is_main and not args.quiet)
+    bar = ProgressBar(enabled=is_main and not args.quiet, loss_every=cfg.log_every)
     try:
         result = pretrain(args.data, out, cfg, callbacks=[bar, EpochPrinter()],
                           resume_from=args.resume, overwrite=args.overwrite)  # fmt: skip

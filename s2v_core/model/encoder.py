@@ -183,7 +183,10 @@ class SharedEncoder(nn.Module):
             x = torch.cat((cls, x), dim=1)  # (R, 1 + T, H)
             key_valid = torch.cat((valid.new_ones(valid.shape[0], 1), valid), dim=1)
         attn_mask = None
-        if not bool(key_valid.all()):
+        # On a CPU, reading whether every key is valid is free and keeps the mask-free attention
+        # kernel; on a GPU the read would make the host wait for the device, so the mask is built
+        # anyway (an all-True mask changes nothing)
+        if key_valid.device.type != "cpu" or not bool(key_valid.all()):
             # a row without any valid key would give NaN; let it attend everywhere, its
             # outputs are zeroed below and never reach a valid position
             empty = ~key_valid.any(dim=1, keepdim=True)  # (R, 1)

@@ -49,11 +49,15 @@ def sample_token_mask(
 
 
 def _scatter_rows(
-    rows: Tensor | None, part: slice, keep: Tensor, shape: tuple[int, ...], like: Tensor
+    rows: Tensor | None,
+    part: slice,
+    keep: Tensor | None,
+    n: int,
+    shape: tuple[int, ...],
+    like: Tensor,
 ) -> Tensor:
-    """Put ``rows[part]`` (one row per True in ``keep``) into a zero tensor of ``shape``."""
-    n = int(keep.sum())
-    if n == shape[0]:
+    """Put ``rows[part]`` (``n`` rows, one per True in ``keep``; every row when None) into zeros."""
+    if keep is None or n == shape[0]:
         return rows[part]
     dtype = rows.dtype if rows is not None else torch.float32
     out = torch.zeros(shape, device=like.device, dtype=dtype)
@@ -181,33 +185,40 @@ class Sleep2Vec(nn.Module):
         B, T = valid.shape
         if mask_tokens and self.mask_vectors is None:
             raise ValueError("mask_tokens=True needs a pretraining model (built with mask vectors)")
-        rows, tokens = [], []
+        # per modality the rows that have it: None for all of them, known without reading the
+        # device (pretraining and any call without ``present``); a ``present`` mask is read once,
+        # as its count of rows sets the shapes
+        rows: list[tuple[Tensor | None, int]] = []
+        tokens, row_valid = [], []
         for m in names:
-            keep = torch.ones(B, dtype=torch.bool, device=valid.device)
+            keep, n = None, B
             if present is not None and m in present:
                 keep = present[m].to(device=valid.device, dtype=torch.bool)
-            rows.append(keep)
-            if not bool(keep.any()):
+                n = int(keep.sum())
+                keep = None if n == B else keep
+            rows.append((keep, n))
+            if n == 0:
                 continue
-            x = inputs[m] if bool(keep.all()) else inputs[m][keep]
+            x, v = (inputs[m], valid) if keep is None else (inputs[m][keep], valid[keep])
             tok = self.tokenizers[m](x)  # (B_m, T, d)
             if mask_tokens:
-                where = sample_token_mask(valid[keep], self.config.mask_ratio, generator=generator)
+                where = sample_token_mask(v, self.config.mask_ratio, generator=generator)
                 tok = torch.where(where[..., None], self.mask_vectors[m].to(tok.dtype), tok)
             tokens.append(tok)
+            row_valid.append(v)
         hidden_all = cls_all = None
         if tokens:
-            row_valid = torch.cat([valid[keep] for keep in rows], dim=0)  # (R, T)
-            hidden_all, cls_all = self.encoder(torch.cat(tokens, dim=0), row_valid)  # (R, T, H)
+            hidden_all, cls_all = self.encoder(
+                torch.cat(tokens, dim=0), torch.cat(row_valid, dim=0)
+            )
         hidden: dict[str, Tensor] = {}
         cls: dict[str, Tensor] | None = {} if self.config.use_cls else None
         start = 0
-        for m, keep in zip(names, rows, strict=True):
-            n = int(keep.sum())
+        for m, (keep, n) in zip(names, rows, strict=True):
             part = slice(start, start + n)
-            hidden[m] = _scatter_rows(hidden_all, part, keep, (B, T, self.config.hidden), valid)
+            hidden[m] = _scatter_rows(hidden_all, part, keep, n, (B, T, self.config.hidden), valid)
             if cls is not None:
-                cls[m] = _scatter_rows(cls_all, part, keep, (B, self.config.hidden), valid)
+                cls[m] = _scatter_rows(cls_all, part, keep, n, (B, self.config.hidden), valid)
             start += n
         return hidden, cls
 

@@ -162,9 +162,7 @@ def dash_infonce(
         if meta.shape != (N,):
             raise ValueError(f"{name} must have shape ({N},), got {tuple(meta.shape)}")
     valid_t = valid.t().bool()  # (T, N)
-    n_anchors = valid_t.sum()
-    if int(n_anchors) == 0:
-        return (za.sum() + zb.sum()) * 0.0
+    n_anchors = valid_t.sum()  # stays on the device: a batch without anchors has every term 0
     sim = torch.einsum("itd,jtd->tij", za.float(), zb.float())  # (T, N, N)
     eye = torch.eye(N, dtype=torch.bool, device=za.device)
     if weighting:
@@ -197,7 +195,7 @@ def dash_infonce(
     # before row normalisation, and the normalisation depends only on the anchor's row
     loss_ab = _directional_loss(sim, log_w, margin_t, valid_t, tau)
     loss_ba = _directional_loss(sim.transpose(1, 2), log_w, margin_t, valid_t, tau)
-    return (loss_ab + loss_ba) / (2 * n_anchors)
+    return (loss_ab + loss_ba) / (2 * n_anchors.clamp_min(1))
 
 
 def info_nce(za: Tensor, zb: Tensor, valid: Tensor, *, tau: float = 0.2) -> Tensor:

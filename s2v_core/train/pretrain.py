@@ -67,6 +67,7 @@ from s2v_core.train.windows import PairFirstBatchSampler, WindowDataset, make_lo
 
 __all__ = [
     "HASH_DIR_ENV",
+    "NonFiniteWatch",
     "PairEncoder",
     "make_loss_fn",
     "make_optimizer",
@@ -117,19 +118,54 @@ def make_loss_fn(cfg: TrainConfig):
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW; weight decay on matrices only (not on biases, norms, mask vectors, CLS)."""
+    """AdamW; weight decay on matrices only (not on biases, norms, mask vectors, CLS).
+
+    On a GPU the fused implementation: one kernel for all parameters, and its step counts stay on
+    the device, so the update never waits for the host.
+    """
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     other = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
     groups = [
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": other, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+    fused = any(p.is_cuda for p in decay + other)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=fused or None)
 
 
 def step_seed(seed: int, rank: int, step: int) -> int:
     """Seed of the global torch RNG for one step (masking and dropout)."""
     return int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0])
+
+
+class NonFiniteWatch:
+    """The first step of an epoch whose loss was NaN or infinite, found without waiting for the device.
+
+    Every step's loss is compared on the device; :meth:`check` (on logged steps and at the epoch's
+    end) reads the result once and stops the run with the step, its pair and learning rate.
+    """
+
+    def __init__(self, device: torch.device):
+        self.first = torch.full((), -1, dtype=torch.long, device=device)
+        self.steps: dict[int, tuple[tuple[str, str], float]] = {}
+
+    def add(self, loss: torch.Tensor, step: int, pair: tuple[str, str], lr: float) -> None:
+        """Note ``step``'s loss (queued on the device; nothing waits)."""
+        bad = (self.first < 0) & ~torch.isfinite(loss)
+        self.first = torch.where(bad, step, self.first)
+        self.steps[step] = (tuple(pair), lr)
+
+    def check(self) -> None:
+        """Raise :class:`S2VError` when a step since the last check had a non-finite loss."""
+        first = int(self.first)
+        steps, self.steps = self.steps, {}
+        if first < 0:
+            return
+        pair, lr = steps[first]
+        raise S2VError(
+            f"the loss became NaN or infinite at step {first} (pair {'-'.join(pair)}); "
+            f"lower the learning rate (now {lr:.3g})"
+        )
 
 
 def train_step(
@@ -142,19 +178,34 @@ def train_step(
     grad_clip: float,
     device: torch.device,
     bf16: bool,
-) -> tuple[float, float]:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimiser step on a :func:`~s2v_core.train.windows.collate_pair` batch.
+
+    Nothing here waits for the device: the copies, the forward and backward passes, the clipping
+    and the optimiser update are only queued, and the step's numbers come back as device tensors.
 
     Returns
     -------
-    loss : float
-    grad_norm : float
-        Global gradient norm before clipping (NaN when ``grad_clip`` is 0).
+    loss : torch.Tensor
+        0-dim, detached, on ``device`` (``float(loss)`` waits for the step).
+    grad_norm : torch.Tensor
+        0-dim, on ``device``: global gradient norm before clipping (NaN when ``grad_clip`` is 0).
     """
     a, b = batch["pair"]
     # every copy is queued without waiting (asynchronous from the loader's pinned batches);
     # the masks are combined on the device, from the copied tensors
-    names = ("a", "b", "valid", "valid_a", "valid_b", "pad_valid", "age", "sex", "site", "night_index")
+    names = (
+        "a",
+        "b",
+        "valid",
+        "valid_a",
+        "valid_b",
+        "pad_valid",
+        "age",
+        "sex",
+        "site",
+        "night_index",
+    )
     moved = {k: batch[k].to(device, non_blocking=True) for k in names}
     valid_a = moved["valid_a"] & moved["pad_valid"]
     valid_b = moved["valid_b"] & moved["pad_valid"]
@@ -170,13 +221,14 @@ def train_step(
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    grad_norm = float("nan")
     if grad_clip > 0:
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip))
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    else:
+        grad_norm = torch.full((), math.nan, device=device)
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.step()
-    return float(loss.detach()), grad_norm
+    return loss.detach(), grad_norm.detach()
 
 
 def pretrain(
@@ -225,7 +277,11 @@ def pretrain(
             except BaseException as exc:  # noqa: BLE001 - re-raised below, after telling the other ranks
                 error = exc
         if not ddp.broadcast_flag(error is None, ctx):
-            raise error if error is not None else S2VError(f"{out_dir}: rank 0 could not open the run folder")
+            raise (
+                error
+                if error is not None
+                else S2VError(f"{out_dir}: rank 0 could not open the run folder")
+            )
         return _Run(store_path, out_dir, cfg, ctx, callbacks, resume_from).run()
     finally:
         if lock is not None:
@@ -245,7 +301,9 @@ class _Run:
         spec = {"raw": self.model_cfg.reads_samples, "features": self.model_cfg.features}
         self.train_ds = WindowDataset(self.store, "train", modalities=mods, window_epochs=cfg.window_epochs,
                                       feature_crops=True, crop_seed=cfg.seed, **spec)  # fmt: skip
-        self.val_ds = WindowDataset(self.store, "val", modalities=mods, window_epochs=cfg.window_epochs, **spec)
+        self.val_ds = WindowDataset(
+            self.store, "val", modalities=mods, window_epochs=cfg.window_epochs, **spec
+        )
         if len(self.train_ds) < cfg.batch_size:
             raise S2VError(
                 f"{self.store.path}: the train split has {len(self.train_ds)} windows of "
@@ -299,7 +357,10 @@ class _Run:
         same = run_dir.resolve() == self.files.out_dir.resolve()
         if self.ctx.is_main and same and self.best_epoch is not None and int(self.best_epoch) + 1 == self.epoch \
                 and self.files.saved_epoch("best") != self.epoch:  # fmt: skip
-            log.warning("best/ lags the best epoch %d (killed while copying it); copying it again", self.epoch)
+            log.warning(
+                "best/ lags the best epoch %d (killed while copying it); copying it again",
+                self.epoch,
+            )
             self.files.copy_best()
         log.info("resumed from %s at epoch %d, step %d", ckpt, self.epoch, self.step)
 
@@ -315,8 +376,11 @@ class _Run:
         for epoch in range(self.epoch, cfg.epochs):
             self.sampler.set_epoch(epoch)
             net.train()
-            loss_sum, n_steps, started = 0.0, 0, time.perf_counter()
-            lr = cfg.lr
+            # the epoch's loss and its first non-finite step are kept on the device: the host reads
+            # them only on logged steps and at the epoch's end, never waiting for every step
+            loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)
+            watch = NonFiniteWatch(ctx.device)
+            n_steps, started, lr = 0, time.perf_counter(), cfg.lr
             for batch in loader:
                 torch.manual_seed(step_seed(cfg.seed, ctx.rank, self.step))
                 lr = lr_at(
@@ -327,23 +391,23 @@ class _Run:
                     net, batch, self.optimizer, self.loss_fn, lr=lr, grad_clip=cfg.grad_clip,
                     device=ctx.device, bf16=self.bf16,
                 )  # fmt: skip
-                if not math.isfinite(loss):
-                    raise S2VError(
-                        f"the loss became {loss} at step {self.step + 1} (pair "
-                        f"{'-'.join(batch['pair'])}); lower the learning rate (now {lr:.3g})"
-                    )
                 self.ema.update(self.model)
                 self.step += 1
-                loss_sum, n_steps = loss_sum + loss, n_steps + 1
+                watch.add(loss, self.step, batch["pair"], lr)
+                loss_sum += loss
+                n_steps += 1
                 info = StepInfo(
                     self.step, self.total_steps, epoch, batch["pair"], loss, lr, grad_norm
                 )
+                if self.step % cfg.log_every == 0:
+                    watch.check()  # a logged step reads the loss anyway
                 if ctx.is_main:
                     self.files.log_step(info, cfg.log_every)
                     for cb in self.callbacks:
                         cb.on_step(info)
+            watch.check()  # before anything of this epoch is validated or saved
             seconds = time.perf_counter() - started
-            total_loss, total_steps = ddp.all_reduce_sum([loss_sum, n_steps], ctx)
+            total_loss, total_steps = ddp.all_reduce_sum([float(loss_sum), n_steps], ctx)
             windows_per_s = total_steps * cfg.batch_size / max(seconds, 1e-9)
             stop = False
             if ctx.is_main:

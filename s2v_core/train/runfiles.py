@@ -74,9 +74,21 @@ class StepInfo:
     total_steps: int  # steps of the whole run
     epoch: int  # current epoch, 0-based
     pair: tuple[str, str]  # the modality pair of the batch
-    loss: float  # this process's loss of the step
+    loss_tensor: torch.Tensor  # 0-dim, on the training device: this process's loss of the step
     lr: float  # learning rate used in the step
-    grad_norm: float  # global gradient norm before clipping (NaN when clipping is off)
+    grad_norm_tensor: torch.Tensor  # 0-dim, on the training device (NaN when clipping is off)
+
+    # The step's numbers stay on the device until read: the training loop never waits for the GPU
+    # to finish a step, so that the next batch is queued while this one runs.
+    @property
+    def loss(self) -> float:
+        """This process's loss of the step (reading it waits for the step to finish on a GPU)."""
+        return float(self.loss_tensor)
+
+    @property
+    def grad_norm(self) -> float:
+        """Global gradient norm before clipping, NaN when clipping is off (waits like :attr:`loss`)."""
+        return float(self.grad_norm_tensor)
 
 
 @dataclass(frozen=True)
@@ -250,7 +262,9 @@ class RunFiles:
     def saved_epoch(self, name: str) -> int | None:
         """Epochs done by the checkpoint ``name`` ("best", "last"), from its config.json."""
         try:
-            return int(json.loads((self.out_dir / name / "config.json").read_text())["extra"]["epoch"])
+            return int(
+                json.loads((self.out_dir / name / "config.json").read_text())["extra"]["epoch"]
+            )
         except (OSError, ValueError, KeyError, TypeError):
             return None
 

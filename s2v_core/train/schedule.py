@@ -106,8 +106,13 @@ class EMA:
     def update(self, model: nn.Module) -> None:
         """Move the average towards ``model``'s current parameters (same architecture)."""
         weight = 1.0 - self.current_decay()
-        for avg, new in zip(self.module.parameters(), model.parameters(), strict=True):
-            avg.lerp_(new.detach().to(avg.dtype), weight)
+        averages = list(self.module.parameters())
+        news = [
+            new.detach().to(avg.dtype)
+            for avg, new in zip(averages, model.parameters(), strict=True)
+        ]
+        # one fused call over all parameters (per device and dtype) instead of one kernel each
+        torch._foreach_lerp_(averages, news, weight)
         for avg, new in zip(self.module.buffers(), model.buffers(), strict=True):
             avg.copy_(new)
         self.updates += 1
