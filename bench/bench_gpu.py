@@ -40,9 +40,12 @@ import bare_imports  # noqa: E402
 
 if os.environ.get("S2V_BENCH_BARE") == "1":  # rehearse the bare machine on a full install
     bare_imports.hide()
+# torch first: its optional imports (tqdm in torch.hub, used by torch.compile's FX interpreter) must
+# see a missing package as missing and take their own fallback, not a stand-in
+import torch  # noqa: E402
+
 STUBS = bare_imports.stub_missing()
 
-import torch  # noqa: E402
 from bench_pretrain import bench_preset, cpu_name  # noqa: E402
 from bench_store import eight_hour_night, grow_store  # noqa: E402
 
@@ -58,7 +61,14 @@ from s2v_core.model import Sleep2Vec  # noqa: E402
 from s2v_core.model.device import resolve_device  # noqa: E402
 from s2v_core.shipped import MODEL_DIR  # noqa: E402
 from s2v_core.train.config import TrainConfig  # noqa: E402
-from s2v_core.train.pretrain import PairEncoder, make_loss_fn, make_optimizer, pretrain, train_step  # noqa: E402
+from s2v_core.train.pretrain import (  # noqa: E402
+    PairEncoder,
+    compile_encoder,
+    make_loss_fn,
+    make_optimizer,
+    pretrain,
+    train_step,
+)
 from s2v_core.train.windows import PairFirstBatchSampler, WindowDataset, make_loader  # noqa: E402
 from tests.windows_reference import (  # noqa: E402
     ReferenceWindowDataset,
@@ -111,8 +121,9 @@ def step_only(args, device, bf16) -> dict[str, float]:
     return rates
 
 
-def step_on_loader_batches(store: Path, preset: str, args, device, bf16) -> float:
-    """windows/s of train_step alone on the first batches the end-to-end run would load."""
+def step_on_loader_batches(store: Path, preset: str, args, device, bf16, backend: str = "") -> tuple[float, float]:
+    """(windows/s of train_step alone on the first batches the end-to-end run would load, seconds of
+    the warm-up steps); with ``backend``, the encoder compiled by it first (the warm-up compiles)."""
     cfg = TrainConfig(preset=preset, batch_size=args.batch_size, device=str(device), seed=0)
     mc = cfg.model_config()
     ds = WindowDataset(store, "train", modalities=mc.modalities, window_epochs=cfg.window_epochs,
@@ -122,18 +133,22 @@ def step_on_loader_batches(store: Path, preset: str, args, device, bf16) -> floa
                for b in make_loader(ds, sampler)]  # fmt: skip
     model = Sleep2Vec(mc, pretraining=True, seed=0).to(device)
     net, opt, loss_fn = PairEncoder(model).train(), make_optimizer(model, cfg), make_loss_fn(cfg)
+    if backend:
+        compile_encoder(model, backend)
 
     def one(batch):
         train_step(net, batch, opt, loss_fn, lr=cfg.lr, grad_clip=cfg.grad_clip, device=device, bf16=bf16)
 
+    start = time.perf_counter()
     for batch in batches[: args.warmup]:
         one(batch)
     sync(device)
+    warm = time.perf_counter() - start
     start = time.perf_counter()
     for batch in batches:
         one(batch)
     sync(device)
-    return len(batches) * args.batch_size / (time.perf_counter() - start)
+    return len(batches) * args.batch_size / (time.perf_counter() - start), warm
 
 
 # --- 2. end to end ------------------------------------------------------------------------------
@@ -195,10 +210,15 @@ def main() -> None:
     ap.add_argument("--budget-s", type=float, default=420.0, help="skip what would start after this")
     ap.add_argument("--presets", nargs="*", help="train-step presets (default: tiny small dense large)")
     ap.add_argument("--e2e-presets", nargs="*", help="end-to-end presets (default: dense)")
+    ap.add_argument("--compile", default=None, metavar="BACKEND",
+                    help="also time the train step with the encoder compiled by this torch.compile backend "
+                         "(default: inductor on CUDA, none on a CPU; '' to skip)")  # fmt: skip
     args = ap.parse_args()
     chosen = (args.presets, args.e2e_presets)
     device = resolve_device(args.device)
     bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if args.compile is None:  # the smoke run on a CPU traces it without a C compiler (aot_eager)
+        args.compile = "inductor" if device.type == "cuda" else ("aot_eager" if args.smoke else "")
     if args.smoke:
         args.presets, args.e2e_presets, args.batch_size, args.steps, args.warmup = ["tiny"], ["tiny"], 4, 1, 1
         args.epochs, args.batches, args.copies, args.repeats, args.night_hours = 2, 2, 4, 1, 2.0
@@ -225,7 +245,7 @@ def main() -> None:
         store = grow_store(args.store, work / "store", args.copies)
         step_only(args, device, bf16)
         for preset in args.e2e_presets:
-            step = step_on_loader_batches(store, preset, args, device, bf16)
+            step, _ = step_on_loader_batches(store, preset, args, device, bf16)
             if device.type == "cuda":
                 torch.cuda.empty_cache()  # the batches and the model of the step-only run are gone
             row("end to end", f"{preset}: train step alone, same batches", device, step, "windows/s")
@@ -238,6 +258,17 @@ def main() -> None:
                     what = f"{preset}: pretrain, {workers} workers, {'before' if old else 'after'}"
                     row("end to end", what, device, rate, "windows/s",
                         f"{100 * rate / step:.0f} % of step; 1st epoch {first:.1f}")  # fmt: skip
+            if args.compile and time_left():  # torch.compile of the encoder: does it pay here?
+                what = f"{preset}: train step alone, encoder compiled ({args.compile})"
+                try:
+                    fast, warm = step_on_loader_batches(store, preset, args, device, bf16, args.compile)
+                except Exception as err:  # noqa: BLE001 - a compiler missing here must not cost the other rows
+                    print(f"  (compile {what} failed: {type(err).__name__}: {str(err)[:300]})", flush=True)
+                else:
+                    row("compile", what, device, fast, "windows/s",
+                        f"{fast / step:.2f}x eager; warm-up incl. compiling {warm:.0f} s")  # fmt: skip
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
         if time_left():
             devices = [torch.device("cpu")] + ([device] if device.type == "cuda" else [])
             inference(args.store, args, devices)

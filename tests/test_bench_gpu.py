@@ -49,5 +49,6 @@ def test_smoke_run_on_a_rehearsed_bare_machine(small_store, tmp_path):
         for when in ("before", "after"):
             assert f"tiny: pretrain, {workers} workers, {when}" in whats
     assert sum(r["section"] == "inference" for r in doc["rows"]) == 2
+    assert "tiny: train step alone, encoder compiled (aot_eager)" in whats
     assert all(r["value"] > 0 for r in doc["rows"])
     assert list(tmp_path.glob("gpu-*.txt"))

@@ -359,6 +359,24 @@ def test_loop_reads_the_loss_from_the_device_only_when_logging(store, tmp_path, 
     assert run(1, 4) - sparse == 3 * 8
 
 
+def test_compiled_encoder_trains_like_the_eager_one(store, straight, tmp_path):
+    # aot_eager traces the encoder through dynamo and AOTAutograd as inductor does, without a C
+    # compiler; what a GPU run gains is measured by bench/bench_gpu.sh, not here
+    from torch._dynamo.utils import counters
+
+    out, _, _ = straight
+    run = tmp_path / "compiled"
+    counters.clear()
+    pretrain(store, run, tiny_config(epochs=2, compile="aot_eager"))
+    assert counters["stats"]["unique_graphs"] >= 1  # the encoder did go through dynamo
+    assert_same_weights(weights(run / "last" / "resume"), weights(out / "last" / "resume"), 1e-5)
+    assert_same_weights(weights(run / "last"), weights(out / "last"), 1e-5)  # names unchanged
+    history = pd.read_csv(run / "history.csv")
+    pd.testing.assert_series_equal(history["train_loss"], pd.read_csv(out / "history.csv")["train_loss"], atol=1e-5)
+    with pytest.raises(S2VError, match="unknown torch.compile backend 'nope'"):
+        pretrain(store, tmp_path / "nope", tiny_config(compile="nope"))
+
+
 def test_too_few_windows_is_a_clear_error(store, tmp_path):
     with pytest.raises(S2VError, match="fewer than batch_size=64"):
         pretrain(store, tmp_path / "x", tiny_config(batch_size=64))

@@ -64,6 +64,7 @@ _FLAG_FIELDS = {
     "pair_weighting": "pair_weighting",
     "val_batches": "val_batches",
     "ema_decay": "ema_decay",
+    "compile": "compile",
 }
 
 
@@ -107,6 +108,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--val-batches", type=int, help="validation windows per pair / batch size")
     p.add_argument("--ema-decay", type=float, help="EMA decay (default 0.999)")
+    p.add_argument("--compile", nargs="?", const="inductor", metavar="BACKEND",
+                   help="compile the shared encoder with torch.compile (default backend inductor; "
+                        "for GPUs; tens of seconds at the first step). Default: eager")  # fmt: skip
     add_quiet_option(p)
     p.set_defaults(func=run)
     return p

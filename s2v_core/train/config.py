@@ -72,6 +72,7 @@ class TrainConfig:
     batches_per_epoch: int | None = None  # steps per epoch and process; None = one data pass
     val_batches: int = 8  # validation windows per pair, in units of batch_size
     log_every: int = 10  # write a row of steps.csv every this many steps
+    compile: str = ""  # torch.compile backend for the shared encoder ("inductor" on a GPU); "" = eager
     format_version: int = TRAIN_CONFIG_VERSION  # checked when loading
 
     def __post_init__(self) -> None:
@@ -102,6 +103,8 @@ class TrainConfig:
             raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
         if self.bf16 is not None and not isinstance(self.bf16, bool):
             raise ConfigError(f"bf16 must be true, false or null (auto), got {self.bf16!r}")
+        if not isinstance(self.compile, str):
+            raise ConfigError(f"compile must be a torch.compile backend name or '' (off), got {self.compile!r}")
         if not isinstance(self.device, str) or not self.device:
             raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
         if self.format_version != TRAIN_CONFIG_VERSION:

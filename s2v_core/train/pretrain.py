@@ -69,6 +69,7 @@ __all__ = [
     "HASH_DIR_ENV",
     "NonFiniteWatch",
     "PairEncoder",
+    "compile_encoder",
     "make_loss_fn",
     "make_optimizer",
     "pretrain",
@@ -115,6 +116,26 @@ def make_loss_fn(cfg: TrainConfig):
         return dash_infonce(za, zb, valid, age, sex, site, night_id, **kwargs)
 
     return loss_fn
+
+
+def compile_encoder(model: Sleep2Vec, backend: str = "inductor") -> None:
+    """Compile the shared transformer encoder in place (``nn.Module.compile``; weights' names kept).
+
+    The encoder is where a batch's time goes for the larger presets, and its input shape is the
+    same for every modality pair (rows x tokens x hidden), so it compiles once (twice on a CPU,
+    where it also reads whether a key mask is needed); the nine tokenizers stay eager. The EMA
+    copy and the checkpoints are unaffected. Compiling takes tens of seconds at the first step.
+    """
+    try:
+        import torch._dynamo  # noqa: F401 - fails early (a clear error) where dynamo is missing
+    except ImportError as err:  # pragma: no cover - every supported torch has it
+        raise S2VError(f"torch.compile is not available in this torch build: {err}") from None
+    if backend not in torch._dynamo.list_backends(exclude_tags=()):
+        raise S2VError(
+            f"unknown torch.compile backend {backend!r}; choose one of "
+            f"{', '.join(torch._dynamo.list_backends())}"
+        )
+    model.encoder.compile(backend=backend, dynamic=False)
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -325,6 +346,8 @@ class _Run:
         self.model = Sleep2Vec(self.model_cfg, pretraining=True, seed=cfg.seed).to(ctx.device)
         self.optimizer = make_optimizer(self.model, cfg)
         self.ema = EMA(self.model, cfg.ema_decay)
+        if cfg.compile:
+            compile_encoder(self.model, cfg.compile)
         self.loss_fn = make_loss_fn(cfg)
         self.files = RunFiles(Path(out_dir))  # checked and repaired by open_run_folder
         self.data_summary = data_summary(self.store)
