@@ -9,7 +9,7 @@ probable one, exactly as ``predict_night`` decides (3-class slpdb: merged probab
 first). Scoring is ``bench_real``'s: pooled kappa over the same epochs, 95 % bootstrap intervals
 over subjects; every run alone is printed beside the average, and the peers' figures (YASA,
 sleepecg, run by bench_real in the same process as the first folder's run, on the same epochs)
-are quoted from the first folder's ``summary.json``.
+are quoted from the ``summary.json`` of ``--peers`` (default: the first folder).
 
 This evaluates an ensemble without training anything: LOSO stays leave-one-subject-out, because
 each run's fold for a subject never saw that subject. It needs ../shared/data for the reference
@@ -87,6 +87,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folders", nargs="+", type=Path, help="bench_real output folders (one per run)")
     ap.add_argument("--json", type=Path, help="also write the pooled figures here")
+    ap.add_argument("--peers", type=Path, help="bench_real folder whose summary.json has the peers' figures")
     args = ap.parse_args()
     if not (SHARED / "slpdb").is_dir() or not (SHARED / "dreams").is_dir():
         print(f"skipped: the real data are not in {SHARED}")
@@ -95,7 +96,7 @@ def main() -> int:
     nights = real_nights(SHARED)
     preds = predictions(nights, runs)
     results = collect(nights, preds)
-    summary = args.folders[0] / "summary.json"
+    summary = (args.peers or args.folders[0]) / "summary.json"
     if summary.is_file():
         for key, v in json.loads(summary.read_text())["pooled"].items():
             if key.endswith(("| YASA", "| sleepecg")):
