@@ -62,11 +62,16 @@ def test_real_sites_get_the_asked_share_of_draws(stores):
         real_site_weights(CohortStore(s), CohortStore(s))
 
 
+def synthetic_classifier(store, out):
+    """A tiny feature-input classifier fine-tuned on ``store``: where adaptation starts."""
+    cfg = FinetuneConfig(epochs=1, batch_size=4, window_epochs=20, preset="tiny", freeze_tokenizers=False,
+                         model_overrides={"raw_branch": False, "features": FEATURE_VERSION})  # fmt: skip
+    return finetune(store, out, cfg)
+
+
 def test_adaptation_starts_from_the_classifier_and_keeps_the_last_pass(stores, tmp_path):
     s, r = stores
-    base = finetune(s, tmp_path / "base", FinetuneConfig(epochs=1, batch_size=4, window_epochs=20, preset="tiny",
-                                                         model_overrides={"raw_branch": False, "features": FEATURE_VERSION},
-                                                         freeze_tokenizers=False))  # fmt: skip
+    base = synthetic_classifier(s, tmp_path / "base")
     cfg = dataclasses.replace(ADAPTATION, epochs=2, batch_size=4, window_epochs=20)
     res = adapt_to_real(s, r, tmp_path / "adapt", base.checkpoint, cfg=cfg)
     assert len(res.history) == 2 and res.best["epoch"] == 2  # no validation nights: the last pass
@@ -77,9 +82,7 @@ def test_adaptation_starts_from_the_classifier_and_keeps_the_last_pass(stores, t
 
 def test_several_seeds_average_their_weights_into_one_classifier(stores, tmp_path):
     s, r = stores
-    base = finetune(s, tmp_path / "base", FinetuneConfig(epochs=1, batch_size=4, window_epochs=20, preset="tiny",
-                                                         model_overrides={"raw_branch": False, "features": FEATURE_VERSION},
-                                                         freeze_tokenizers=False))  # fmt: skip
+    base = synthetic_classifier(s, tmp_path / "base")
     cfg = dataclasses.replace(ADAPTATION, epochs=1, batch_size=4, window_epochs=20)
     res = adapt_to_real(s, r, tmp_path / "adapt", base.checkpoint, cfg=cfg, seeds=[0, 1])
     assert sorted(set(res.history["seed"])) == [0, 1] and len(res.history) == 2
