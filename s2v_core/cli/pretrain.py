@@ -82,12 +82,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=PRESET_CHOICES, help="model size (default small)")
     p.add_argument("--loss", choices=LOSS_CHOICES, help="dash (default) or infonce")
     p.add_argument("--modalities", help="comma-separated modalities of the model (default all 9)")
-    p.add_argument(
-        "--spectral-bands",
-        type=int,
-        help="add a log band-power branch with this many bands to every tokenizer "
-        "(default 0: the paper's raw tokenizer; the shipped model uses 48)",
-    )
+    p.add_argument("--spectral-bands", type=int,
+                   help="add a log band-power branch with this many bands to every tokenizer "
+                        "(default 0: the paper's raw tokenizer; the shipped model uses 48)")
     add_tokenizer_option(p, default=None)
     p.add_argument("--epochs", type=int, help="epochs (default 10)")
     p.add_argument("--batch-size", type=int, help="windows per batch and process (default 16)")
@@ -101,11 +98,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batches-per-epoch", type=int, help="steps per epoch (default: one pass)")
     p.add_argument("--num-workers", type=int, help="DataLoader workers (default 0)")
     p.add_argument("--window-epochs", type=int, help="tokens per window (default 120 = 1 h)")
-    p.add_argument(
-        "--pair-weighting",
-        choices=("balanced", "sqrt", "windows"),
-        help="how often each modality pair is trained (default windows: in proportion to its windows)",
-    )
+    p.add_argument("--pair-weighting", choices=("balanced", "sqrt", "windows"),
+                   help="how often each modality pair is trained (default windows: in proportion to its windows)")
     p.add_argument("--val-batches", type=int, help="validation windows per pair / batch size")
     p.add_argument("--ema-decay", type=float, help="EMA decay (default 0.999)")
     p.add_argument("--compile", nargs="?", const="inductor", metavar="BACKEND",
@@ -137,12 +131,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         changes["model_overrides"] = {**base.model_overrides, "modalities": names}
     if getattr(args, "tokenizer", None) is not None:
         overrides = changes.get("model_overrides", base.model_overrides)
-        changes["model_overrides"] = {
-            **overrides,
-            "raw_branch": True,
-            "features": 0,
-            **TOKENIZERS[args.tokenizer],
-        }
+        changes["model_overrides"] = {**overrides, "raw_branch": True, "features": 0, **TOKENIZERS[args.tokenizer]}
     if getattr(args, "spectral_bands", None) is not None:
         overrides = changes.get("model_overrides", base.model_overrides)
         changes["model_overrides"] = {**overrides, "spectral_bands": args.spectral_bands}

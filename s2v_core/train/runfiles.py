@@ -262,9 +262,7 @@ class RunFiles:
     def saved_epoch(self, name: str) -> int | None:
         """Epochs done by the checkpoint ``name`` ("best", "last"), from its config.json."""
         try:
-            return int(
-                json.loads((self.out_dir / name / "config.json").read_text())["extra"]["epoch"]
-            )
+            return int(json.loads((self.out_dir / name / "config.json").read_text())["extra"]["epoch"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
