@@ -12,9 +12,9 @@ synthetic + real nights. Its figures move a lot between training seeds while the
 * each seed alone, leave one subject out exactly as ``bench_real.py`` does (the stage re-run with
   the subject left out; only that subject scored);
 * the average of the K seeds' stage probabilities (an ensemble: K models at inference);
-* a "soup": the K adapted classifiers' weights averaged into one model
-  (:func:`s2v_core.train.adapt.average_checkpoints`; the cost of one model at inference; it works
-  when fine-tuning from one start keeps the runs in one basin).
+* a "soup": the K adapted classifiers' weights averaged into one model (:func:`average_checkpoints`;
+  the cost of one model at inference; it works when fine-tuning from one start keeps the runs in
+  one basin).
 
 Writes ``OUT/seed<k>/probabilities.npz`` and ``OUT/soup/probabilities.npz`` in ``bench_real``'s
 format (keys ``ours LOSO|<recording>``), scored by ``bench/ensemble_real.py``. Seed 0 is the
@@ -31,6 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -39,9 +40,38 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from bench_real import real_nights, score_model  # noqa: E402
 from real_data import SHARED, prepare_real  # noqa: E402
 
+from s2v_core.errors import S2VError  # noqa: E402
 from s2v_core.inference.predict import load_classifier  # noqa: E402
+from s2v_core.io.atomic import staged_dir  # noqa: E402
+from s2v_core.model.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from s2v_core.shipped import MODEL_DIR  # noqa: E402
-from s2v_core.train.adapt import ADAPTATION, adapt_to_real, average_checkpoints  # noqa: E402
+from s2v_core.train.adapt import ADAPTATION, adapt_to_real  # noqa: E402
+
+
+def average_checkpoints(checkpoints: list[Path], out: Path) -> Path:
+    """One classifier whose floating-point weights are the mean of ``checkpoints``' (same model).
+
+    Everything else (integer buffers, the metadata such as the training feature ranges) must be
+    equal and is taken from the first; ``extra["averaged_from"]`` lists the folders.
+    """
+    loaded = [load_checkpoint(c) for c in checkpoints]
+    model, config, extra = loaded[0]
+    for path, (_, other, _) in zip(checkpoints[1:], loaded[1:], strict=True):
+        if other.to_dict() != config.to_dict():
+            raise S2VError(f"{path}: another model than {checkpoints[0]}; only runs of one model can be averaged")
+    states = [m.state_dict() for m, _, _ in loaded]
+    mean = {}
+    for key, first in states[0].items():
+        if first.is_floating_point():
+            mean[key] = (sum(s[key].double() for s in states) / len(states)).to(first.dtype)
+        elif any(not torch.equal(s[key], first) for s in states[1:]):
+            raise S2VError(f"{key} differs between the checkpoints and cannot be averaged")
+        else:
+            mean[key] = first
+    model.load_state_dict(mean)
+    with staged_dir(out) as tmp:
+        save_checkpoint(tmp, model, config, extra={**extra, "averaged_from": [str(c) for c in checkpoints]})
+    return out
 
 
 def main() -> int:
@@ -81,7 +111,6 @@ def main() -> int:
                 model, _, _ = load_classifier(res.checkpoint)
                 score_model(model, mine, keep[f"seed{seed}"])
                 members.append(res.checkpoint)
-            # the library's averaging (what adapt_to_real(seeds=...) ships), of these same runs
             model, _, _ = load_classifier(average_checkpoints(members, Path(tmp) / f"fold{k}-soup"))
             score_model(model, mine, keep["soup"])
             print(f"  fold {k + 1}/{len(subjects)}: {subject} held out, {len(seeds)} seeds "

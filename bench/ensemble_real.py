@@ -32,19 +32,19 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from bench_real import SCORED, collect, real_nights  # noqa: E402
 from real_data import SHARED  # noqa: E402
 
-from s2v_core.inference.predict import MERGE_GROUPS, REPRESENTATIVE_STAGE  # noqa: E402
+from s2v_core.inference.predict import Prediction  # noqa: E402
 from s2v_core.stages import merge_stages  # noqa: E402
 
 METHODS = ("ours zero-shot", "ours LOSO")
 
 
 def stages_from(probabilities: np.ndarray, three_class: bool) -> np.ndarray:
-    """Stage codes (5-class, or 3-class written as representative 5-class codes and merged back)."""
-    if not three_class:
-        return probabilities.argmax(axis=1).astype(np.int64)
-    merged = np.stack([probabilities[:, list(g)].sum(axis=1) for g in MERGE_GROUPS[3]], axis=1)
-    five = np.asarray(REPRESENTATIVE_STAGE[3], dtype=np.int8)[merged.argmax(axis=1)]
-    return merge_stages(five, 3).astype(np.int64)  # as bench_real's ``ours`` does
+    """Stage codes of these probabilities as ``predict_night``'s :class:`Prediction` decides them
+    (5-class, or bench_real's 3-class codes from the merged probabilities)."""
+    n = len(probabilities)
+    pred = Prediction(stages=probabilities.argmax(axis=1).astype(np.int8), probabilities=probabilities,
+                      modalities=(), global_gates={}, epoch_gates=np.zeros((n, 0), np.float32))  # fmt: skip
+    return (merge_stages(pred.merged_as_five(3), 3) if three_class else pred.stages).astype(np.int64)
 
 
 def load_runs(folders: list[Path]) -> list[dict[str, np.ndarray]]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -14,8 +16,10 @@ from s2v_core.errors import S2VError
 from s2v_core.inference.predict import load_classifier
 from s2v_core.signals.features import FEATURE_VERSION
 from s2v_core.synth.cohort import generate_cohort
-from s2v_core.train.adapt import ADAPTATION, adapt_to_real, average_checkpoints, real_site_weights
+from s2v_core.train.adapt import ADAPTATION, adapt_to_real, real_site_weights
 from s2v_core.train.finetune import FinetuneConfig, finetune
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -80,25 +84,24 @@ def test_adaptation_starts_from_the_classifier_and_keeps_the_last_pass(stores, t
     assert extra["finetune_config"]["site_weights"]["lab"] > 0
 
 
-def test_several_seeds_average_their_weights_into_one_classifier(stores, tmp_path):
+def test_adapt_soup_averages_the_weights_of_two_seeds(stores, tmp_path):
+    """bench/adapt_soup.py's weight average of two adaptation seeds (what its "soup" column scores)."""
+    adapt_soup = pytest.importorskip("adapt_soup")
     s, r = stores
     base = synthetic_classifier(s, tmp_path / "base")
-    cfg = dataclasses.replace(ADAPTATION, epochs=1, batch_size=4, window_epochs=20)
-    res = adapt_to_real(s, r, tmp_path / "adapt", base.checkpoint, cfg=cfg, seeds=[0, 1])
-    assert sorted(set(res.history["seed"])) == [0, 1] and len(res.history) == 2
-    a, _, _ = load_classifier(tmp_path / "adapt" / "seed0" / "best")
-    b, _, _ = load_classifier(tmp_path / "adapt" / "seed1" / "best")
-    avg, _, extra = load_classifier(res.checkpoint)
-    sa, sb = a.state_dict(), b.state_dict()
+    runs = [adapt_to_real(s, r, tmp_path / f"seed{k}", base.checkpoint,
+                          cfg=dataclasses.replace(ADAPTATION, epochs=1, batch_size=4, window_epochs=20, seed=k))
+            for k in (0, 1)]  # fmt: skip
+    out = adapt_soup.average_checkpoints([run.checkpoint for run in runs], tmp_path / "soup")
+    sa, sb = (load_classifier(run.checkpoint)[0].state_dict() for run in runs)
+    avg, _, extra = load_classifier(out)
     assert any(not torch.equal(sa[k], sb[k]) for k in sa)  # the seeds did train differently
     for key, value in avg.state_dict().items():
         if value.is_floating_point():
             torch.testing.assert_close(value, (sa[key] + sb[key]) / 2, rtol=0, atol=1e-6)
     assert extra["averaged_from"][0].endswith("seed0/best") and "feature_ranges" in extra
-    with pytest.raises(S2VError, match="distinct"):
-        adapt_to_real(s, r, tmp_path / "x", base.checkpoint, cfg=cfg, seeds=[1, 1])
     other = finetune(s, tmp_path / "other", FinetuneConfig(epochs=1, batch_size=4, window_epochs=20, preset="tiny",
                                                            model_overrides={"raw_branch": True, "features": 0}))  # fmt: skip
     with pytest.raises(S2VError, match="another model"):
-        average_checkpoints([res.checkpoint, other.checkpoint], tmp_path / "mixed")
+        adapt_soup.average_checkpoints([runs[0].checkpoint, other.checkpoint], tmp_path / "mixed")
     assert not (tmp_path / "mixed").exists()

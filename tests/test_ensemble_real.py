@@ -8,29 +8,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from s2v_core.inference.predict import Prediction
 from s2v_core.stages import merge_stages
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 ensemble_real = pytest.importorskip("ensemble_real")
 
 
-def _prediction(probs: np.ndarray) -> Prediction:
-    return Prediction(stages=probs.argmax(axis=1).astype(np.int8), probabilities=probs.astype(np.float32),
-                      modalities=("ibi",), global_gates={"ibi": 1.0},
-                      epoch_gates=np.ones((len(probs), 1), np.float32))  # fmt: skip
-
-
 @pytest.mark.parametrize("three_class", [False, True])
-def test_stages_match_the_prediction_of_the_same_probabilities(three_class):
+def test_stages_are_the_most_probable_class_merged_as_bench_real_scores_them(three_class):
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(5) * 0.7, size=400).astype(np.float32)
-    pred = _prediction(probs)
-    want = merge_stages(pred.merged_as_five(3), 3) if three_class else pred.stages
     got = ensemble_real.stages_from(probs, three_class)
-    np.testing.assert_array_equal(got, np.asarray(want, dtype=np.int64))
-    if three_class:  # summed NREM can win where no single NREM stage is the most probable
-        assert (got != merge_stages(probs.argmax(axis=1).astype(np.int8), 3)).any()
+    if three_class:  # W, NREM (N1+N2+N3 summed), REM -> bench_real's codes 0, 1, 2
+        merged = np.stack([probs[:, 0], probs[:, 1:4].sum(axis=1), probs[:, 4]], axis=1)
+        want = merged.argmax(axis=1)
+        assert (want != merge_stages(probs.argmax(axis=1).astype(np.int8), 3)).any()  # summing matters
+    else:
+        want = probs.argmax(axis=1)
+    np.testing.assert_array_equal(got, want)
 
 
 def test_average_of_runs_and_mismatched_runs(tmp_path):

@@ -11,10 +11,6 @@ choose by; the number of passes is fixed in :data:`ADAPTATION`).
 For an honest figure on real data, the same stage is run once per real subject with that subject
 left out (``drop_subjects``), and only the held-out subject is scored
 (``bench/bench_real.py``).
-
-With several ``seeds`` the stage is run once per seed from the same classifier and the runs'
-weights are averaged into one classifier (a uniform "model soup"; :func:`average_checkpoints`):
-the same cost at inference as one run, less of one draw's luck (``bench/adapt_soup.py``).
 """
 
 from __future__ import annotations
@@ -22,22 +18,17 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
-
-import pandas as pd
-import torch
 
 from s2v_core.cohort.prepare import combine_stores
 from s2v_core.cohort.store import CohortStore
 from s2v_core.errors import S2VError
-from s2v_core.io.atomic import staged_dir
-from s2v_core.model.checkpoint import load_checkpoint, save_checkpoint
 from s2v_core.train.finetune import FinetuneConfig, FinetuneResult, finetune, refuse_unlabelled
 from s2v_core.train.windows import WINDOW_EPOCHS
 
-__all__ = ["ADAPTATION", "REAL_SHARE", "adapt_to_real", "average_checkpoints", "real_site_weights"]
+__all__ = ["ADAPTATION", "REAL_SHARE", "adapt_to_real", "real_site_weights"]
 
 ADAPTATION = FinetuneConfig(
     epochs=4,
@@ -88,7 +79,6 @@ def adapt_to_real(
     drop_subjects: Iterable[str] = (),
     cfg: FinetuneConfig = ADAPTATION,
     real_share: float = REAL_SHARE,
-    seeds: Sequence[int] | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``pretrained`` (a classifier) on both stores; see the module docstring.
 
@@ -102,13 +92,7 @@ def adapt_to_real(
         The synthetic-trained classifier to start from (its gates and head too).
     drop_subjects : iterable of str
         Real subjects left out (leave-one-subject-out evaluation).
-    seeds : sequence of int, optional
-        Default ``(cfg.seed,)``: one run. Several: one run per seed in ``out_dir/seed<k>/`` and
-        ``out_dir/best/`` the average of their weights; ``history`` has a ``seed`` column.
     """
-    seeds = (cfg.seed,) if seeds is None else tuple(int(k) for k in seeds)
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise S2VError(f"seeds must be distinct and at least one, got {list(seeds)}")
     drop = tuple(drop_subjects)
     synth, real = CohortStore(synthetic_store), CohortStore(real_store)
     weights = real_site_weights(synth, real, real_share, drop)
@@ -119,47 +103,6 @@ def adapt_to_real(
     try:
         combined = combine_stores([synthetic_store, real_store], work / "store", drop_subjects=drop,
                                   split_of=lambda entry: "train")  # fmt: skip
-        if len(seeds) == 1:
-            return finetune(combined, out_dir, replace(cfg, site_weights=weights, seed=seeds[0]), pretrained=pretrained)
-        runs = [finetune(combined, Path(out_dir) / f"seed{k}", replace(cfg, site_weights=weights, seed=k),
-                         pretrained=pretrained) for k in seeds]  # fmt: skip
+        return finetune(combined, out_dir, replace(cfg, site_weights=weights), pretrained=pretrained)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    average_checkpoints([r.checkpoint for r in runs], Path(out_dir) / "best")
-    history = pd.concat([r.history.assign(seed=k) for k, r in zip(seeds, runs, strict=True)], ignore_index=True)
-    history.to_csv(Path(out_dir) / "history.csv", index=False)
-    return FinetuneResult(Path(out_dir), history, dict(runs[0].best))
-
-
-def average_checkpoints(checkpoints: Sequence[str | Path], out: str | Path) -> Path:
-    """One classifier whose floating-point weights are the mean of ``checkpoints``' (same model).
-
-    Meant for runs fine-tuned from one classifier with different seeds, which stay close enough
-    for their average to be a good model. Everything else (integer buffers, the metadata such as
-    the training feature ranges) must be equal and is taken from the first; ``extra`` records the
-    averaged folders under ``"averaged_from"``. Written whole (a failure keeps ``out`` as it was).
-    """
-    if not checkpoints:
-        raise S2VError("no checkpoint to average")
-    loaded = [load_checkpoint(c) for c in checkpoints]
-    model, config, extra = loaded[0]
-    for path, (_, other_config, _) in zip(checkpoints[1:], loaded[1:], strict=True):
-        if other_config.to_dict() != config.to_dict():
-            raise S2VError(f"{path}: another model than {checkpoints[0]}; only runs of one model can be averaged")
-    states = [m.state_dict() for m, _, _ in loaded]
-    mean = {}
-    for key, first in states[0].items():
-        if first.is_floating_point():
-            total = torch.zeros_like(first, dtype=torch.float64)
-            for state in states:
-                total += state[key].double()
-            mean[key] = (total / len(states)).to(first.dtype)
-        elif any(not torch.equal(state[key], first) for state in states[1:]):
-            raise S2VError(f"{key} differs between the checkpoints and cannot be averaged")
-        else:
-            mean[key] = first
-    model.load_state_dict(mean)
-    extra = {**extra, "averaged_from": [str(c) for c in checkpoints]}
-    with staged_dir(out) as tmp:
-        save_checkpoint(tmp, model, config, extra=extra)
-    return Path(out)
