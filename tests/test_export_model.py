@@ -85,3 +85,21 @@ def test_card_only_reuses_the_test_table_of_the_same_classifier(export_model, tm
     assert export_model.stored_test_table(tmp_path)["kappa"].tolist() == [0.9]
     monkeypatch.setattr(export_model, "model_id", lambda folder: "classifier-11111111")  # another classifier: measure again
     assert export_model.stored_test_table(tmp_path) is None
+
+
+def test_seed_lines_put_the_shipped_run_next_to_the_recipes_other_seeds(export_model, tmp_path):
+    assert export_model.seed_lines(tmp_path) == []  # no benchmark at all
+    (tmp_path / "real").mkdir()
+    _summary(tmp_path / "real")
+    assert export_model.seed_lines(tmp_path) == []  # the shipped run alone: no table
+    for seed, dreams in ((10, 0.30), (2, 0.50)):  # numbered folders sort by number, not by text
+        (tmp_path / f"real_seed{seed}").mkdir()
+        doc = json.loads((tmp_path / "real" / "summary.json").read_text())
+        doc["pooled"]["dreams_1-4 EEG 5-class | ours LOSO"]["kappa"] = dreams
+        del doc["pooled"]["slpdb IBI 3-class | ours LOSO"]
+        (tmp_path / f"real_seed{seed}" / "summary.json").write_text(json.dumps(doc))
+    text = "\n".join(export_model.seed_lines(tmp_path))
+    assert "| data | shipped (seed 0) | seed 2 | seed 10 | mean |" in text
+    assert "| DREAMS EEG 1-4, LOSO | 0.612 | 0.500 | 0.300 | 0.471 |" in text
+    assert "| slpdb IBI 3-class, LOSO | 0.377 | - | - | 0.377 |" in text  # a run without a figure
+    assert "zero-shot" not in text.split("| mean |")[1]  # no run has slpdb zero-shot: no row
