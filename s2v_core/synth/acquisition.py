@@ -31,10 +31,19 @@ from s2v_core.modalities import SFREQ
 from s2v_core.night import Night, Provenance
 from s2v_core.signals.resampling import resample
 
-__all__ = ["FILE_RATES", "randomise_night"]
+__all__ = ["EOG_LEAK", "FILE_RATES", "randomise_night"]
 
 FILE_RATES = (50, 100, 128, 200, 250, 256, 500, 512)
 """Sampling rates a randomised biopotential is 'recorded' at (Hz)."""
+
+EOG_LEAK = (0.02, 0.10)
+"""Range of the EOG's share added to the EEG when a copy gets 'another reference' (half the copies).
+A central EEG lead against a mastoid picks up a few per cent of the eye movements. Until
+2026-12-06 the range was 0.05-0.3, of a generated EOG about twice the EEG's amplitude: the copies
+then taught models that strong slow EEG activity may be eye movements. A tree on the EEG features
+(``python bench/augment_ablation.py``) staged the DREAMS excerpts at kappa 0.39 with those copies,
+0.47 with this range (0.57 without copies); recipe runs (four before, three after; ``bench/RESULTS.md``):
+DREAMS 1-4 leave-one-subject-out 0.51 -> 0.60 on average, slpdb unchanged."""
 
 _BIOPOTENTIALS = ("eeg", "eog", "emg", "ecg")
 _BREATHING = ("resp", "effort", "airflow")
@@ -131,7 +140,7 @@ def _missing_stretch(valid: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return valid
 
 
-def randomise_night(night: Night, rng: np.random.Generator) -> Night:
+def randomise_night(night: Night, rng: np.random.Generator, eog_leak: tuple[float, float] = EOG_LEAK) -> Night:
     """A copy of ``night`` with random acquisition conditions (see the module docstring).
 
     Parameters
@@ -140,6 +149,9 @@ def randomise_night(night: Night, rng: np.random.Generator) -> Night:
         A canonical night; its signals are not modified.
     rng : numpy.random.Generator
         Source of every random choice (seed it for reproducible stores).
+    eog_leak : (float, float)
+        Range of the EOG's share added to the EEG in the half of the copies given another
+        reference (:data:`EOG_LEAK`; ``bench/augment_ablation.py`` compares ranges).
 
     Returns
     -------
@@ -171,6 +183,6 @@ def randomise_night(night: Night, rng: np.random.Generator) -> Night:
         provenance[m] = dataclasses.replace(old, method=f"{old.method}; randomised: {note}") if old else Provenance(
             m, "", None, "", 1.0, "derived", f"randomised: {note}")  # fmt: skip
     if "eeg" in signals and "eog" in signals and rng.random() < 0.5:  # another reference: EOG leaks in
-        signals["eeg"] = (signals["eeg"] + rng.uniform(0.05, 0.3) * signals["eog"]).astype(np.float32)
+        signals["eeg"] = (signals["eeg"] + rng.uniform(*eog_leak) * signals["eog"]).astype(np.float32)
     return dataclasses.replace(night, signals=signals, epoch_valid=valid, provenance=provenance,
                                warnings=[*night.warnings, "acquisition randomised (training copy)"])  # fmt: skip
