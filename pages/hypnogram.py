@@ -19,8 +19,14 @@ from s2v_core.night import Night
 from s2v_core.recording.pairing import mismatch_problems
 from s2v_core.sanitize.text import markdown_safe
 from s2v_core.stages import STAGE_NAMES
+from s2v_core.views.peers import (
+    DISPLAY_NAMES,
+    agreement_table,
+    kappa_matrix_figure,
+    peer_status_table,
+    peers_hypnogram_figure,
+)
 from s2v_core.views.plots import confusion_figure, hypnodensity_figure, hypnogram_figure
-from s2v_core.views.peers import DISPLAY_NAMES, agreement_table, kappa_matrix_figure, peer_status_table, peers_hypnogram_figure
 from s2v_core.views.plots_signals import signal_figure, spectrogram_figure
 from s2v_core.views.viewer import (
     MAX_CONTEXT_EPOCHS,
