@@ -2,8 +2,8 @@
 
     bash scripts/train_shipped_model.sh            # (or its synth + prepare steps) for WORK/store
     python bench/adapt_soup.py [--work .cache/recipe] [--seeds 3] [--out bench/results/adapt_soup]
-    python bench/ensemble_real.py OUT/seed0 OUT/seed1 OUT/seed2 --peers bench/results/real
-    python bench/ensemble_real.py OUT/soup --peers bench/results/real
+    python bench/ensemble_real.py OUT/seed0 OUT/seed1 OUT/seed2 --peers bench/results/real_mixed_seed0
+    python bench/ensemble_real.py OUT/soup --peers bench/results/real_mixed_seed0
 
 The adaptation stage (``s2v_core.train.adapt``) fine-tunes the synthetic-only classifier on
 synthetic + real nights. Its figures move a lot between training seeds while the real data are
