@@ -115,9 +115,10 @@ _SEED_ROWS = (("DREAMS EEG 1-4, LOSO", "dreams_1-4 EEG 5-class | ours LOSO"),
               ("slpdb IBI 3-class, zero-shot", "slpdb IBI 3-class | ours zero-shot"))  # fmt: skip
 
 
-def _seed_of(folder: Path) -> int:
+def _seed_of(folder: Path) -> int | None:
+    """N of a ``real_seed<N>`` folder; None for any other name (not a run of the recipe's seeds)."""
     digits = folder.name.removeprefix("real_seed")
-    return int(digits) if digits.isdigit() else 10**6
+    return int(digits) if digits.isdigit() else None
 
 
 def seed_lines(results: Path = REAL_RESULTS.parents[1]) -> list[str]:
@@ -127,7 +128,8 @@ def seed_lines(results: Path = REAL_RESULTS.parents[1]) -> list[str]:
     seed N; the mean over runs is what the recipe gives a new user, the shipped run is one draw.
     """
     shipped = results / "real" / "summary.json"
-    runs = sorted((p.parent for p in results.glob("real_seed*/summary.json")), key=_seed_of)
+    runs = sorted((p.parent for p in results.glob("real_seed*/summary.json") if _seed_of(p.parent) is not None),
+                  key=_seed_of)  # fmt: skip
     if not shipped.is_file() or not runs:
         return []
     docs = [json.loads(shipped.read_text())["pooled"]] + [json.loads((r / "summary.json").read_text())["pooled"] for r in runs]

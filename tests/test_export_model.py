@@ -92,7 +92,7 @@ def test_seed_lines_put_the_shipped_run_next_to_the_recipes_other_seeds(export_m
     (tmp_path / "real").mkdir()
     _summary(tmp_path / "real")
     assert export_model.seed_lines(tmp_path) == []  # the shipped run alone: no table
-    for seed, dreams in ((10, 0.30), (2, 0.50)):  # numbered folders sort by number, not by text
+    for seed, dreams in ((10, 0.30), (2, 0.50), ("2_old", 0.9)):  # sorted by number; other names are not runs
         (tmp_path / f"real_seed{seed}").mkdir()
         doc = json.loads((tmp_path / "real" / "summary.json").read_text())
         doc["pooled"]["dreams_1-4 EEG 5-class | ours LOSO"]["kappa"] = dreams
