@@ -25,7 +25,7 @@ import numpy as np
 from s2v_core.limits.jsonfile import read_json
 from s2v_core.modalities import EPOCH_SECONDS, MODALITIES, SFREQ, UNITS, samples_per_epoch
 from s2v_core.signals.features import FEATURE_VERSION, night_features
-from s2v_core.signals.resampling import robust_scale
+from s2v_core.signals.resampling import robust_stats
 from s2v_core.stages import STAGE_NAMES, UNSCORED, merge_stages
 
 __all__ = [
@@ -178,8 +178,9 @@ class Night:
             ok = self.epoch_valid[m]
             if not ok.any():
                 continue
-            rows = np.asarray(x[ok], dtype=np.float32)
-            _, med, iqr = robust_scale(rows[:: max(1, len(rows) // 400)])  # <= 400 epochs suffice
+            use = np.flatnonzero(ok)
+            rows = np.asarray(x[use[:: max(1, len(use) // 400)]], dtype=np.float32)  # <= 400 epochs suffice
+            med, iqr = robust_stats(rows)
             stats[m] = (float(med), float(iqr) if iqr > 0 else 1.0)
         return stats
 

@@ -227,6 +227,7 @@ def test_robust_scale_equal_old():
                 new, old = resampling.robust_scale(x, v), old_robust_scale(x, v)
                 assert np.array_equal(new[0], old[0], equal_nan=True)
                 assert new[1:] == old[1:]
+                assert resampling.robust_stats(x, v) == old[1:]
 
 
 @pytest.mark.parametrize("modality", ["eeg", "ecg"])
@@ -316,7 +317,7 @@ def _old_night(monkeypatch, load):
         m.setattr(sig, "plausibility_warnings", old_plausibility_warnings)
         m.setattr(sig, "epoch_quality", old_epoch_quality)
         m.setattr(loading, "_amplitude", old_amplitude)
-        m.setattr(night_module, "robust_scale", old_robust_scale)
+        m.setattr(night_module, "robust_stats", lambda x, valid=None: old_robust_scale(x, valid)[1:])
         night = load()
         stats = night.scaling_stats()
     return night, stats

@@ -19,6 +19,7 @@ from s2v_core.signals import (
     resp_from_ecg,
     resp_from_effort,
     robust_scale,
+    robust_stats,
     to_percent,
     unit_scale_to_uV,
 )
@@ -205,6 +206,21 @@ def test_robust_scale_valid_mask_and_flat_signal():
     assert (med, iqr) == (0.0, 0.0) and np.isnan(scaled).all()
     with pytest.raises(ValueError, match="shape"):
         robust_scale(x, valid[:10])
+    # the statistics alone: the same numbers, without a scaled copy
+    assert robust_stats(x, valid) == robust_scale(x, valid)[1:]
+    assert robust_stats(np.full(4, np.nan)) == (0.0, 0.0)
+    assert robust_stats(np.full(20, 5.0)) == (5.0, 0.0)
+
+
+def test_epoch_matrix_view_only_when_asked_and_possible():
+    x = np.arange(130.0, dtype=np.float32)
+    view = epoch_matrix(x, 2, 2, copy=False)  # 120 of 130 samples: a view, the tail ignored
+    assert view.shape == (2, 60) and np.shares_memory(view, x)
+    assert not np.shares_memory(epoch_matrix(x, 2, 2), x)  # the default copies
+    short = epoch_matrix(x, 2, 3, copy=False)  # 130 < 180 samples: padded, so a new array
+    assert not np.shares_memory(short, x) and np.isnan(short[2, 10:]).all()
+    as64 = epoch_matrix(x.astype(np.float64), 2, 2, copy=False)  # float32 is the canonical type
+    assert as64.dtype == np.float32 and not np.shares_memory(as64, x)
 
 
 @settings(max_examples=50, deadline=None)

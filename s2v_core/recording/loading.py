@@ -360,9 +360,9 @@ def _read_mapped(
 
 def _assess(m: str, x_canon: np.ndarray, provenance: Provenance, n_epochs: int) -> _Assessed:
     """Cut a canonical-rate signal into epochs, judge each, and add plausibility warnings."""
-    epochs = sig.epoch_matrix(x_canon, SFREQ[m], n_epochs)
+    epochs = sig.epoch_matrix(x_canon, SFREQ[m], n_epochs, copy=False)  # x_canon is ours alone
     ok = sig.epoch_quality(epochs, m)
-    provenance.warnings.extend(sig.plausibility_warnings(m, epochs[ok] if ok.any() else epochs))
+    provenance.warnings.extend(sig.plausibility_warnings(m, epochs[ok] if ok.any() and not ok.all() else epochs))
     return epochs, ok, provenance
 
 

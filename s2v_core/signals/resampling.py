@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from fractions import Fraction
 
 import numpy as np
@@ -13,6 +12,7 @@ from s2v_core.limits.bounds import MAX_RECORDING_S
 from s2v_core.modalities import EPOCH_SECONDS
 from s2v_core.signals import _quantiles
 from s2v_core.signals._nan import fill_nan_linear
+from s2v_core.signals._polyphase import resample_poly_line
 
 __all__ = [
     "MAX_DENOMINATOR",
@@ -21,9 +21,8 @@ __all__ = [
     "rational_ratio",
     "resample",
     "robust_scale",
+    "robust_stats",
 ]
-
-log = logging.getLogger(__name__)
 
 MAX_DENOMINATOR = 1000
 """Largest up/down factor tried when turning a rate ratio into a fraction."""
@@ -61,8 +60,9 @@ def resample(x: np.ndarray, sfreq_in: float, sfreq_out: float) -> np.ndarray:
     """Resample a 1-D signal with a polyphase anti-aliasing filter, keeping NaN gaps.
 
     The rate ratio becomes ``up/down`` through ``Fraction(...).limit_denominator(1000)`` and
-    :func:`scipy.signal.resample_poly` (Kaiser window, ``padtype="line"`` so a DC offset
-    such as SpO2 ~ 95 % does not droop at the edges) does the work. Non-finite runs are bridged
+    :func:`scipy.signal.resample_poly`'s filter does the work (Kaiser window, ``padtype="line"`` so a
+    DC offset such as SpO2 ~ 95 % does not droop at the edges), computed as block matrix products
+    for float32 input (:func:`s2v_core.signals._polyphase.resample_poly_line`, equal to float32 rounding). Non-finite runs are bridged
     linearly for the filter and put back as NaN at every output sample whose time falls on
     a missing input sample (for downsampling: whose input window holds one).
 
@@ -101,6 +101,8 @@ def resample(x: np.ndarray, sfreq_in: float, sfreq_out: float) -> np.ndarray:
         return np.full(n_out, np.nan, dtype=np.float32)
     if x.size == 1:
         y = np.full(n_out, filled[0])
+    elif filled.dtype == np.float32:  # the same filter and padding, as matrix products (3-8x faster)
+        y = resample_poly_line(filled, up, down)
     else:
         y = sps.resample_poly(filled, up, down, padtype="line")
     if y.size >= n_out:
@@ -152,7 +154,7 @@ def _bad_output_samples(
     return np.interp(positions, np.arange(bad.size), mask) >= 0.5
 
 
-def epoch_matrix(x: np.ndarray, sfreq: int, n_epochs: int) -> np.ndarray:
+def epoch_matrix(x: np.ndarray, sfreq: int, n_epochs: int, *, copy: bool = True) -> np.ndarray:
     """Cut a 1-D signal into consecutive 30-s epochs.
 
     Parameters
@@ -164,6 +166,9 @@ def epoch_matrix(x: np.ndarray, sfreq: int, n_epochs: int) -> np.ndarray:
     n_epochs : int
         Number of epochs wanted. A longer signal is truncated; a shorter one is padded with
         NaN at the end.
+    copy : bool
+        False: return a view of ``x`` when it is contiguous float32 and long enough (writing to
+        the epochs then writes to ``x``); otherwise, and by default, a new array.
 
     Returns
     -------
@@ -183,6 +188,8 @@ def epoch_matrix(x: np.ndarray, sfreq: int, n_epochs: int) -> np.ndarray:
         raise ValueError(f"n_epochs must be >= 0, got {n_epochs}")
     per_epoch = int(sfreq) * EPOCH_SECONDS
     need = per_epoch * int(n_epochs)
+    if not copy and x.dtype == np.float32 and x.size >= need and x.flags.c_contiguous:
+        return x[:need].reshape(int(n_epochs), per_epoch)
     out = np.full(need, np.nan, dtype=np.float32)
     take = min(need, x.size)
     out[:take] = x[:take]
@@ -218,16 +225,29 @@ def robust_scale(x: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.nda
     (3.0, 2.0, [-1.0, -0.5, 0.0, 0.5, 1.0])
     """
     x = np.asarray(x)
+    median, iqr = robust_stats(x, valid)  # (0.0, 0.0) without a valid sample: a float32 copy
+    divisor = iqr if iqr > 0 else 1.0
+    scaled = ((x.astype(np.float64) - median) / divisor).astype(np.float32)
+    return scaled, median, iqr
+
+
+def robust_stats(x: np.ndarray, valid: np.ndarray | None = None) -> tuple[float, float]:
+    """The ``(median, iqr)`` of :func:`robust_scale`, without scaling anything.
+
+    Same arguments and rules: only finite samples where ``valid`` holds count; ``(0.0, 0.0)`` when
+    there is none; the IQR is 0.0 when it is numerically zero.
+    """
+    x = np.asarray(x)
     use = np.isfinite(x)
     if valid is not None:
         valid = np.asarray(valid, dtype=bool)
         if valid.shape != x.shape:
             raise ValueError(f"valid mask shape {valid.shape} does not match signal {x.shape}")
         use &= valid
-    values = x[use]
+    values = x if use.all() else x[use]
     if values.size == 0:
-        log.debug("robust_scale: no valid samples; returning the signal unscaled")
-        return x.astype(np.float32, copy=True), 0.0, 0.0
+        return 0.0, 0.0
+    values = values.ravel()
     if values.dtype in (np.float32, np.float64):  # exact in float64: no float64 copy of the night
         q25, median, q75 = _quantiles.percentile(values, [25, 50, 75], np.float64)
     else:
@@ -235,6 +255,4 @@ def robust_scale(x: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.nda
     iqr = float(q75 - q25)
     if iqr <= 1e-12 * max(1.0, abs(float(median))):  # numerically zero: do not blow up
         iqr = 0.0
-    divisor = iqr if iqr > 0 else 1.0
-    scaled = ((x.astype(np.float64) - median) / divisor).astype(np.float32)
-    return scaled, float(median), iqr
+    return float(median), iqr
