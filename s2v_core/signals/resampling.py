@@ -62,9 +62,10 @@ def resample(x: np.ndarray, sfreq_in: float, sfreq_out: float) -> np.ndarray:
     The rate ratio becomes ``up/down`` through ``Fraction(...).limit_denominator(1000)`` and
     :func:`scipy.signal.resample_poly`'s filter does the work (Kaiser window, ``padtype="line"`` so a
     DC offset such as SpO2 ~ 95 % does not droop at the edges), computed as block matrix products
-    for float32 input (:func:`s2v_core.signals._polyphase.resample_poly_line`, equal to float32 rounding). Non-finite runs are bridged
-    linearly for the filter and put back as NaN at every output sample whose time falls on
-    a missing input sample (for downsampling: whose input window holds one).
+    for float32 input (:func:`s2v_core.signals._polyphase.resample_poly_line`, equal to float32
+    rounding). Non-finite runs are bridged linearly for the filter (in float64, with scipy's own
+    loop) and put back as NaN at every output sample whose time falls on a missing input sample
+    (for downsampling: whose input window holds one).
 
     Parameters
     ----------
