@@ -75,17 +75,20 @@ def add_threads_option(p: argparse.ArgumentParser) -> None:
 
 
 def apply_threads(threads: int | None) -> None:
-    """Apply ``--threads`` to this process: torch's intra-op threads and channel reading."""
+    """Apply ``--threads`` to this process: torch's intra-op threads, channel reading, and the BLAS
+    and OpenMP pools numpy and scipy use (the resampler's and the features' matrix products)."""
     if threads is None:
         return
     if threads < 1:
         raise S2VError(f"--threads must be >= 1, got {threads}")
     import torch  # here: building the parser must not import torch
+    from threadpoolctl import threadpool_limits
 
     from s2v_core.recording.loading import set_read_threads
 
     torch.set_num_threads(threads)
     set_read_threads(threads)
+    threadpool_limits(threads)  # every pool loaded by now (numpy's BLAS is: torch imports numpy)
 
 
 def parse_channel_map(items: Sequence[str] | None) -> dict[str, str | None]:
