@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from threadpoolctl import threadpool_limits  # light (14 ms): parsing may import it
+
 from s2v_core.errors import S2VError
 from s2v_core.modalities import parse_modality_list
 from s2v_core.shipped import default_model_dir
@@ -82,7 +84,6 @@ def apply_threads(threads: int | None) -> None:
     if threads < 1:
         raise S2VError(f"--threads must be >= 1, got {threads}")
     import torch  # here: building the parser must not import torch
-    from threadpoolctl import threadpool_limits
 
     from s2v_core.recording.loading import set_read_threads
 
