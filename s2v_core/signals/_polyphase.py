@@ -23,6 +23,8 @@ _BLOCK_IN = 64
 """Aim for input blocks of about this many samples (a multiple of ``down``)."""
 _MAX_TABLE = 1 << 20
 """Largest tap table (entries) worth building; above it :func:`resample_poly_line` uses scipy."""
+_CHUNK_SAMPLES = 1 << 18
+"""Input samples handled at a time (about 1 MiB of float32 scratch, whatever the recording's length)."""
 
 
 @lru_cache(maxsize=32)
@@ -72,23 +74,38 @@ def resample_poly_line(x: np.ndarray, up: int, down: int) -> np.ndarray:
     n_in = x.size
     n_out = -(-n_in * up // down)
     n_blocks = -(-n_out // block_out)
-    length = (n_blocks + n_shift - 1) * block_in + block_in  # what the shifted views read
-    ext = np.empty(length, np.float32)
     slope = (np.float64(x[-1]) - np.float64(x[0])) / (n_in - 1)
-    left = min(lead, length)
-    ext[:left] = x[0] + slope * np.arange(-left, 0)
-    body = min(n_in, length - left)
-    ext[left : left + body] = x[:body]
-    tail = length - left - body
-    if tail > 0:
-        ext[left + body :] = x[-1] + slope * np.arange(1, tail + 1)
-    y = np.zeros((n_blocks, block_out), np.float32)
+    shifts = []
     for k in range(n_shift):
         rows = table[k * block_in : (k + 1) * block_in]
         used = np.flatnonzero(rows.any(axis=1))
-        if used.size == 0:
-            continue
-        width = int(used[-1]) + 1
-        view = ext[k * block_in : k * block_in + n_blocks * block_in].reshape(n_blocks, block_in)
-        y += view[:, :width] @ rows[:width]
+        if used.size:
+            shifts.append((k, rows[: int(used[-1]) + 1]))
+    y = np.empty((n_blocks, block_out), np.float32)
+    step = max(1, _CHUNK_SAMPLES // block_in)  # blocks per chunk: bounded scratch memory
+    for b0 in range(0, n_blocks, step):
+        b1 = min(n_blocks, b0 + step)
+        ext = _extended(x, slope, b0 * block_in - lead, (b1 - b0 + n_shift) * block_in)
+        out = y[b0:b1]
+        for j, (k, rows) in enumerate(shifts):
+            view = ext[k * block_in : (k + b1 - b0) * block_in].reshape(b1 - b0, block_in)[:, : len(rows)]
+            if j == 0:
+                np.matmul(view, rows, out=out)
+            else:
+                out += view @ rows
     return y.reshape(-1)[:n_out]
+
+
+def _extended(x: np.ndarray, slope: float, start: int, length: int) -> np.ndarray:
+    """``x[start : start + length]`` with ``upfirdn``'s "line" extension outside ``x`` (float32)."""
+    out = np.empty(length, np.float32)
+    idx_lo, idx_hi = max(start, 0), min(start + length, x.size)
+    if idx_hi > idx_lo:
+        out[idx_lo - start : idx_hi - start] = x[idx_lo:idx_hi]
+    if start < 0:  # before the first sample: the line through x[0]
+        left = min(-start, length)
+        out[:left] = x[0] + slope * np.arange(start, start + left)
+    if start + length > x.size:  # after the last sample: the line through x[-1]
+        first = max(x.size, start)
+        out[first - start :] = x[-1] + slope * np.arange(first - x.size + 1, start + length - x.size + 1)
+    return out
