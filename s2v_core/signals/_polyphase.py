@@ -5,9 +5,10 @@ filter, ``padtype="line"``) for float32 signals, 3-8x faster on one core.
 can be grouped: ``up * g`` consecutive outputs read the input from one block of ``down * g``
 samples onwards, always through the same taps. With the (extended) input viewed as a matrix of
 such blocks, one row per block, the outputs of every block are ``X0 @ T0 + X1 @ T1 + ...``: ``Xk``
-is the block matrix shifted by ``k`` blocks (a strided view, no copy) and ``Tk`` the filter taps
-laid out for that shift. The products run in BLAS; the extra multiplications by zero taps cost
-less than the scalar loop saves.
+is the block matrix shifted by ``k`` blocks (a strided view) and ``Tk`` the filter taps laid out for
+that shift. The products run in BLAS; the extra multiplications by zero taps cost less than the
+scalar loop saves. A long signal is done a chunk of blocks at a time (the chunk's extended input is
+the only copy), so the scratch memory stays small whatever the recording's length.
 """
 
 from __future__ import annotations
