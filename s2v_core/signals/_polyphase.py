@@ -29,12 +29,13 @@ _CHUNK_SAMPLES = 1 << 18
 
 
 @lru_cache(maxsize=32)
-def polyphase_plan(up: int, down: int) -> tuple[int, int, int, int, np.ndarray] | None:
+def polyphase_plan(up: int, down: int) -> tuple[int, int, int, int, list[tuple[int, np.ndarray]]] | None:
     """The block layout for resampling by ``up/down`` (reduced), or None when scipy is the better tool.
 
-    Returns ``(block_in, block_out, lead, n_shift, table)``: input and output block lengths, how
+    Returns ``(block_in, block_out, lead, n_shift, shifts)``: input and output block lengths, how
     many samples before a block its first output reads (``lead``), how many shifted block matrices
-    the outputs need, and the float32 taps ``(n_shift * block_in, block_out)``.
+    the outputs read, and per shift ``k`` that has taps, ``(k, taps)`` with the float32 taps
+    ``(rows used, block_out)`` (rows past the last tap are left out).
     """
     half_len = 10 * max(up, down)
     h = sps.firwin(2 * half_len + 1, 1.0 / max(up, down), window=("kaiser", 5.0)) * up
@@ -55,7 +56,13 @@ def polyphase_plan(up: int, down: int) -> tuple[int, int, int, int, np.ndarray] 
     for col in range(block_out):
         i = np.arange(first[col], last[col] + 1)
         table[i + lead, col] = h[t[col] - i * up]
-    return block_in, block_out, lead, n_shift, table.astype(np.float32)
+    shifts = []
+    for k in range(n_shift):
+        rows = table[k * block_in : (k + 1) * block_in].astype(np.float32)
+        used = np.flatnonzero(rows.any(axis=1))
+        if used.size:
+            shifts.append((k, rows[: int(used[-1]) + 1]))
+    return block_in, block_out, lead, n_shift, shifts
 
 
 def resample_poly_line(x: np.ndarray, up: int, down: int) -> np.ndarray:
@@ -68,20 +75,14 @@ def resample_poly_line(x: np.ndarray, up: int, down: int) -> np.ndarray:
     x = np.asarray(x, np.float32)
     g = np.gcd(up, down)
     up, down = up // g, down // g
-    plan = polyphase_plan(up, down) if x.size > 1 else None
-    if plan is None or up == down:
+    plan = polyphase_plan(up, down) if x.size > 1 and up != down else None
+    if plan is None:
         return sps.resample_poly(x, up, down, padtype="line").astype(np.float32, copy=False)
-    block_in, block_out, lead, n_shift, table = plan
+    block_in, block_out, lead, n_shift, shifts = plan
     n_in = x.size
     n_out = -(-n_in * up // down)
     n_blocks = -(-n_out // block_out)
     slope = (np.float64(x[-1]) - np.float64(x[0])) / (n_in - 1)
-    shifts = []
-    for k in range(n_shift):
-        rows = table[k * block_in : (k + 1) * block_in]
-        used = np.flatnonzero(rows.any(axis=1))
-        if used.size:
-            shifts.append((k, rows[: int(used[-1]) + 1]))
     y = np.empty((n_blocks, block_out), np.float32)
     step = max(1, _CHUNK_SAMPLES // block_in)  # blocks per chunk: bounded scratch memory
     for b0 in range(0, n_blocks, step):
