@@ -13,7 +13,8 @@ Both tools get exactly these channels:
 1. Warm, in-process (issue 6 goal: ours <= 0.5x YASA): each tool does the whole job once as a
    warm-up (imports, numba JIT, file in the page cache), then ``--runs`` alternating timed runs;
    medians. A run is file -> per-epoch CSV, the work of ``s2v predict``:
-     ours  load_classifier + load_night + predict_night + CSV
+     ours  load_classifier + load_night + predict_night (with the model's feature ranges, so the
+           "unlike the training data" check runs as in ``s2v predict``) + CSV
      peer  mne.io.read_raw_edf(preload=True) + SleepStaging(...) + .predict() + CSV
    Step times are printed too (YASA's ``predict()`` loads its classifier each call; ours loads
    the model in the first step, so both totals include a model load).
@@ -97,13 +98,14 @@ def run_ours(path: Path, out: Path, threads: int) -> tuple[dict[str, float], obj
     steps: dict[str, float] = {}
     t = time.perf_counter()
     folder = ROOT / "models" / "sleep2vec-small" / "classifier"
-    model, _, _ = load_classifier(folder)
+    model, _, extra = load_classifier(folder)
     steps["load model"] = time.perf_counter() - t
     t = time.perf_counter()
     night = load_night(path, modalities=tuple(CHANNELS))
     steps["read + preprocess"] = time.perf_counter() - t
     t = time.perf_counter()
-    pred = predict_night(model, night, tuple(CHANNELS), name=model_id(folder))
+    # with the model's training feature ranges, as `s2v predict` does (the familiarity warnings)
+    pred = predict_night(model, night, tuple(CHANNELS), name=model_id(folder), ranges=extra.get("feature_ranges"))
     steps["stage (model)"] = time.perf_counter() - t
     t = time.perf_counter()
     pred.to_frame(night.start_time).to_csv(out, index=False)

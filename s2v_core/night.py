@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,7 +25,12 @@ import numpy as np
 
 from s2v_core.limits.jsonfile import read_json
 from s2v_core.modalities import EPOCH_SECONDS, MODALITIES, SFREQ, UNITS, samples_per_epoch
-from s2v_core.signals.features import FEATURE_VERSION, night_features
+from s2v_core.signals.features import (
+    FEATURE_VERSION,
+    epoch_features,
+    features_from_raw,
+    night_features,
+)
 from s2v_core.signals.resampling import robust_stats
 from s2v_core.stages import STAGE_NAMES, UNSCORED, merge_stages
 
@@ -185,7 +191,12 @@ class Night:
         return stats
 
     def model_inputs(
-        self, modalities: tuple[str, ...] | None = None, *, raw: bool = True, features: int = 0
+        self,
+        modalities: tuple[str, ...] | None = None,
+        *,
+        raw: bool = True,
+        features: int = 0,
+        base: Mapping[str, np.ndarray] | None = None,
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """What the model's tokenizers read, per modality and epoch.
 
@@ -198,6 +209,10 @@ class Night:
         features : int
             0, or the version of the engineered features to append
             (:func:`s2v_core.signals.features.night_features`, normalised within this night).
+        base : mapping of str to np.ndarray, optional
+            This night's raw base features per modality, already computed
+            (:meth:`base_features`): the engineered features are derived from them instead of
+            being computed again. Modalities not in it are computed here.
 
         Returns
         -------
@@ -217,10 +232,23 @@ class Night:
             ok = self.epoch_valid[m]
             parts = [apply_scaling(self.signals[m], *stats[m], ok)] if raw else []
             if features:
-                parts.append(night_features(m, self.signals[m], ok))
+                if base is not None and m in base:
+                    parts.append(features_from_raw(base[m], ok, m))
+                else:
+                    parts.append(night_features(m, self.signals[m], ok))
             inputs[m] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
             valid[m] = ok.copy()
         return inputs, valid
+
+    def base_features(self, modalities: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        """Raw base features of each modality's epochs (:func:`~s2v_core.signals.features.epoch_features`).
+
+        What both the model's engineered inputs (:meth:`model_inputs` with ``base``) and the
+        familiarity check (:mod:`s2v_core.inference.familiarity`) read, so that a prediction
+        computes them once. Modalities the night lacks are skipped.
+        """
+        wanted = self.modalities if modalities is None else modalities
+        return {m: epoch_features(m, self.signals[m], self.epoch_valid[m]) for m in wanted if m in self.signals}
 
     def summary(self) -> dict:
         """A JSON-ready description (what ``s2v info --json`` prints); no identifying fields."""

@@ -312,3 +312,22 @@ def test_modalities_page_ranks_all_511_subsets(tmp_path):
     assert len(labels) == len(set(labels)) == 511 and "+".join(MODALITIES) in labels
     importance = at.dataframe[0].value
     assert set(importance.index) == set(MODALITIES) and (importance["n_with"] == 256).all()
+
+
+def test_subsets_reuse_the_encoded_base_features_for_the_familiarity_check(night, shipped, tiny, monkeypatch):
+    from s2v_core.inference import familiarity
+    from s2v_core.signals import features
+
+    model, ranges = shipped
+    assert ranges
+    encoded = encode_night(model, night, ("eeg", "eog", "ibi"))
+    assert set(encoded.base) == {"eeg", "eog", "ibi"}
+    calls = []
+    monkeypatch.setattr(familiarity, "epoch_features", lambda *a, **k: calls.append(a[0]) or features.epoch_features(*a, **k))
+    preds = predict_subsets(model, night, [("eeg",), ("eog", "ibi")], encoded=encoded, ranges=ranges)
+    assert calls == []  # every subset's check read the encoded night's features
+    for subset, pred in preds.items():
+        ref = predict_night(model, night, subset, ranges=ranges)
+        assert pred.warnings == ref.warnings
+        np.testing.assert_allclose(pred.probabilities, ref.probabilities, atol=ATOL)
+    assert encode_night(tiny, night, ("eeg",)).base == {}  # a raw-sample model reads no features

@@ -39,9 +39,13 @@ LOW_CONFIDENCE = 0.55
 _WIDEN = 0.25
 
 
-def night_medians(modality: str, epochs: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Per-night median of each raw base feature over the valid epochs, ``(n_base,)``; NaN if none."""
-    raw = epoch_features(modality, epochs, valid)
+def night_medians(modality: str, epochs: np.ndarray, valid: np.ndarray, raw: np.ndarray | None = None) -> np.ndarray:
+    """Per-night median of each raw base feature over the valid epochs, ``(n_base,)``; NaN if none.
+
+    ``raw``: ``epoch_features(modality, epochs, valid)`` when it is already computed.
+    """
+    if raw is None:
+        raw = epoch_features(modality, epochs, valid)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a modality without valid epochs
         return np.nanmedian(raw[np.asarray(valid, bool)], axis=0) if np.any(valid) else np.full(raw.shape[1], np.nan)
@@ -62,11 +66,13 @@ def training_ranges(medians: Mapping[str, Iterable[np.ndarray]]) -> dict:
     return out
 
 
-def unfamiliar_modalities(night: Night, ranges: Mapping | None, modalities: Iterable[str]) -> dict[str, list[str]]:
+def unfamiliar_modalities(night: Night, ranges: Mapping | None, modalities: Iterable[str], *,
+                          base: Mapping[str, np.ndarray] | None = None) -> dict[str, list[str]]:  # fmt: skip
     """Modalities of ``night`` whose features lie outside the training ranges, with those features.
 
     Returns an empty dict without ranges (models trained before they were recorded) or when the
-    feature version differs.
+    feature version differs. ``base``: the night's raw base features per modality
+    (:meth:`Night.base_features <s2v_core.night.Night.base_features>`) where already computed.
     """
     if not ranges or ranges.get("version") != FEATURE_VERSION:
         return {}
@@ -75,7 +81,7 @@ def unfamiliar_modalities(night: Night, ranges: Mapping | None, modalities: Iter
         ref = ranges.get("modalities", {}).get(m)
         if ref is None or m not in night.signals:
             continue
-        med = night_medians(m, night.signals[m], night.epoch_valid[m])
+        med = night_medians(m, night.signals[m], night.epoch_valid[m], None if base is None else base.get(m))
         lo, hi = np.asarray(ref["lo"]), np.asarray(ref["hi"])
         width = np.maximum(hi - lo, 1e-9)
         ok = np.isfinite(med)

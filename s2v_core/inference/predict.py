@@ -281,8 +281,12 @@ def night_windows(
     *,
     raw: bool = True,
     features: int = 0,
+    base: dict[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Cut the scaled inputs of a night into zero-padded windows.
+
+    ``raw`` and ``features`` are :func:`input_spec`'s; ``base`` is the night's raw base features
+    where already computed (:meth:`Night.base_features <s2v_core.night.Night.base_features>`).
 
     Returns
     -------
@@ -296,7 +300,7 @@ def night_windows(
     """
     if window_epochs < 1:
         raise ValueError(f"window_epochs must be >= 1, got {window_epochs}")
-    scaled, valid = night.model_inputs(subset, raw=raw, features=features)
+    scaled, valid = night.model_inputs(subset, raw=raw, features=features, base=base)
     n = night.n_epochs
     n_win = max(1, -(-n // window_epochs))
     total = n_win * window_epochs
@@ -391,7 +395,10 @@ def predict_night(
         The model's outputs hold NaN or infinite values (broken weights or inputs).
     """
     subset = resolve_subset(model, night, modalities)
-    inputs, pad_valid, present, valid = night_windows(night, subset, window_epochs, **input_spec(model))
+    spec = input_spec(model)
+    # the raw base features feed both the model's inputs and the familiarity check: computed once
+    base = night.base_features(subset) if spec["features"] or ranges else None
+    inputs, pad_valid, present, valid = night_windows(night, subset, window_epochs, **spec, base=base)
     logits, gates, fused = _forward(
         model,
         inputs,
@@ -401,8 +408,10 @@ def predict_night(
         max(1, max_windows),
         with_embeddings,
     )
+    unfamiliar = unfamiliar_modalities(night, ranges, subset, base=base)
     return assemble_prediction(
-        model, night, subset, logits, gates, valid, fused=fused, name=name, ranges=ranges
+        model, night, subset, logits, gates, valid, fused=fused, name=name, ranges=ranges,
+        unfamiliar=unfamiliar,
     )
 
 

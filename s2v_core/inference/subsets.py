@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -91,6 +91,10 @@ class EncodedNight:
         Per-epoch validity of each modality.
     n_epochs : int
     window_epochs : int
+    base : dict of str to np.ndarray
+        The night's raw base features of each modality encoded, when the model reads engineered
+        features (:meth:`Night.base_features <s2v_core.night.Night.base_features>`): the
+        familiarity check of every subset reuses them. Empty otherwise.
     """
 
     modalities: tuple[str, ...]
@@ -100,6 +104,7 @@ class EncodedNight:
     valid: dict[str, np.ndarray]
     n_epochs: int
     window_epochs: int
+    base: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def fuses_subsets(model: object) -> bool:
@@ -139,9 +144,9 @@ def _encode(model: object, night: Night, subset: tuple[str, ...], window_epochs:
             device: torch.device, max_windows: int, meter: _Meter) -> EncodedNight:  # fmt: skip
     """:func:`encode_night` for a resolved subset, reporting to ``meter``."""
     t0 = time.perf_counter()
-    inputs, pad_valid, present, valid = night_windows(
-        night, subset, window_epochs, **input_spec(model)
-    )
+    spec = input_spec(model)
+    base = night.base_features(subset) if spec["features"] else {}
+    inputs, pad_valid, present, valid = night_windows(night, subset, window_epochs, **spec, base=base)
     n_win = len(pad_valid)
     meter.add(len(subset) * n_win * _READ_COST)
     t1 = time.perf_counter()
@@ -165,7 +170,7 @@ def _encode(model: object, night: Night, subset: tuple[str, ...], window_epochs:
         t1 - t0,
         time.perf_counter() - t1,
     )
-    return EncodedNight(subset, hidden, pad_valid, present, valid, night.n_epochs, window_epochs)
+    return EncodedNight(subset, hidden, pad_valid, present, valid, night.n_epochs, window_epochs, base)
 
 
 def encode_night(
@@ -280,7 +285,7 @@ def predict_subsets(
     meter = _Meter(work_units(night, n_encoded, len(wanted), window_epochs), progress)
     if encoded is None:
         encoded = _encode(model, night, union, window_epochs, dev, max(1, max_windows), meter)
-    unfamiliar = unfamiliar_modalities(night, ranges, union) if ranges else None
+    unfamiliar = unfamiliar_modalities(night, ranges, union, base=encoded.base) if ranges else None
     known = model_modalities(model)
     masks = torch.zeros(len(wanted), len(known), dtype=torch.bool)
     for k, subset in enumerate(wanted):
