@@ -9,6 +9,7 @@ import pyedflib
 import pytest
 
 from s2v_core.errors import InputFileError
+from s2v_core.io import edf as edf_module
 from s2v_core.io.edf import open_recording
 from s2v_core.io.edf_header import check_header
 from tests.conftest import shared_path
@@ -151,9 +152,13 @@ def test_dreams_excerpt3_falls_back_to_mne_and_matches_text_export():
     np.testing.assert_allclose(x, ref, atol=1e-3)
 
 
+@pytest.mark.parametrize("block", [None, 700])  # 700 samples: many blocks, a short last one
 @pytest.mark.parametrize("kind", ["edf", "bdf", "plain"])
-def test_memory_mapped_signals_equal_pyedflib(tmp_path, kind):
-    """Signals of files pyedflib opens are read from the mapped records: same values as pyedflib."""
+def test_memory_mapped_signals_equal_pyedflib(tmp_path, kind, block, monkeypatch):
+    """Signals of files pyedflib opens are read from the mapped records: same values as pyedflib,
+    whether the records are converted in one block or in many."""
+    if block is not None:
+        monkeypatch.setattr(edf_module, "_BLOCK_SAMPLES", block)
     rng = np.random.default_rng(3)
     chans = {"C4-M1": (rng.normal(0, 40, 256 * 90), 256, "uV"),
              "Chin1-Chin2": (rng.normal(0, 5, 200 * 90), 200, "uV"),
