@@ -123,3 +123,79 @@ def test_night_inputs_from_given_base_features_equal_computed_ones(night):
     partial, _ = night.model_inputs(mods, features=FEATURE_VERSION, base={"eeg": base["eeg"]})
     for m in mods:  # a modality missing from base is computed
         np.testing.assert_array_equal(partial[m], fresh[m])
+
+
+def test_familiar_subset_leaves_out_unfamiliar_modalities_but_never_all():
+    from s2v_core.inference.familiarity import familiar_subset
+
+    assert familiar_subset(("eeg", "eog", "ibi"), {"eog": ["rel_delta"]}) == (("eeg", "ibi"), ("eog",))
+    assert familiar_subset(("eeg", "eog"), {}) == (("eeg", "eog"), ())
+    assert familiar_subset(("eog",), {"eog": ["x"], "emg": ["y"]}) == (("eog",), ())  # nothing better to use
+    assert familiar_subset(("eeg", "eog"), {"eeg": ["x"], "eog": ["y"]}) == (("eeg", "eog"), ())
+
+
+def _noisy_eeg(night):
+    rng = np.random.default_rng(1)
+    return dataclasses.replace(night, signals={**night.signals, "eeg": rng.normal(
+        0, 20, night.signals["eeg"].shape).astype(np.float32)})  # fmt: skip
+
+
+def test_an_unfamiliar_modality_is_left_out_when_asked(night):
+    from s2v_core.shipped import default_model_dir
+
+    model, _, extra = load_classifier(default_model_dir())
+    ranges = extra["feature_ranges"]
+    noisy = _noisy_eeg(night)
+    asked = ("eeg", "eog", "ibi")
+    pred = predict_night(model, noisy, asked, ranges=ranges, leave_out_unfamiliar=True)
+    assert pred.modalities == ("eog", "ibi") and pred.left_out == ("eeg",)
+    same = predict_night(model, noisy, ("eog", "ibi"), ranges=ranges)
+    np.testing.assert_array_equal(pred.probabilities, same.probabilities)
+    assert any(w.startswith("eeg left out: its signals look unlike") and "staged from eog, ibi" in w
+               for w in pred.warnings), pred.warnings  # fmt: skip
+    kept = predict_night(model, noisy, asked, ranges=ranges)  # not asked: every modality is used
+    assert kept.modalities == asked and kept.left_out == ()
+    assert any(w.startswith("eeg looks unlike") for w in kept.warnings)
+    # without ranges nothing can be judged, and a familiar night loses nothing
+    assert predict_night(model, noisy, asked, leave_out_unfamiliar=True).modalities == asked
+    assert predict_night(model, night, asked, ranges=ranges, leave_out_unfamiliar=True).left_out == ()
+    # only unfamiliar modalities asked for: all are used, with the warning
+    alone = predict_night(model, noisy, ("eeg",), ranges=ranges, leave_out_unfamiliar=True)
+    assert alone.modalities == ("eeg",) and alone.left_out == ()
+    assert any(w.startswith("eeg looks unlike") for w in alone.warnings)
+
+
+def test_predict_cli_leaves_out_an_unfamiliar_channel_unless_told(tmp_path, capsys):
+    """``s2v predict`` on a PSG whose EEG channel holds white noise: staged from the others, said
+    in the JSON and the warnings; ``--keep-unfamiliar`` and ``--modalities`` use what they name."""
+    import json
+
+    import pyedflib
+
+    from s2v_core.cli.main import main
+    from tests.edf_factory import write_edf
+
+    psg, _ = shipped_night()
+    reader = pyedflib.EdfReader(str(psg))
+    try:
+        chans = {reader.getLabel(i): (reader.readSignal(i), reader.getSampleFrequency(i), reader.getPhysicalDimension(i))
+                 for i in range(reader.signals_in_file)}  # fmt: skip
+    finally:
+        reader.close()
+    eeg = next(k for k in chans if k.startswith("C4"))
+    x, fs, dim = chans[eeg]
+    chans[eeg] = (np.random.default_rng(2).normal(0, 20, len(x)), fs, dim)
+    path = write_edf(tmp_path / "noisy-eeg.edf", chans)
+
+    def run(*extra):
+        assert main(["predict", str(path), "--out", str(tmp_path / "p.csv"), "--json", *extra]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    default = run()
+    assert default["left_out"] == ["eeg"] and "eeg" not in default["modalities"]
+    assert any(w.startswith("eeg left out") for w in default["model_warnings"])
+    kept = run("--keep-unfamiliar")
+    assert kept["left_out"] == [] and "eeg" in kept["modalities"]
+    assert any(w.startswith("eeg looks unlike") for w in kept["model_warnings"])
+    named = run("--modalities", "eeg,eog")
+    assert named["left_out"] == [] and named["modalities"] == ["eeg", "eog"]

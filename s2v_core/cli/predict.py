@@ -36,6 +36,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--bids-out", metavar="DIR",
                    help="also write the predictions as BIDS events into DIR: <entities>_events.tsv (onset, "
                    "duration, trial_type, stage, probabilities) and its JSON sidecar")  # fmt: skip
+    p.add_argument("--keep-unfamiliar", action="store_true",
+                   help="without --modalities, a modality whose signals look unlike the model's training data "
+                   "(features outside its training range) is left out and the night staged from the others, "
+                   "with a warning; this keeps every available modality (with the warning only). "
+                   "Modalities named in --modalities are always used")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_compare_option(p)
     p.set_defaults(func=run)
@@ -56,8 +61,9 @@ def run(args: argparse.Namespace) -> int:
     model, extra, mid = load_model(args.model, args.device)
     night = load_recording(args.file, args.hypnogram, mapping=parse_channel_map(args.map),
                            allow_mismatch=args.allow_mismatch, sfreq=args.sfreq)  # fmt: skip
-    pred = predict_night(model, night, modalities_from(args.modalities), name=mid, device=args.device,
-                         ranges=extra.get("feature_ranges"))  # fmt: skip
+    chosen = modalities_from(args.modalities)
+    pred = predict_night(model, night, chosen, name=mid, device=args.device, ranges=extra.get("feature_ranges"),
+                         leave_out_unfamiliar=chosen is None and not args.keep_unfamiliar)  # fmt: skip
     table = prediction_table(pred, night)
     comparison = None
     if peers:

@@ -10,6 +10,10 @@ features that fall outside the training range (widened by a quarter of its width
 A modality with more than :data:`MAX_OUTSIDE_SHARE` of its features outside is reported: its
 predictions rest on inputs unlike anything seen in training (another montage, a unit or scaling
 problem, a population or device the synthetic and public training data do not cover).
+:func:`familiar_subset` drops such modalities from a subset, so that the night is staged from
+the modalities that do look like the training data (``s2v predict`` and the app do this unless
+told to keep them; on the 50-Hz DREAMS excerpt-3 PSG, whose EOG, EMG and respiratory channels are
+flagged, it is what makes the full recording stage as well as its EEG alone: bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from s2v_core.signals.features import FEATURE_VERSION, base_feature_names, epoch
 __all__ = [
     "LOW_CONFIDENCE",
     "MAX_OUTSIDE_SHARE",
+    "familiar_subset",
     "night_medians",
     "training_ranges",
     "unfamiliar_modalities",
@@ -90,3 +95,16 @@ def unfamiliar_modalities(night: Night, ranges: Mapping | None, modalities: Iter
             names = base_feature_names(m)
             out[m] = [names[j] for j in np.flatnonzero(outside)]
     return out
+
+
+def familiar_subset(subset: Iterable[str], unfamiliar: Mapping[str, list[str]]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(kept, left_out)``: ``subset`` without its modalities in ``unfamiliar``, in the given order.
+
+    When every modality of ``subset`` is unfamiliar nothing is left out (there is nothing better
+    to stage from; the prediction then carries the "unlike the training data" warnings).
+    """
+    subset = tuple(subset)
+    kept = tuple(m for m in subset if m not in unfamiliar)
+    if not kept:
+        return subset, ()
+    return kept, tuple(m for m in subset if m in unfamiliar)

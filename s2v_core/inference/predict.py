@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 from s2v_core.errors import S2VError
-from s2v_core.inference.familiarity import LOW_CONFIDENCE, unfamiliar_modalities
+from s2v_core.inference.familiarity import LOW_CONFIDENCE, familiar_subset, unfamiliar_modalities
 from s2v_core.modalities import EPOCH_SECONDS, MODALITIES
 from s2v_core.model.checkpoint import load_checkpoint
 from s2v_core.model.device import resolve_device
@@ -103,6 +103,9 @@ class Prediction:
     warnings : list of str
         Night-level cautions: inputs unlike the training data, low confidence (see
         :mod:`s2v_core.inference.familiarity`).
+    left_out : tuple of str
+        Modalities asked for but not used because their inputs look unlike the training data
+        (``predict_night(..., leave_out_unfamiliar=True)``); empty otherwise.
     """
 
     stages: np.ndarray
@@ -114,6 +117,7 @@ class Prediction:
     embeddings: np.ndarray | None = field(default=None, repr=False)
     coverage: np.ndarray | None = field(default=None, repr=False)
     warnings: list[str] = field(default_factory=list)
+    left_out: tuple[str, ...] = ()
 
     @property
     def n_epochs(self) -> int:
@@ -358,6 +362,7 @@ def predict_night(
     name: str = "",
     max_windows: int = MAX_WINDOWS_PER_PASS,
     ranges: dict | None = None,
+    leave_out_unfamiliar: bool = False,
 ) -> Prediction:
     """Stage every epoch of ``night`` from the chosen modalities.
 
@@ -382,6 +387,11 @@ def predict_night(
     ranges : dict, optional
         The training feature ranges of the model (``extra["feature_ranges"]`` of its checkpoint):
         modalities outside them are reported in ``Prediction.warnings``.
+    leave_out_unfamiliar : bool
+        With ``ranges``: stage from the chosen modalities minus those whose inputs look unlike
+        the training data (:func:`~s2v_core.inference.familiarity.familiar_subset`; all of
+        them when every one does). What was left out is in ``Prediction.left_out`` and its
+        warnings.
 
     Returns
     -------
@@ -398,6 +408,10 @@ def predict_night(
     spec = input_spec(model)
     # the raw base features feed both the model's inputs and the familiarity check: computed once
     base = night.base_features(subset) if spec["features"] or ranges else None
+    unfamiliar = unfamiliar_modalities(night, ranges, subset, base=base)
+    left_out: tuple[str, ...] = ()
+    if leave_out_unfamiliar:
+        subset, left_out = familiar_subset(subset, unfamiliar)
     inputs, pad_valid, present, valid = night_windows(night, subset, window_epochs, **spec, base=base)
     logits, gates, fused = _forward(
         model,
@@ -408,11 +422,10 @@ def predict_night(
         max(1, max_windows),
         with_embeddings,
     )
-    unfamiliar = unfamiliar_modalities(night, ranges, subset, base=base)
     return assemble_prediction(
         model, night, subset, logits, gates, valid, fused=fused, name=name, ranges=ranges,
-        unfamiliar=unfamiliar,
-    )
+        unfamiliar=unfamiliar, left_out=left_out,
+    )  # fmt: skip
 
 
 def assemble_prediction(
@@ -427,6 +440,7 @@ def assemble_prediction(
     name: str = "",
     ranges: dict | None = None,
     unfamiliar: dict[str, list[str]] | None = None,
+    left_out: tuple[str, ...] = (),
 ) -> Prediction:
     """The :class:`Prediction` of one subset from the model's windowed outputs.
 
@@ -451,6 +465,8 @@ def assemble_prediction(
         :func:`~s2v_core.inference.familiarity.unfamiliar_modalities` of ``night`` for these
         ``ranges`` and at least the modalities of ``subset``, when already known (it is the
         same for every subset, and costly).
+    left_out : tuple of str
+        Modalities asked for but left out of ``subset`` as unfamiliar (see :func:`predict_night`).
 
     Raises
     ------
@@ -472,7 +488,7 @@ def assemble_prediction(
     coverage = np.sum([valid[m] for m in subset], axis=0).astype(np.int8).reshape(n)
     emb = None if fused is None else fused.reshape(-1, fused.shape[-1])[:n].numpy()
     return Prediction(
-        warnings=_night_warnings(night, subset, probs, coverage, ranges, unfamiliar),
+        warnings=_night_warnings(night, subset, probs, coverage, ranges, unfamiliar, left_out),
         stages=probs.argmax(axis=1).astype(np.int8),
         probabilities=probs.astype(np.float32),
         modalities=subset,
@@ -481,6 +497,7 @@ def assemble_prediction(
         model_id=name,
         embeddings=None if emb is None else emb.astype(np.float32),
         coverage=coverage,
+        left_out=tuple(left_out),
     )
 
 
@@ -507,19 +524,29 @@ def refuse_non_finite(values: torch.Tensor | np.ndarray, what: str, model_name: 
 
 
 def _night_warnings(night: Night, subset: tuple[str, ...], probs: np.ndarray, coverage: np.ndarray,
-                    ranges: dict | None, unfamiliar: dict[str, list[str]] | None = None) -> list[str]:  # fmt: skip
+                    ranges: dict | None, unfamiliar: dict[str, list[str]] | None = None,
+                    left_out: tuple[str, ...] = ()) -> list[str]:  # fmt: skip
     """Cautions about one night's prediction (inputs unlike the training data, low confidence).
 
-    ``unfamiliar``: :func:`unfamiliar_modalities` for ``ranges`` and (at least) ``subset``, if known.
+    ``unfamiliar``: :func:`unfamiliar_modalities` for ``ranges`` and (at least) ``subset`` and
+    ``left_out``, if known.
     """
     out = []
     if unfamiliar is None:
-        unfamiliar = unfamiliar_modalities(night, ranges, subset)
-    found = {m: unfamiliar[m] for m in subset if m in unfamiliar}
-    for m, names in found.items():
-        shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
-        out.append(f"{m} looks unlike the recordings this model was trained on ({shown} outside the "
-                   "training range): treat its stages with caution")  # fmt: skip
+        unfamiliar = unfamiliar_modalities(night, ranges, subset + tuple(left_out))
+
+    def features(m: str) -> str:
+        names = unfamiliar.get(m, [])
+        return ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+
+    if left_out:
+        out.append(f"{', '.join(left_out)} left out: {'its' if len(left_out) == 1 else 'their'} signals look unlike the "
+                   f"recordings this model was trained on ({'; '.join(f'{m}: {features(m)}' for m in left_out)} "
+                   f"outside the training range); staged from {', '.join(subset)}")  # fmt: skip
+    for m in subset:
+        if m in unfamiliar:
+            out.append(f"{m} looks unlike the recordings this model was trained on ({features(m)} outside the "
+                       "training range): treat its stages with caution")  # fmt: skip
     covered = coverage > 0
     if covered.any():
         mean_conf = float(probs[covered].max(axis=1).mean())
