@@ -73,6 +73,8 @@ K_HYP_UPLOAD = "hypnogram_upload"
 K_KEPT_UPLOADS = "kept_uploads"  # {K_UPLOAD: tuple of KeptFile, K_HYP_UPLOAD: KeptFile}, see remember_upload()
 K_SFREQ = "dreams_sfreq"  # sampling rate typed for an uploaded DREAMS text excerpt (0: from its hypnogram)
 K_ACTIVE = "active_modalities"
+K_DEFAULTS_FOR = "active_defaults_for"  # the night whose first-view toggle defaults were applied
+K_AUTO_OFF = "active_auto_off"  # modalities that night's defaults switched off (unlike the training data)
 K_EPOCH = "selected_epoch"
 K_EPOCH_CLICK = "selected_epoch_click"  # last hypnogram click already applied to K_EPOCH
 K_MODEL_DIR = "model_dir"
@@ -251,9 +253,56 @@ def selected_night() -> LoadedNight | None:
     return LoadedNight(night, f"{key}:{mapping}", recording_labels(psg), str(psg))
 
 
-def active_modalities(night: Night) -> tuple[str, ...]:
-    """Sidebar toggles shared by all pages: which of the night's modalities the model sees."""
+@st.cache_data(show_spinner="Computing the signal features...", max_entries=8)
+def _base_features(night_key: str, _night: Night) -> dict[str, np.ndarray]:
+    """The night's raw base features: read by the familiarity check and by every prediction."""
+    return _night.base_features()
+
+
+@st.cache_data(show_spinner="Comparing the signals with the model's training data...", max_entries=16)
+def _unfamiliar(night_key: str, model_key: str, _night: Night) -> dict[str, list[str]]:
+    from s2v_core.inference.familiarity import unfamiliar_modalities
+
+    _, extra, _ = get_model()
+    ranges = extra.get("feature_ranges")
+    if not ranges:
+        return {}
+    return unfamiliar_modalities(_night, ranges, _night.modalities, base=_base_features(night_key, _night))
+
+
+def unfamiliar_modalities_of(loaded: LoadedNight) -> dict[str, list[str]]:
+    """The night's modalities whose features are outside the model's training ranges (none without a model)."""
+    try:
+        _, _, mid = get_model()
+    except S2VError:  # no model yet: the pages that need one say so
+        return {}
+    return _unfamiliar(loaded.key, mid, loaded.night)
+
+
+def active_modalities(loaded: LoadedNight) -> tuple[str, ...]:
+    """Sidebar toggles shared by all pages: which of the night's modalities the model sees.
+
+    When a night is first shown, modalities whose signals look unlike the model's training data
+    start switched off (as ``s2v predict`` leaves them out), unless every one does; a caption
+    says which and why. Otherwise the toggles keep the user's choice from night to night.
+    """
+    from s2v_core.inference.familiarity import familiar_subset
+
+    night = loaded.night
     available = night.modalities
+    unfamiliar = unfamiliar_modalities_of(loaded)
+    _, off = familiar_subset(available, unfamiliar)
+    if st.session_state.get(K_DEFAULTS_FOR) != loaded.key:  # a night shown for the first time
+        st.session_state[K_DEFAULTS_FOR] = loaded.key
+        before = st.session_state.get(K_ACTIVE)
+        restore = st.session_state.pop(K_AUTO_OFF, ())  # switched off for the previous night by this rule
+        if off or restore:  # the toggles are rebuilt from K_ACTIVE below
+            if before is not None:
+                before = tuple(before) + tuple(restore)
+            st.session_state[K_ACTIVE] = tuple(m for m in available if m not in off and (before is None or m in before))
+            st.session_state[K_AUTO_OFF] = off
+            for m in MODALITIES:
+                st.session_state.pop(f"toggle_{m}", None)
     st.sidebar.markdown("**Modalities**")
     current = st.session_state.get(K_ACTIVE)
     chosen = []
@@ -264,6 +313,13 @@ def active_modalities(night: Night) -> tuple[str, ...]:
         if on:
             chosen.append(m)
     st.session_state[K_ACTIVE] = tuple(chosen)
+    if st.session_state.get(K_AUTO_OFF):  # switched on by the user: the user's choice from now on
+        st.session_state[K_AUTO_OFF] = tuple(m for m in st.session_state[K_AUTO_OFF] if m not in chosen)
+    still_off = [m for m in off if m not in chosen]
+    if still_off:
+        st.sidebar.caption(markdown_safe(
+            f"{', '.join(still_off)}: the signals look unlike the recordings the model was trained on (features "
+            "outside its training range), so they start switched off for this night; switch them on to use them."))  # fmt: skip
     if not chosen:
         st.sidebar.warning("Switch at least one modality on.")
     return tuple(chosen)
@@ -648,7 +704,8 @@ def _predict(night_key: str, subset: tuple[str, ...], model_key: str, _night: Ni
     from s2v_core.inference.predict import predict_night
 
     model, extra, mid = get_model()
-    return predict_night(model, _night, subset, name=mid, ranges=extra.get("feature_ranges"))
+    return predict_night(model, _night, subset, name=mid, ranges=extra.get("feature_ranges"),
+                         base=_base_features(night_key, _night))  # fmt: skip
 
 
 def prediction(loaded: LoadedNight, subset: tuple[str, ...]):
@@ -710,10 +767,15 @@ def night_and_prediction():
     loaded = night_or_explain()
     if loaded is None:
         return None
-    subset = active_modalities(loaded.night)
+    subset = active_modalities(loaded)
     if not subset:
         st.warning("No modality is switched on: switch at least one on in the sidebar.")
         return None
+    off = [m for m in unfamiliar_modalities_of(loaded) if m in loaded.night.modalities and m not in subset]
+    if off:
+        st.info(markdown_safe(f"Staged without {', '.join(off)}: {'its' if len(off) == 1 else 'their'} signals look "
+                              "unlike the recordings the model was trained on. Switch them on in the sidebar to "
+                              "use them anyway."), icon=":material/info:")  # fmt: skip
     with guarded("staging the night") as g:
         pred = prediction(loaded, subset)
     return None if g.failed else (loaded, pred)

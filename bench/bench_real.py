@@ -17,6 +17,9 @@ What is scored, on the same epochs for every method:
 * **zero-shot**: the synthetic-only classifier (no real data in training);
 * **peers**: YASA (EEG only, DREAMS; it refuses recordings at or below 80 Hz) and sleepecg's
   ``wrn-gru-mesa`` (3-class from the beats, slpdb);
+* **the excerpt-3 PSG** three ways: all its modalities, EEG alone, and as ``s2v predict`` stages
+  it by default, leaving out the modalities whose features are outside the model's training
+  ranges (:func:`s2v_core.inference.familiarity.familiar_subset`; which ones is printed);
 * **held-out synthetic subjects**: the shipped model vs the previous shipped model (taken from git
   history) on the test split of the recipe's synthetic store, FULL and each single modality.
 
@@ -104,8 +107,12 @@ def pooled(items: list[tuple[str, np.ndarray, np.ndarray]], seed: int = 0) -> di
             "n_epochs": int((ref >= 0).sum())}  # fmt: skip
 
 
-def ours(model, night, modalities, three_class: bool, keep: dict | None = None, key: str = "") -> np.ndarray:
-    pred = predict_night(model, night, modalities)
+def ours(model, night, modalities, three_class: bool, keep: dict | None = None, key: str = "",
+         ranges: dict | None = None) -> np.ndarray:  # fmt: skip
+    """Our stages; with ``ranges``, modalities unlike the training data are left out (``s2v predict``'s default)."""
+    pred = predict_night(model, night, modalities, ranges=ranges, leave_out_unfamiliar=ranges is not None)
+    if ranges is not None:
+        print(f"    {key}: staged from {', '.join(pred.modalities)}; left out: {', '.join(pred.left_out) or 'none'}")
     if keep is not None:  # per-epoch probabilities, written to probabilities.npz for later analysis
         keep[key] = pred.probabilities
     return merge_stages(pred.merged_as_five(3), 3) if three_class else pred.stages.astype(np.int64)
@@ -123,13 +130,17 @@ SCORED = {  # kind -> (modalities, 3-class?)
 }
 
 
-def score_model(model, nights: dict[str, dict], keep: dict | None = None) -> dict[str, np.ndarray]:
+def score_model(model, nights: dict[str, dict], keep: dict | None = None, ranges: dict | None = None) -> dict[str, np.ndarray]:
+    """Every night staged as SCORED says; the PSG also from EEG alone, and, with the model's training
+    feature ranges, as ``s2v predict`` stages it by default (unfamiliar modalities left out)."""
     out = {}
     for name, r in nights.items():
         mods, three = SCORED[r["kind"]]
         out[name] = ours(model, r["night"], mods, three, keep, name)
         if r["kind"] == "dreams_psg":
             out[name + ":eeg"] = ours(model, r["night"], ("eeg",), False, keep, name + ":eeg")
+            if ranges:
+                out[name + ":familiar"] = ours(model, r["night"], None, False, keep, name + ":familiar", ranges)
     return out
 
 
@@ -169,9 +180,9 @@ def loso(nights: dict[str, dict], synthetic_store: Path, real_store: Path, synth
     for k, subject in enumerate(subjects or all_subjects):
         t = time.perf_counter()
         res = adapt_to_real(synthetic_store, real_store, work / f"fold{k}", synthetic_model, drop_subjects=[subject])
-        model, _, _ = load_classifier(res.checkpoint)
+        model, _, extra = load_classifier(res.checkpoint)
         mine = {n: r for n, r in nights.items() if r["subject"] == subject}
-        preds.update(score_model(model, mine, keep))
+        preds.update(score_model(model, mine, keep, extra.get("feature_ranges")))
         folds.append({"subject": subject, "nights": ",".join(mine), "seconds": round(time.perf_counter() - t, 1)})
         print(f"  fold {k + 1}/{len(subjects or all_subjects)}: {subject} held out ({folds[-1]['seconds']:.0f} s)", flush=True)
     return preds, folds
@@ -212,6 +223,7 @@ def collect(nights, preds: dict[str, dict[str, np.ndarray]]) -> dict:
         "dreams_3 (50 Hz) EEG 5-class": [n for n in ("excerpt3",) if n in nights],
         "dreams_3 PSG (50 Hz) all modalities": [n for n in ("excerpt3_psg",) if n in nights],
         "dreams_3 PSG (50 Hz) EEG 5-class": [n + ":eeg" for n in ("excerpt3_psg",) if n in nights],
+        "dreams_3 PSG (50 Hz) unfamiliar left out": [n + ":familiar" for n in ("excerpt3_psg",) if n in nights],
         "slpdb IBI 3-class": [n for n, r in nights.items() if r["kind"] == "slpdb"],
     }
     out = {}
@@ -268,9 +280,10 @@ def main() -> int:
     preds["YASA"] = yasa_predictions(nights)
     preds["sleepecg"] = sleepecg_predictions(nights)
     peer_s = time.perf_counter() - t
-    synthetic_model, _, _ = load_classifier(args.synthetic_model)
+    synthetic_model, _, synthetic_extra = load_classifier(args.synthetic_model)
     probabilities: dict[str, dict[str, np.ndarray]] = {"ours zero-shot": {}, "ours LOSO": {}}
-    preds["ours zero-shot"] = score_model(synthetic_model, nights, probabilities["ours zero-shot"])
+    preds["ours zero-shot"] = score_model(synthetic_model, nights, probabilities["ours zero-shot"],
+                                          synthetic_extra.get("feature_ranges"))  # fmt: skip
     print("leave-one-subject-out adaptation:")
     with tempfile.TemporaryDirectory(prefix="bench-real-") as tmp:
         preds["ours LOSO"], folds = loso(nights, synthetic_store, real_store, args.synthetic_model,

@@ -246,7 +246,7 @@ def _loaded_night_and_subset(overlay_on: bool):
     if overlay_on:
         loaded = C.night_or_explain()
         if loaded is not None:
-            subset = C.active_modalities(loaded.night)
+            subset = C.active_modalities(loaded)
     return loaded, subset
 
 

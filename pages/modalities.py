@@ -159,7 +159,7 @@ def render() -> None:
     if loaded is None:
         return
     night = loaded.night
-    subset = C.active_modalities(night)  # the shared sidebar toggles: the sensors of the dropout simulation
+    subset = C.active_modalities(loaded)  # the shared sidebar toggles: the sensors of the dropout simulation
     if (night.stages >= 0).any():
         _subset_ranking(loaded)
     else:

@@ -93,3 +93,21 @@ def psg_channels(minutes: float = 10, seed: int = 0) -> dict[str, tuple[np.ndarr
         "Flow": (flow, 32, "uV"),
         "SpO2": (spo2, 1, "%"),
     }
+
+
+def with_noise_channel(source: Path, path: Path, prefix: str = "C4", seed: int = 2) -> Path:
+    """A copy of the EDF ``source`` whose channel starting with ``prefix`` holds white noise (20 uV).
+
+    White noise in place of the EEG is far outside the shipped model's training feature ranges:
+    a recording with one unfamiliar modality.
+    """
+    reader = pyedflib.EdfReader(str(source))
+    try:
+        chans = {reader.getLabel(i): (reader.readSignal(i), reader.getSampleFrequency(i), reader.getPhysicalDimension(i))
+                 for i in range(reader.signals_in_file)}  # fmt: skip
+    finally:
+        reader.close()
+    label = next(k for k in chans if k.startswith(prefix))
+    x, fs, dim = chans[label]
+    chans[label] = (np.random.default_rng(seed).normal(0, 20, len(x)), fs, dim)
+    return write_edf(path, chans)

@@ -269,3 +269,51 @@ def test_epoch_slider_stays_valid_when_the_recording_changes(short_recording):
     at.session_state["selected_epoch"] = None  # what the Hypnogram page stores before any click
     _run(at)
     assert at.slider(key="night_epoch_slider").value == 3
+
+
+# --- a modality unlike the training data starts switched off ----------------------------------
+def test_an_unfamiliar_modality_starts_switched_off_with_the_reason(tmp_path):
+    """With the shipped model, an uploaded PSG whose EEG is white noise: EEG starts off (as ``s2v
+    predict`` leaves it out), the sidebar and the Hypnogram page say why, and it can be switched on."""
+    from s2v_core.shipped import shipped_night
+    from tests.edf_factory import with_noise_channel
+
+    psg = with_noise_channel(shipped_night()[0], tmp_path / "noisy-eeg.edf")
+    at = _run(_app("night", source=UPLOAD))  # the shipped model (no model_dir)
+    _upload(at, psg)
+    _run(at)
+    assert at.toggle(key="toggle_eeg").value is False and at.toggle(key="toggle_eog").value is True
+    assert any(c.value.startswith("eeg: the signals look unlike") for c in at.sidebar.caption)
+    at.switch_page("pages/hypnogram.py")
+    _run(at)
+    assert any(i.value.startswith("Staged without eeg") for i in at.info)
+    staged = next(c.value for c in at.caption if c.value.startswith("Model "))
+    assert " on eog, " in staged and "eeg" not in staged.split(";")[0]
+    at.toggle(key="toggle_eeg").set_value(True)  # the user's choice wins
+    _run(at)
+    assert at.toggle(key="toggle_eeg").value is True and not any(i.value.startswith("Staged without") for i in at.info)
+    assert any(w.value.startswith("eeg looks unlike") for w in at.warning)
+    at.toggle(key="toggle_eeg").set_value(False)  # switched on and off again: now the user's choice
+    _run(at)
+    at.switch_page("pages/night.py")  # the next night, a familiar one: the user's choice stays
+    _run(at)
+    at.radio(key="night_source_radio").set_value(EXCERPT)
+    _run(at)
+    assert [m for m in ALL if not at.toggle(key=f"toggle_{m}").value] == ["eeg"]
+    assert not any(c.value.startswith("eeg: the signals") for c in at.sidebar.caption)
+
+
+def test_what_the_rule_switched_off_comes_back_on_the_next_familiar_night(tmp_path):
+    from s2v_core.shipped import shipped_night
+    from tests.edf_factory import with_noise_channel
+
+    psg = with_noise_channel(shipped_night()[0], tmp_path / "noisy-eeg.edf")
+    at = _run(_app("night", source=UPLOAD))
+    _upload(at, psg)
+    _run(at)
+    at.toggle(key="toggle_emg").set_value(False)  # the user's own choice
+    _run(at)
+    assert [m for m in ALL if not at.toggle(key=f"toggle_{m}").value] == ["eeg", "emg"]
+    at.radio(key="night_source_radio").set_value(EXCERPT)
+    _run(at)
+    assert [m for m in ALL if not at.toggle(key=f"toggle_{m}").value] == ["emg"]

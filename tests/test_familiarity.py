@@ -170,22 +170,11 @@ def test_predict_cli_leaves_out_an_unfamiliar_channel_unless_told(tmp_path, caps
     in the JSON and the warnings; ``--keep-unfamiliar`` and ``--modalities`` use what they name."""
     import json
 
-    import pyedflib
-
     from s2v_core.cli.main import main
-    from tests.edf_factory import write_edf
+    from tests.edf_factory import with_noise_channel
 
     psg, _ = shipped_night()
-    reader = pyedflib.EdfReader(str(psg))
-    try:
-        chans = {reader.getLabel(i): (reader.readSignal(i), reader.getSampleFrequency(i), reader.getPhysicalDimension(i))
-                 for i in range(reader.signals_in_file)}  # fmt: skip
-    finally:
-        reader.close()
-    eeg = next(k for k in chans if k.startswith("C4"))
-    x, fs, dim = chans[eeg]
-    chans[eeg] = (np.random.default_rng(2).normal(0, 20, len(x)), fs, dim)
-    path = write_edf(tmp_path / "noisy-eeg.edf", chans)
+    path = with_noise_channel(psg, tmp_path / "noisy-eeg.edf")
 
     def run(*extra):
         assert main(["predict", str(path), "--out", str(tmp_path / "p.csv"), "--json", *extra]) == 0

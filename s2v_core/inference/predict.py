@@ -363,6 +363,7 @@ def predict_night(
     max_windows: int = MAX_WINDOWS_PER_PASS,
     ranges: dict | None = None,
     leave_out_unfamiliar: bool = False,
+    base: dict[str, np.ndarray] | None = None,
 ) -> Prediction:
     """Stage every epoch of ``night`` from the chosen modalities.
 
@@ -392,6 +393,9 @@ def predict_night(
         the training data (:func:`~s2v_core.inference.familiarity.familiar_subset`; all of
         them when every one does). What was left out is in ``Prediction.left_out`` and its
         warnings.
+    base : dict of str to np.ndarray, optional
+        The night's raw base features (:meth:`Night.base_features
+        <s2v_core.night.Night.base_features>`) where already computed; the others are computed.
 
     Returns
     -------
@@ -407,7 +411,11 @@ def predict_night(
     subset = resolve_subset(model, night, modalities)
     spec = input_spec(model)
     # the raw base features feed both the model's inputs and the familiarity check: computed once
-    base = night.base_features(subset) if spec["features"] or ranges else None
+    if spec["features"] or ranges:
+        given = base or {}
+        base = {**night.base_features(m for m in subset if m not in given), **{m: given[m] for m in subset if m in given}}
+    else:
+        base = None
     unfamiliar = unfamiliar_modalities(night, ranges, subset, base=base)
     left_out: tuple[str, ...] = ()
     if leave_out_unfamiliar:
