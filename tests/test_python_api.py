@@ -423,6 +423,22 @@ def test_stage_matches_predict_night(night, classifier):
         s2v_core.stage(night, classifier, ("eeg", "nonsense"))
 
 
+def test_stage_and_embed_leave_out_unfamiliar_modalities_unless_named_or_kept(night, classifier):
+    import dataclasses
+
+    noisy = dataclasses.replace(night, signals={**night.signals, "eeg": np.random.default_rng(3).normal(
+        0, 20, night.signals["eeg"].shape).astype(np.float32)})  # fmt: skip
+    default = s2v_core.stage(noisy, classifier)
+    assert default.prediction.left_out == ("eeg",) and "eeg" not in default.modalities
+    assert any(w.startswith("eeg left out") for w in default.warnings)
+    assert "eeg" in s2v_core.stage(noisy, classifier, keep_unfamiliar=True).modalities
+    assert s2v_core.stage(noisy, classifier, ("eeg", "eog")).modalities == ("eeg", "eog")
+    emb = s2v_core.embed(noisy, classifier)
+    assert emb.staging.prediction.left_out == ("eeg",)
+    np.testing.assert_array_equal(emb.staging.stages, default.stages)
+    assert s2v_core.stage(night, classifier).prediction.left_out == ()  # a familiar night loses nothing
+
+
 def test_embed_matches_the_same_pass(night, classifier):
     emb = s2v_core.embed(night, classifier, ("eeg", "eog"), pooling="mean+std")
     pred = predict_night(classifier.model, night, ("eeg", "eog"), with_embeddings=True)

@@ -409,6 +409,7 @@ def stage(
     modalities: tuple[str, ...] | None = None,
     *,
     device: str = "cpu",
+    keep_unfamiliar: bool = False,
 ) -> StagingResult:
     """Stage every 30-s epoch of a night.
 
@@ -419,9 +420,13 @@ def stage(
     classifier : Classifier, path or None
         From :func:`load_classifier`, a checkpoint folder, or None for the shipped model.
     modalities : tuple of str, optional
-        The subset to stage from (default: every modality the night and the model share).
+        The subset to stage from (default: every modality the night and the model share, less
+        those whose signals look unlike the model's training data, as ``s2v predict`` does;
+        ``.prediction.left_out`` and ``.warnings`` say which).
     device : str
         "cpu", "cuda" or "auto".
+    keep_unfamiliar : bool
+        Without ``modalities``: use every shared modality, unfamiliar ones included.
 
     Returns
     -------
@@ -435,7 +440,8 @@ def stage(
     clf = _classifier(classifier, device)
     n = _night(night)
     pred = predict_night(clf.model, n, modalities, device=device, name=clf.model_id,
-                         ranges=clf.extra.get("feature_ranges"))  # fmt: skip
+                         ranges=clf.extra.get("feature_ranges"),
+                         leave_out_unfamiliar=modalities is None and not keep_unfamiliar)  # fmt: skip
     return StagingResult(pred, n)
 
 
@@ -446,6 +452,7 @@ def embed(
     *,
     pooling: str = "mean",
     device: str = "cpu",
+    keep_unfamiliar: bool = False,
 ) -> EmbeddingResult:
     """Embed a night: one fused vector per 30-s epoch and one for the night.
 
@@ -459,7 +466,8 @@ def embed(
     clf = _classifier(classifier, device)
     n = _night(night)
     pred = predict_night(clf.model, n, modalities, device=device, name=clf.model_id, with_embeddings=True,
-                         ranges=clf.extra.get("feature_ranges"))  # fmt: skip
+                         ranges=clf.extra.get("feature_ranges"),
+                         leave_out_unfamiliar=modalities is None and not keep_unfamiliar)  # fmt: skip
     vector = pool_epochs(pred.embeddings, pred.coverage, pooling)
     return EmbeddingResult(pred.embeddings, vector, pooling, StagingResult(pred, n))
 
