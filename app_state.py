@@ -279,20 +279,22 @@ def unfamiliar_modalities_of(loaded: LoadedNight) -> dict[str, list[str]]:
     return _unfamiliar(loaded.key, mid, loaded.night)
 
 
-def active_modalities(loaded: LoadedNight) -> tuple[str, ...]:
+def active_modalities(loaded: LoadedNight, *, familiarity: bool = True) -> tuple[str, ...]:
     """Sidebar toggles shared by all pages: which of the night's modalities the model sees.
 
-    When a night is first shown, modalities whose signals look unlike the model's training data
+    When a night is first staged, modalities whose signals look unlike the model's training data
     start switched off (as ``s2v predict`` leaves them out), unless every one does; a caption
     says which and why. Otherwise the toggles keep the user's choice from night to night.
+    ``familiarity=False`` (the Night page, which stages nothing) skips that check, which reads
+    every modality's features, until a page that stages the night runs it.
     """
     from s2v_core.inference.familiarity import familiar_subset
 
     night = loaded.night
     available = night.modalities
-    unfamiliar = unfamiliar_modalities_of(loaded)
+    unfamiliar = unfamiliar_modalities_of(loaded) if familiarity else {}
     _, off = familiar_subset(available, unfamiliar)
-    if st.session_state.get(K_DEFAULTS_FOR) != loaded.key:  # a night shown for the first time
+    if familiarity and st.session_state.get(K_DEFAULTS_FOR) != loaded.key:  # a night staged for the first time
         st.session_state[K_DEFAULTS_FOR] = loaded.key
         before = st.session_state.get(K_ACTIVE)
         restore = st.session_state.pop(K_AUTO_OFF, ())  # switched off for the previous night by this rule

@@ -124,7 +124,7 @@ def render() -> None:
     if loaded is None:
         return
     night = loaded.night
-    active = C.active_modalities(loaded)  # the sidebar's toggles, shared by every page
+    active = C.active_modalities(loaded, familiarity=False)  # the sidebar's toggles, shared by every page
     s = night.summary()
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Duration", f"{s['duration_s'] / 3600:.2f} h")

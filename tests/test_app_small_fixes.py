@@ -282,10 +282,11 @@ def test_an_unfamiliar_modality_starts_switched_off_with_the_reason(tmp_path):
     at = _run(_app("night", source=UPLOAD))  # the shipped model (no model_dir)
     _upload(at, psg)
     _run(at)
-    assert at.toggle(key="toggle_eeg").value is False and at.toggle(key="toggle_eog").value is True
-    assert any(c.value.startswith("eeg: the signals look unlike") for c in at.sidebar.caption)
+    assert at.toggle(key="toggle_eeg").value is True  # the Night page stages nothing: no check yet
     at.switch_page("pages/hypnogram.py")
     _run(at)
+    assert at.toggle(key="toggle_eeg").value is False and at.toggle(key="toggle_eog").value is True
+    assert any(c.value.startswith("eeg: the signals look unlike") for c in at.sidebar.caption)
     assert any(i.value.startswith("Staged without eeg") for i in at.info)
     staged = next(c.value for c in at.caption if c.value.startswith("Model "))
     assert " on eog, " in staged and "eeg" not in staged.split(";")[0]
@@ -311,9 +312,15 @@ def test_what_the_rule_switched_off_comes_back_on_the_next_familiar_night(tmp_pa
     at = _run(_app("night", source=UPLOAD))
     _upload(at, psg)
     _run(at)
+    at.switch_page("pages/hypnogram.py")
+    _run(at)
     at.toggle(key="toggle_emg").set_value(False)  # the user's own choice
     _run(at)
     assert [m for m in ALL if not at.toggle(key=f"toggle_{m}").value] == ["eeg", "emg"]
+    at.switch_page("pages/night.py")
+    _run(at)
     at.radio(key="night_source_radio").set_value(EXCERPT)
+    _run(at)
+    at.switch_page("pages/hypnogram.py")
     _run(at)
     assert [m for m in ALL if not at.toggle(key=f"toggle_{m}").value] == ["emg"]
