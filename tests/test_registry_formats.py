@@ -333,6 +333,11 @@ def test_bids_events_round_trip_and_describe_every_column(tmp_path):
     assert back.stages.tolist() == pred.stages.tolist()
     assert sidecar["onset"]["Units"] == "s" and "m-1" in sidecar["trial_type"]["Description"]
     assert set(sidecar["trial_type"]["Levels"]) == {f"Sleep stage {s}" for s in ("W", "N1", "N2", "N3", "R")}
+    assert "left out" not in sidecar["trial_type"]["Description"]
+    import dataclasses
+
+    _, without = bids_events(dataclasses.replace(pred, left_out=("eog", "emg")), night)
+    assert "from eeg (eog, emg left out: unlike the model's training data)" in without["trial_type"]["Description"]
 
 
 # --- real data (../shared/data) ----------------------------------------------------------------
