@@ -276,7 +276,11 @@ def unfamiliar_modalities_of(loaded: LoadedNight) -> dict[str, list[str]]:
         _, _, mid = get_model()
     except S2VError:  # no model yet: the pages that need one say so
         return {}
-    return _unfamiliar(loaded.key, mid, loaded.night)
+    try:
+        return _unfamiliar(loaded.key, mid, loaded.night)
+    except Exception:  # noqa: BLE001 - the staging step computes the same features and reports the error
+        log.exception("familiarity check failed for night %s", loaded.key)
+        return {}
 
 
 def active_modalities(loaded: LoadedNight, *, familiarity: bool = True) -> tuple[str, ...]:
@@ -703,11 +707,13 @@ def get_model():
 
 @st.cache_data(show_spinner="Staging the night...", max_entries=64)
 def _predict(night_key: str, subset: tuple[str, ...], model_key: str, _night: Night):
-    from s2v_core.inference.predict import predict_night
+    from s2v_core.inference.predict import input_spec, predict_night
 
     model, extra, mid = get_model()
-    return predict_night(model, _night, subset, name=mid, ranges=extra.get("feature_ranges"),
-                         base=_base_features(night_key, _night))  # fmt: skip
+    ranges = extra.get("feature_ranges")
+    # the night's features, shared with the familiarity check (computed once per night)
+    base = _base_features(night_key, _night) if ranges or input_spec(model)["features"] else None
+    return predict_night(model, _night, subset, name=mid, ranges=ranges, base=base)
 
 
 def prediction(loaded: LoadedNight, subset: tuple[str, ...]):
