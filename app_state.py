@@ -786,4 +786,28 @@ def night_and_prediction():
                               "use them anyway."), icon=":material/info:")  # fmt: skip
     with guarded("staging the night") as g:
         pred = prediction(loaded, subset)
-    return None if g.failed else (loaded, pred)
+    if g.failed:
+        return None
+    seen = seen_in_training_of(loaded)
+    if seen is not None:  # shown with the prediction's other warnings, and exported with them
+        from s2v_core.inference.familiarity import seen_in_training_warning
+
+        pred.warnings.append(seen_in_training_warning(seen))
+    return loaded, pred
+
+
+def seen_in_training_of(loaded: LoadedNight) -> dict | None:
+    """The model's record of this recording when it was part of its training data, else None."""
+    from s2v_core.inference.familiarity import seen_in_training
+
+    try:
+        _, extra, _ = get_model()
+    except S2VError:
+        return None
+    if loaded.path is not None:
+        return seen_in_training(extra, path=loaded.path)
+    for f in uploaded_recording_files():  # uploads are hashed already
+        hit = seen_in_training(extra, size=len(f.data), sha256=f.digest)
+        if hit is not None:
+            return hit
+    return None

@@ -20,6 +20,7 @@ Every night is in the train split; leave-one-subject-out evaluation drops a subj
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -27,8 +28,10 @@ from pathlib import Path
 import pandas as pd
 
 from s2v_core.cohort.prepare import prepare_store
+from s2v_core.inference.familiarity import file_fingerprint
+from s2v_core.io.atomic import write_text_atomic
 from s2v_core.sanitize.cells import to_csv
-from s2v_core.train.adapt import adapt_to_real
+from s2v_core.train.adapt import SOURCES_FILE, adapt_to_real
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("S2V_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -69,6 +72,10 @@ def prepare_real(out: str | Path, shared: Path = SHARED, progress: bool = False)
                 failed = run[run["status"] == "failed"]
                 if len(failed):
                     raise SystemExit(f"preparing {name} failed: {failed[['night', 'error']].to_dict('records')}")
+    # which file each night came from: the adapted model records them, and staging one of them
+    # later says it was part of the training data
+    sources = {row.night: file_fingerprint(row.psg_file) for t in tables.values() for row in t.itertuples()}
+    write_text_atomic(out / SOURCES_FILE, json.dumps(sources, indent=1, sort_keys=True) + "\n")
     return out
 
 

@@ -46,7 +46,7 @@ done
 [ -f "$W/finetune/best/model.safetensors" ] || "$S2V" finetune --data "$W/store" --pretrained "$W/pretrain/best" \
     --epochs "$FT_EPOCHS" --batch-size 16 --lr 1e-3 --modality-dropout 0.5 --train-tokenizers --seed 0 --out "$W/finetune"
 if "$PY" -c "import sys; sys.path.insert(0, 'scripts'); from real_data import SHARED; sys.exit(not (SHARED / 'slpdb').is_dir())"; then
-    [ -f "$W/real/manifest.csv" ] || "$PY" scripts/real_data.py prepare --out "$W/real"
+    [ -f "$W/real/sources.json" ] || "$PY" scripts/real_data.py prepare --out "$W/real"  # (again for a store without sources.json)
     [ -f "$W/adapt/best/model.safetensors" ] || "$PY" scripts/real_data.py adapt --synthetic "$W/store" \
         --real "$W/real" --pretrained "$W/finetune/best" --out "$W/adapt"
 fi

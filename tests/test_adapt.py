@@ -84,6 +84,46 @@ def test_adaptation_starts_from_the_classifier_and_keeps_the_last_pass(stores, t
     assert extra["finetune_config"]["site_weights"]["lab"] > 0
 
 
+def test_the_real_files_trained_on_are_recorded_and_recognised(stores, tmp_path, monkeypatch, capsys):
+    """With the real store's sources.json, the adapted checkpoint lists the files of the real nights
+    it trained on (not those of a dropped subject), and staging one of them says so."""
+    import json
+    import shutil
+
+    from s2v_core.cli.main import main
+    from s2v_core.inference.familiarity import file_fingerprint, seen_in_training
+    from s2v_core.train.adapt import SOURCES_FILE, training_recordings
+
+    s, r = stores
+    real = tmp_path / "real"
+    shutil.copytree(r, real, symlinks=True)
+    lab = Path(r).parent / "lab"
+    meta = pd.read_csv(lab / "metadata.csv")
+    files = {row.night: lab / row.psg_file for row in meta.itertuples()}
+    assert training_recordings(real) == []  # a store without sources.json records nothing
+    (real / SOURCES_FILE).write_text(json.dumps({n: file_fingerprint(p) for n, p in files.items()}))
+    store = CohortStore(real)
+    dropped = store.entry(store.nights()[0]).subject
+    kept = [n for n in store.nights() if store.entry(n).subject != dropped]
+    base = synthetic_classifier(s, tmp_path / "base")
+    cfg = dataclasses.replace(ADAPTATION, epochs=1, batch_size=4, window_epochs=20)
+    res = adapt_to_real(s, real, tmp_path / "adapt", base.checkpoint, cfg=cfg, drop_subjects=[dropped])
+    _, _, extra = load_classifier(res.checkpoint)
+    recorded = extra["training_recordings"]
+    assert [e["night"] for e in recorded] == kept and extra["feature_ranges"]  # finetune's own entries stay
+    seen = files[kept[0]]
+    assert seen_in_training(extra, path=seen)["night"] == kept[0]
+    fp = file_fingerprint(seen)
+    assert seen_in_training(extra, size=fp["size"], sha256=fp["sha256"])["night"] == kept[0]
+    assert seen_in_training(extra, path=files[store.nights()[0]]) is None  # the dropped subject's file
+    changed = tmp_path / "changed.edf"
+    changed.write_bytes(seen.read_bytes()[:-1] + b"x")  # same size, other content
+    assert seen_in_training(extra, path=changed) is None and seen_in_training(extra, path=tmp_path / "none") is None
+    assert main(["predict", str(seen), "--model", str(res.checkpoint), "--out", str(tmp_path / "p.csv"), "--json"]) == 0
+    warnings = json.loads(capsys.readouterr().out)["model_warnings"]
+    assert any(w.startswith(f"this recording was part of this model's training data ({kept[0]}") for w in warnings)
+
+
 def test_adapt_soup_averages_the_weights_of_two_seeds(stores, tmp_path):
     """bench/adapt_soup.py's weight average of two adaptation seeds (what its "soup" column scores)."""
     adapt_soup = pytest.importorskip("adapt_soup")

@@ -324,3 +324,20 @@ def test_what_the_rule_switched_off_comes_back_on_the_next_familiar_night(tmp_pa
     at.switch_page("pages/hypnogram.py")
     _run(at)
     assert [m for m in ALL if not at.toggle(key=f"toggle_{m}").value] == ["emg"]
+
+
+def test_a_recording_the_model_was_trained_on_is_flagged(tmp_path):
+    """A model whose extra lists the shipped excerpt's file among its training recordings: the
+    Hypnogram page warns that its agreement overstates what to expect; another model does not."""
+    from s2v_core.inference.familiarity import file_fingerprint
+    from s2v_core.shipped import shipped_night
+
+    psg = shipped_night()[0]
+    record = {**file_fingerprint(psg), "night": "sub-001_night1", "subject": "sub-001"}
+    trained_on = write_tiny_classifier(tmp_path / "seen", extra={"training_recordings": [record]})
+    at = _run(_app("hypnogram", model_dir=str(trained_on)))
+    assert any(w.value.startswith("this recording was part of this model's training data (sub-001_night1")
+               for w in at.warning), [w.value for w in at.warning]  # fmt: skip
+    other = write_tiny_classifier(tmp_path / "other", extra={"training_recordings": [{**record, "sha256": "0" * 64}]})
+    at = _run(_app("hypnogram", model_dir=str(other)))
+    assert not any("training data" in w.value for w in at.warning)

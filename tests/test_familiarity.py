@@ -188,3 +188,29 @@ def test_predict_cli_leaves_out_an_unfamiliar_channel_unless_told(tmp_path, caps
     assert any(w.startswith("eeg looks unlike") for w in kept["model_warnings"])
     named = run("--modalities", "eeg,eog")
     assert named["left_out"] == [] and named["modalities"] == ["eeg", "eog"]
+
+
+@pytest.mark.realdata
+def test_the_shipped_model_says_when_a_public_recording_was_in_its_training(tmp_path, capsys):
+    """The DREAMS excerpts and slpdb records are in the shipped model's adaptation stage: staging
+    one of them says so (its agreement is not a fair test); a copy with one byte changed does not."""
+    import json
+
+    import s2v_core
+    from s2v_core.cli.main import main
+    from tests.conftest import shared_path
+
+    excerpt = shared_path("dreams", "excerpt1.txt")
+    hyp = shared_path("dreams", "Hypnogram_excerpt1.txt")
+    if not excerpt.exists():
+        pytest.skip("no DREAMS data in ../shared/data")
+    assert main(["predict", str(excerpt), "--hypnogram", str(hyp), "--out", str(tmp_path / "p.csv"), "--json"]) == 0
+    warnings = json.loads(capsys.readouterr().out)["model_warnings"]
+    assert any(w.startswith("this recording was part of this model's training data (excerpt1, subject excerpt1)")
+               for w in warnings), warnings  # fmt: skip
+    assert any("training data (slp01a" in w for w in s2v_core.stage(shared_path("slpdb", "slp01a.ecg")).warnings)
+    copy = tmp_path / "excerpt1.txt"
+    data = excerpt.read_bytes()
+    copy.write_bytes(data[:-2] + (b"0\n" if data[-2:] != b"0\n" else b"1\n"))
+    assert main(["predict", str(copy), "--hypnogram", str(hyp), "--out", str(tmp_path / "q.csv"), "--json"]) == 0
+    assert not any("training data" in w for w in json.loads(capsys.readouterr().out)["model_warnings"])

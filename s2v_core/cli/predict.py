@@ -50,6 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Stage the recording; write the per-epoch CSV; print a summary (JSON with ``--json``)."""
     from s2v_core.evaluation.peers import compare_with_peers, parse_peers
+    from s2v_core.inference.familiarity import seen_in_training, seen_in_training_warning
     from s2v_core.inference.predict import predict_night
     from s2v_core.recording.registry import load_recording
     from s2v_core.sanitize.cells import to_csv
@@ -64,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
     chosen = modalities_from(args.modalities)
     pred = predict_night(model, night, chosen, name=mid, device=args.device, ranges=extra.get("feature_ranges"),
                          leave_out_unfamiliar=chosen is None and not args.keep_unfamiliar)  # fmt: skip
+    seen = seen_in_training(extra, path=args.file)
+    if seen is not None:  # a public recording the shipped model was adapted on, for instance
+        pred.warnings.append(seen_in_training_warning(seen))
     table = prediction_table(pred, night)
     comparison = None
     if peers:

@@ -44,6 +44,7 @@ from s2v_core.evaluation.peers import PeerComparison, compare_with_peers, parse_
 from s2v_core.evaluation.sleep_stats import compare_sleep_statistics
 from s2v_core.evaluation.staging import StagingMetrics, check_stages, staging_metrics
 from s2v_core.inference.embed import EMB_PREFIX, pool_epochs
+from s2v_core.inference.familiarity import seen_in_training, seen_in_training_warning
 from s2v_core.inference.predict import Prediction, model_id, model_modalities, predict_night
 from s2v_core.inference.predict import load_classifier as _load_checkpoint
 from s2v_core.modalities import EPOCH_SECONDS
@@ -442,7 +443,16 @@ def stage(
     pred = predict_night(clf.model, n, modalities, device=device, name=clf.model_id,
                          ranges=clf.extra.get("feature_ranges"),
                          leave_out_unfamiliar=modalities is None and not keep_unfamiliar)  # fmt: skip
+    _warn_if_seen(pred, night, clf.extra)
     return StagingResult(pred, n)
+
+
+def _warn_if_seen(pred: Prediction, night: Any, extra: dict) -> None:
+    """A night given as a path to a file the model was trained on: say so in its warnings."""
+    if isinstance(night, str | os.PathLike):
+        seen = seen_in_training(extra, path=night)
+        if seen is not None:
+            pred.warnings.append(seen_in_training_warning(seen))
 
 
 def embed(
@@ -468,6 +478,7 @@ def embed(
     pred = predict_night(clf.model, n, modalities, device=device, name=clf.model_id, with_embeddings=True,
                          ranges=clf.extra.get("feature_ranges"),
                          leave_out_unfamiliar=modalities is None and not keep_unfamiliar)  # fmt: skip
+    _warn_if_seen(pred, night, clf.extra)
     vector = pool_epochs(pred.embeddings, pred.coverage, pooling)
     return EmbeddingResult(pred.embeddings, vector, pooling, StagingResult(pred, n))
 

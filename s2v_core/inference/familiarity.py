@@ -5,6 +5,11 @@ modality and base feature of :mod:`s2v_core.signals.features` (raw values, befor
 normalisation), the 1st and 99th percentile over nights of the per-night median. The ranges are
 saved in the checkpoint (``extra["feature_ranges"]``).
 
+The adaptation stage also records the files of the real recordings it trained on (size and
+SHA-256, ``extra["training_recordings"]``): :func:`seen_in_training` recognises such a file when a
+user stages it, and :func:`seen_in_training_warning` says why its agreement with the expert
+overstates what to expect (``s2v predict``, ``s2v_core.stage`` and the app show it).
+
 For a new night, :func:`unfamiliar_modalities` computes the same per-night medians and counts the
 features that fall outside the training range (widened by a quarter of its width on each side).
 A modality with more than :data:`MAX_OUTSIDE_SHARE` of its features outside is reported: its
@@ -18,8 +23,11 @@ flagged, it is what makes the full recording stage as well as its EEG alone: ben
 
 from __future__ import annotations
 
+import hashlib
+import os
 import warnings
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 import numpy as np
 
@@ -30,7 +38,10 @@ __all__ = [
     "LOW_CONFIDENCE",
     "MAX_OUTSIDE_SHARE",
     "familiar_subset",
+    "file_fingerprint",
     "night_medians",
+    "seen_in_training",
+    "seen_in_training_warning",
     "training_ranges",
     "unfamiliar_modalities",
 ]
@@ -108,3 +119,46 @@ def familiar_subset(subset: Iterable[str], unfamiliar: Mapping[str, list[str]]) 
     if not kept:
         return subset, ()
     return kept, tuple(m for m in subset if m in unfamiliar)
+
+
+def file_fingerprint(path: str | os.PathLike) -> dict:
+    """``{"file", "size", "sha256"}`` of a file (its name, bytes and SHA-256 of its content)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return {"file": Path(path).name, "size": os.path.getsize(path), "sha256": h.hexdigest()}
+
+
+def seen_in_training(extra: Mapping | None, *, path: str | os.PathLike | None = None,
+                     size: int | None = None, sha256: str | None = None) -> dict | None:  # fmt: skip
+    """The entry of ``extra["training_recordings"]`` whose file is this one, or None.
+
+    Give the file's ``path`` (hashed only when its size matches a training file, so other files
+    cost one ``stat``), or its ``size`` and ``sha256`` (an upload already hashed).
+    """
+    records = [r for r in (extra or {}).get("training_recordings") or [] if isinstance(r, Mapping)]
+    if path is not None:
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            return None
+    candidates = [r for r in records if r.get("size") == size]
+    if not candidates:
+        return None
+    if sha256 is None:
+        if path is None:
+            return None
+        try:
+            sha256 = file_fingerprint(path)["sha256"]
+        except OSError:
+            return None
+    return next((r for r in candidates if r.get("sha256") == sha256), None)
+
+
+def seen_in_training_warning(entry: Mapping) -> str:
+    """The caution for a recording the model was trained on (an entry of :func:`seen_in_training`)."""
+    name = entry.get("night") or entry.get("file") or "one of its recordings"
+    return (f"this recording was part of this model's training data ({name}, subject {entry.get('subject', '?')}): "
+            "its agreement with the expert hypnogram overstates what to expect on a new recording; the model "
+            "card gives leave-one-subject-out figures for it")  # fmt: skip

@@ -25,10 +25,14 @@ from pathlib import Path
 from s2v_core.cohort.prepare import combine_stores
 from s2v_core.cohort.store import CohortStore
 from s2v_core.errors import S2VError
+from s2v_core.limits.jsonfile import read_json
 from s2v_core.train.finetune import FinetuneConfig, FinetuneResult, finetune, refuse_unlabelled
 from s2v_core.train.windows import WINDOW_EPOCHS
 
-__all__ = ["ADAPTATION", "REAL_SHARE", "adapt_to_real", "real_site_weights"]
+__all__ = ["ADAPTATION", "REAL_SHARE", "SOURCES_FILE", "adapt_to_real", "real_site_weights", "training_recordings"]
+
+SOURCES_FILE = "sources.json"
+"""In a real store: ``{night: {"file", "size", "sha256"}}`` of the file each night was read from."""
 
 ADAPTATION = FinetuneConfig(
     epochs=4,
@@ -70,6 +74,24 @@ def real_site_weights(synthetic: CohortStore, real: CohortStore, real_share: flo
     return {site: per_site / count for site, count in reals.items()}
 
 
+def training_recordings(real_store: str | Path, drop_subjects: Iterable[str] = ()) -> list[dict]:
+    """``[{"night", "subject", "file", "size", "sha256"}]`` of the real store's nights not dropped,
+    from its :data:`SOURCES_FILE` (empty when the store has none)."""
+    path = Path(real_store) / SOURCES_FILE
+    if not path.is_file():
+        return []
+    store, dropped = CohortStore(real_store), set(drop_subjects)
+    sources = read_json(path)
+    out = []
+    for night in store.nights():
+        entry, src = store.entry(night), sources.get(night) if isinstance(sources, dict) else None
+        if entry.subject in dropped or not isinstance(src, dict):
+            continue
+        out.append({"night": night, "subject": entry.subject, "file": str(src.get("file", "")),
+                    "size": int(src.get("size", -1)), "sha256": str(src.get("sha256", ""))})  # fmt: skip
+    return out
+
+
 def adapt_to_real(
     synthetic_store: str | Path,
     real_store: str | Path,
@@ -92,9 +114,14 @@ def adapt_to_real(
         The synthetic-trained classifier to start from (its gates and head too).
     drop_subjects : iterable of str
         Real subjects left out (leave-one-subject-out evaluation).
+
+    The files of the real nights trained on (the store's ``sources.json``, when it has one) go
+    into the checkpoint's ``extra["training_recordings"]``, so that staging one of them later says
+    it was seen in training (:func:`s2v_core.inference.familiarity.seen_in_training`).
     """
     drop = tuple(drop_subjects)
     synth, real = CohortStore(synthetic_store), CohortStore(real_store)
+    recordings = training_recordings(real_store, drop)
     weights = real_site_weights(synth, real, real_share, drop)
     # before anything is built: real nights without hypnograms would be drawn often and teach nothing
     kept = [n for n in real.nights() if real.entry(n).subject not in set(drop)]
@@ -103,6 +130,7 @@ def adapt_to_real(
     try:
         combined = combine_stores([synthetic_store, real_store], work / "store", drop_subjects=drop,
                                   split_of=lambda entry: "train")  # fmt: skip
-        return finetune(combined, out_dir, replace(cfg, site_weights=weights), pretrained=pretrained)
+        return finetune(combined, out_dir, replace(cfg, site_weights=weights), pretrained=pretrained,
+                        extra={"training_recordings": recordings} if recordings else None)  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)

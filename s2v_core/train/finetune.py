@@ -467,6 +467,7 @@ def finetune(
     on_epoch: Callable[[dict], None] | None = None,
     night_loss: Callable[[torch.Tensor, dict], torch.Tensor] | None = None,
     overwrite: bool = False,
+    extra: dict | None = None,
 ) -> FinetuneResult:
     """Fine-tune a staging classifier on the store's "train" windows; keep the best by val kappa.
 
@@ -489,6 +490,9 @@ def finetune(
     overwrite : bool
         Replace the run already in ``out_dir`` (its ``best/`` and history.csv); without it
         such a folder is refused. ``out_dir`` is locked while the run writes into it.
+    extra : dict, optional
+        More JSON-ready entries for the checkpoint's ``extra`` (e.g. the adaptation stage's
+        ``training_recordings``); the entries this function writes itself cannot be replaced.
 
     Returns
     -------
@@ -516,6 +520,7 @@ def finetune(
         out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out / "finetune_config.json", json.dumps(asdict(cfg), indent=1) + "\n")
         run = _FinetuneRun(cfg, model, store, sets, device, night_loss)
+        run.extra = dict(extra or {})
         rows: list[dict] = []
         best: dict = {}
         for epoch in range(1, cfg.epochs + 1):
@@ -568,6 +573,7 @@ class _FinetuneRun:
                              "grad_clip": cfg.grad_clip, "night_loss": night_loss, "n_classes": cfg.n_classes}  # fmt: skip
         self.window_weights = _window_weights(store, self.train, cfg.site_weights)
         self.ranges = _feature_ranges(self.train) if model.config.features else None
+        self.extra: dict = {}  # the caller's checkpoint entries (finetune's ``extra``)
         params = [p for p in model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
         self.gen = torch.Generator().manual_seed(cfg.seed)  # window order and modality dropout
@@ -615,6 +621,7 @@ class _FinetuneRun:
         }
         if self.ranges is not None:
             extra["feature_ranges"] = self.ranges
+        extra = {**self.extra, **extra}  # the caller's entries never replace these
         with staged_dir(folder) as tmp:  # swapped in whole; a failure keeps the previous best/
             save_checkpoint(tmp, self.model, self.model.config, extra=extra, step=step)
 
