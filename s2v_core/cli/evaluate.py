@@ -145,7 +145,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--model", help="classifier folder (default: the shipped model)")
     p.add_argument("--split", choices=("train", "val", "test"), help="only this split of a store")
     p.add_argument(
-        "--modalities", help="comma-separated main subset, e.g. ibi (default: all each night has)"
+        "--modalities", help="comma-separated main subset, e.g. ibi (default: all each night has; unlike "
+        "s2v predict, modalities outside the model's training ranges are not left out, so every night is "
+        "scored on the same rule)"
     )
     p.add_argument(
         "--all-subsets",
