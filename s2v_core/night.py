@@ -29,7 +29,6 @@ from s2v_core.signals.features import (
     FEATURE_VERSION,
     epoch_features,
     features_from_raw,
-    night_features,
 )
 from s2v_core.signals.resampling import robust_stats
 from s2v_core.stages import STAGE_NAMES, UNSCORED, merge_stages
@@ -232,10 +231,8 @@ class Night:
             ok = self.epoch_valid[m]
             parts = [apply_scaling(self.signals[m], *stats[m], ok)] if raw else []
             if features:
-                if base is not None and m in base:
-                    parts.append(features_from_raw(base[m], ok, m))
-                else:
-                    parts.append(night_features(m, self.signals[m], ok))
+                raw_features = base[m] if base is not None and m in base else epoch_features(m, self.signals[m], ok)
+                parts.append(features_from_raw(raw_features, ok, m))
             inputs[m] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
             valid[m] = ok.copy()
         return inputs, valid

@@ -123,11 +123,9 @@ def familiar_subset(subset: Iterable[str], unfamiliar: Mapping[str, list[str]]) 
 
 def file_fingerprint(path: str | os.PathLike) -> dict:
     """``{"file", "size", "sha256"}`` of a file (its name, bytes and SHA-256 of its content)."""
-    h = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return {"file": Path(path).name, "size": os.path.getsize(path), "sha256": h.hexdigest()}
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    return {"file": Path(path).name, "size": os.path.getsize(path), "sha256": digest}
 
 
 def seen_in_training(extra: Mapping | None, *, path: str | os.PathLike | None = None,

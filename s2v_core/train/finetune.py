@@ -519,8 +519,7 @@ def finetune(
             raise S2VError(f"{store_path}: the train split has no windows; nothing to fine-tune on")
         out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out / "finetune_config.json", json.dumps(asdict(cfg), indent=1) + "\n")
-        run = _FinetuneRun(cfg, model, store, sets, device, night_loss)
-        run.extra = dict(extra or {})
+        run = _FinetuneRun(cfg, model, store, sets, device, night_loss, extra)
         rows: list[dict] = []
         best: dict = {}
         for epoch in range(1, cfg.epochs + 1):
@@ -560,7 +559,7 @@ class _FinetuneRun:
     """The optimiser, the window order and one pass of fine-tuning (split from :func:`finetune`)."""
 
     def __init__(self, cfg: FinetuneConfig, model: Sleep2VecClassifier, store: CohortStore,
-                 sets: dict[str, WindowDataset], device: torch.device, night_loss) -> None:  # fmt: skip
+                 sets: dict[str, WindowDataset], device: torch.device, night_loss, extra: dict | None = None) -> None:  # fmt: skip
         self.cfg, self.model, self.device = cfg, model, device
         self.train, self.val = sets["train"], sets["val"]
         self.summary = data_summary(store, sets)
@@ -573,7 +572,7 @@ class _FinetuneRun:
                              "grad_clip": cfg.grad_clip, "night_loss": night_loss, "n_classes": cfg.n_classes}  # fmt: skip
         self.window_weights = _window_weights(store, self.train, cfg.site_weights)
         self.ranges = _feature_ranges(self.train) if model.config.features else None
-        self.extra: dict = {}  # the caller's checkpoint entries (finetune's ``extra``)
+        self.extra = dict(extra or {})  # the caller's checkpoint entries (finetune's ``extra``)
         params = [p for p in model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
         self.gen = torch.Generator().manual_seed(cfg.seed)  # window order and modality dropout

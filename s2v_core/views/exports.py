@@ -97,9 +97,8 @@ def bids_events(pred: Any, night: Night, epoch_seconds: float = 30.0) -> tuple[s
     text = frame.to_csv(sep="\t", index=False, na_rep="n/a", lineterminator="\n")
     made_by = (f"predicted by sleep2vec studio {package_version()}, model {pred.model_id or 'unnamed'}, "
                f"from {', '.join(pred.modalities)}")  # fmt: skip
-    left_out = tuple(getattr(pred, "left_out", ()))
-    if left_out:
-        made_by += f" ({', '.join(left_out)} left out: unlike the model's training data)"
+    if pred.left_out:
+        made_by += f" ({', '.join(pred.left_out)} left out: unlike the model's training data)"
     levels = {name: _STAGE_MEANING[name] for name in STAGE_NAMES}
     sidecar: dict[str, Any] = {
         "onset": {"LongName": "Epoch onset", "Description": "Start of the 30-s epoch, in seconds from the "
