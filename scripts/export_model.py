@@ -261,7 +261,7 @@ def card(meta: dict, test: pd.DataFrame, real: list[str], experiments: list[str]
         f"- Tokenizers: {meta['tokenizer']}.",
         f"- Pretraining: small preset, DASH-InfoNCE, {pre['epochs']} epochs; best mean validation retrieval"
         f" accuracy {pre['best_retrieval']:.3f} (chance {pre['chance']:.3f}). Per-pair retrieval: `training/retrieval.csv`.",
-        f"- Fine-tuning: staging head with gated fusion, modality dropout 0.5, {ft['tokenizers']} tokenizers,"
+        f"- Fine-tuning: staging head with gated fusion, {ft['dropout']}, {ft['tokenizers']} tokenizers,"
         f" {ft['epochs']} epochs; best validation kappa {ft['best_kappa']:.3f} (epoch {ft['best_epoch']}):"
         " `classifier_synthetic/`.",
         f"- Adaptation: {meta['adaptation']}",
@@ -390,9 +390,19 @@ def _meta(work: Path, out: Path, store: CohortStore, test: pd.DataFrame, adapted
                      "chance": float(best_row["val_chance_mean"])},
         "finetune": {"tokenizers": "trained" if not ft_extra.get("finetune_config", {}).get("freeze_tokenizers", True)
                      else "frozen",
+                     "dropout": _dropout_text(ft_extra.get("finetune_config", {})),
                      "epochs": int(ft_hist["epoch"].max()), "best_kappa": float(ft_hist["val_kappa"].max()),
                      "best_epoch": int(ft_hist.loc[ft_hist["val_kappa"].idxmax(), "epoch"])},
     }
+
+
+def _dropout_text(cfg: dict) -> str:
+    """How the fine-tuning chose each window's modalities, in words."""
+    p = cfg.get("modality_dropout", 0.5)
+    if cfg.get("dropout_mode", "independent") == "size":
+        return (f"modality dropout by subset size ({p:.0%} of windows thinned to 1..n of their n modalities,"
+                " the number drawn uniformly)")
+    return f"modality dropout {p:g} (each modality of a window dropped on its own)"
 
 
 def stored_test_table(out: Path) -> pd.DataFrame | None:

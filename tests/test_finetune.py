@@ -91,6 +91,30 @@ def test_drop_modalities_rate_and_rescue_are_uniform():
     assert torch.equal(a, b)
 
 
+def test_drop_modalities_size_mode_draws_every_subset_size_equally():
+    g = torch.Generator().manual_seed(2)
+    present = torch.ones(30000, 6, dtype=torch.bool)
+    present[:15000, 3:] = False  # half the windows have 3 modalities, half 6
+    keep = drop_modalities(present, 0.999, g, "size")
+    assert not (keep & ~present).any() and keep.any(dim=1).all()
+    for rows, n in ((slice(0, 15000), 3), (slice(15000, None), 6)):
+        sizes = torch.bincount(keep[rows].sum(dim=1), minlength=n + 1)[1:].float() / 15000
+        assert torch.allclose(sizes, torch.full((n,), 1 / n), atol=0.015)  # 1..n kept, uniformly
+        singles = keep[rows][keep[rows].sum(dim=1) == 1].float().mean(dim=0)[:n]
+        assert torch.allclose(singles, torch.full((n,), 1 / n), atol=0.03)  # which one: uniform
+    # p is the share of windows thinned at all; the others keep everything
+    half = drop_modalities(present, 0.5, g, "size")
+    full = (half == present).all(dim=1).float()
+    assert full[15000:].mean().item() == pytest.approx(0.5 + 0.5 / 6, abs=0.015)
+    assert torch.equal(drop_modalities(present, 0.0, g, "size"), present)
+    nothing = torch.zeros(3, 4, dtype=torch.bool)
+    assert not drop_modalities(nothing, 0.5, g, "size").any()
+    with pytest.raises(S2VError, match="dropout mode"):
+        drop_modalities(present, 0.5, g, "sizes")
+    with pytest.raises(S2VError, match="dropout_mode"):
+        FinetuneConfig(dropout_mode="uniform")
+
+
 # --- loss and steps ------------------------------------------------------------------------
 def test_staging_loss_ignores_unscored_epochs():
     torch.manual_seed(0)
@@ -312,11 +336,13 @@ def test_finetune_cli(store, tmp_path, capsys):
     # adapt the classifier just trained: 3-class objective, its head reused, early stopping
     argv2 = ["finetune", "--data", store, "--pretrained", tmp_path / "r" / "best", "--out", tmp_path / "r2",
              "--epochs", "2", "--batch-size", "4", "--window-epochs", "30", "--batches-per-epoch", "1",
-             "--classes", "3", "--init-head", "--patience", "1", "--train-tokenizers"]
+             "--classes", "3", "--init-head", "--patience", "1", "--train-tokenizers",
+             "--dropout-mode", "size", "--modality-dropout", "0.9"]
     assert cli(argv2) == 0
     capsys.readouterr()
     cfg2 = json.loads((tmp_path / "r2" / "best" / "config.json").read_text())["extra"]["finetune_config"]
     assert cfg2["n_classes"] == 3 and cfg2["init_head"] and cfg2["patience"] == 1
+    assert cfg2["dropout_mode"] == "size" and cfg2["modality_dropout"] == 0.9 and cfg["dropout_mode"] == "independent"
     assert not cfg2["freeze_tokenizers"]
     with pytest.raises(SystemExit):  # --pretrained and --preset exclude each other
         cli(

@@ -44,8 +44,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--modality-dropout",
         type=float,
         default=0.5,
-        help="probability of dropping each modality of a window (one is always kept)",
+        help="probability of dropping each modality of a window (one is always kept); with "
+        "--dropout-mode size, of thinning a window at all",
     )
+    p.add_argument("--dropout-mode", choices=("independent", "size"), default="independent",
+                   help="independent: each modality dropped on its own; size: the number of modalities "
+                        "kept drawn uniformly from 1..n, so single modalities are trained as often as all")
     p.add_argument("--window-epochs", type=int, default=120, help="30-s epochs per window")
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--no-class-weights", action="store_true", help="plain cross-entropy")
@@ -77,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         modality_dropout=args.modality_dropout,
+        dropout_mode=args.dropout_mode,
         preset=args.preset,
         seed=args.seed,
         device=args.device,

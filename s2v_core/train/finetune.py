@@ -60,6 +60,7 @@ from s2v_core.train.windows import WindowDataset
 
 __all__ = [
     "CLASS_WEIGHT_RANGE",
+    "DROPOUT_MODES",
     "FinetuneConfig",
     "FinetuneResult",
     "build_model",
@@ -82,6 +83,9 @@ log = logging.getLogger(__name__)
 CLASS_WEIGHT_RANGE = (0.2, 5.0)
 """Clip of the inverse-frequency class weights (relative to their mean)."""
 
+DROPOUT_MODES = ("independent", "size")
+"""How modality dropout picks a window's training subset (:func:`drop_modalities`)."""
+
 
 @dataclass
 class FinetuneConfig:
@@ -93,6 +97,7 @@ class FinetuneConfig:
     weight_decay: float = 0.01  # AdamW weight decay
     warmup_fraction: float = 0.05  # share of the steps spent warming up
     modality_dropout: float = 0.5  # probability of dropping each present modality of a window
+    dropout_mode: str = "independent"  # "independent": each modality with modality_dropout; "size": see drop_modalities
     freeze_tokenizers: bool = True  # METHOD.md: tokenizers frozen, encoder fine-tuned
     per_epoch_gate: bool = True  # input-dependent per-epoch gate on top of the global gates
     preset: str = "small"  # backbone preset when no pretrained checkpoint is given
@@ -121,6 +126,8 @@ class FinetuneConfig:
                 raise S2VError(f"finetune {name} must be in [0, 1), got {value!r}")
         if not self.lr > 0:
             raise S2VError(f"finetune lr must be > 0, got {self.lr!r}")
+        if self.dropout_mode not in DROPOUT_MODES:
+            raise S2VError(f"finetune dropout_mode must be one of {', '.join(DROPOUT_MODES)}, got {self.dropout_mode!r}")
         if self.preset not in PRESETS:
             raise S2VError(f"unknown preset {self.preset!r}; allowed: {', '.join(PRESETS)}")
         if self.max_batches_per_epoch is not None and self.max_batches_per_epoch < 1:
@@ -156,17 +163,23 @@ class FinetuneResult:
         return self.out_dir / "best"
 
 
-def drop_modalities(present: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
-    """Modality dropout: switch off entries of ``present`` with probability ``p``, keep >= 1.
+def drop_modalities(present: torch.Tensor, p: float, generator: torch.Generator, mode: str = "independent") -> torch.Tensor:
+    """Modality dropout: the subset of ``present`` each window is trained on; keeps >= 1.
 
     Parameters
     ----------
     present : Tensor, shape (B, M), bool
         Which modalities each window has.
     p : float
-        Drop probability per (window, modality), in [0, 1).
+        In [0, 1). ``mode="independent"``: drop probability per (window, modality).
+        ``mode="size"``: probability that a window is thinned at all (the others keep everything).
     generator : torch.Generator
         CPU generator; the result is a function of its state.
+    mode : {"independent", "size"}
+        ``"independent"`` drops each modality on its own, so a window of n modalities keeps one
+        alone with probability about ``n * p**(n-1) * (1-p)``: rare for n = 9. ``"size"`` draws the
+        number kept uniformly from 1..n and then which ones uniformly, so every subset size,
+        single modalities included, is trained as often as the full set.
 
     Returns
     -------
@@ -174,6 +187,16 @@ def drop_modalities(present: torch.Tensor, p: float, generator: torch.Generator)
         A subset of ``present``; a row that had any modality keeps at least one (chosen
         uniformly among its present ones when all were dropped). Rows with none stay empty.
     """
+    if mode == "size":
+        n = present.sum(dim=1)  # (B,)
+        k = (torch.rand(n.shape, generator=generator) * n).floor().long() + 1  # uniform in 1..n
+        thin = torch.rand(n.shape, generator=generator) < p
+        k = torch.where(thin, k, n)
+        scores = torch.rand(present.shape, generator=generator).masked_fill(~present, -1.0)
+        rank = scores.argsort(dim=1, descending=True).argsort(dim=1)  # 0 = highest score
+        return present & (rank < k[:, None])
+    if mode != "independent":
+        raise S2VError(f"unknown modality dropout mode {mode!r}; allowed: {', '.join(DROPOUT_MODES)}")
     keep = present & (torch.rand(present.shape, generator=generator) >= p)  # (B, M)
     empty = ~keep.any(dim=1) & present.any(dim=1)  # (B,)
     scores = torch.rand(present.shape, generator=generator).masked_fill(~present, -1.0)
@@ -596,7 +619,7 @@ class _FinetuneRun:
         for b in range(self.n_batches):
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             batch = collate_windows([self.train[i] for i in idx], model.config.modalities)
-            keep = drop_modalities(batch["present"], cfg.modality_dropout, self.gen)
+            keep = drop_modalities(batch["present"], cfg.modality_dropout, self.gen, cfg.dropout_mode)
             step = (epoch - 1) * self.n_batches + b
             lr = lr_at(step, self.total, cfg.lr, warmup_fraction=cfg.warmup_fraction)
             for g in self.opt.param_groups:
