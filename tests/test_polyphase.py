@@ -67,3 +67,38 @@ def test_chunks_join_seamlessly(fs_in, monkeypatch):
     up, down = rational_ratio(fs_in, 128 if fs_in > 10 else 4)
     want = sps.resample_poly(x, up, down, padtype="line")
     np.testing.assert_allclose(resample_poly_line(x, up, down), want, rtol=0, atol=5e-5 * np.ptp(x))
+
+
+@pytest.mark.parametrize("fs_in", [256, 250, 500])
+def test_result_does_not_depend_on_the_blas_thread_count(fs_in, monkeypatch):
+    """A Dask worker (one BLAS thread) must reproduce a serial run (several) bit for bit.
+
+    Every product is small enough for one BLAS thread; a product split between threads rounds
+    differently on some CPUs (seen with OpenBLAS on AVX-512 machines), so this fails there when the
+    products are not bounded. The bound is checked on every machine below.
+    """
+    from threadpoolctl import threadpool_limits
+
+    x = (np.random.default_rng(fs_in).standard_normal(fs_in * 1800) * 300).astype(np.float32)
+    up, down = rational_ratio(fs_in, 128)
+    with threadpool_limits(limits=4, user_api="blas"):
+        many = resample_poly_line(x, up, down)
+    with threadpool_limits(limits=1, user_api="blas"):
+        one = resample_poly_line(x, up, down)
+    np.testing.assert_array_equal(many, one)
+    # every matrix product the resampler runs stays within the one-thread bound
+    sizes = []
+    real_matmul = np.matmul
+
+    class Recording:
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        @staticmethod
+        def matmul(a, b, **kw):
+            sizes.append(a.shape[0] * a.shape[1] * b.shape[1])
+            return real_matmul(a, b, **kw)
+
+    monkeypatch.setattr(_polyphase, "np", Recording())
+    resample_poly_line(x, up, down)
+    assert sizes and max(sizes) <= _polyphase._ONE_THREAD_GEMM

@@ -8,7 +8,9 @@ such blocks, one row per block, the outputs of every block are ``X0 @ T0 + X1 @ 
 is the block matrix shifted by ``k`` blocks (a strided view) and ``Tk`` the filter taps laid out for
 that shift. The products run in BLAS; the extra multiplications by zero taps cost less than the
 scalar loop saves. A long signal is done a chunk of blocks at a time (the chunk's extended input is
-the only copy), so the scratch memory stays small whatever the recording's length.
+the only copy), so the scratch memory stays small whatever the recording's length, and each product
+is small enough that the BLAS runs it on one thread: the result does not depend on the process's
+BLAS thread count (:data:`_ONE_THREAD_GEMM`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ _MAX_TABLE = 1 << 20
 """Largest tap table (entries) worth building; above it :func:`resample_poly_line` uses scipy."""
 _CHUNK_SAMPLES = 1 << 18
 """Input samples handled at a time (about 1 MiB of float32 scratch, whatever the recording's length)."""
+_ONE_THREAD_GEMM = 1 << 18
+"""Largest ``m * n * k`` of one matrix product. OpenBLAS runs a product this small on one thread
+(``m * n * k <= 65536 * 4`` in its GEMM interface); a larger one is split between its threads, and
+the split rounds differently (about 1e-6 of the signal), so the result would depend on how many
+BLAS threads the process has: a Dask worker (one thread) would not reproduce a serial run."""
 
 
 @lru_cache(maxsize=32)
@@ -85,16 +92,19 @@ def resample_poly_line(x: np.ndarray, up: int, down: int) -> np.ndarray:
     slope = (np.float64(x[-1]) - np.float64(x[0])) / (n_in - 1)
     y = np.empty((n_blocks, block_out), np.float32)
     step = max(1, _CHUNK_SAMPLES // block_in)  # blocks per chunk: bounded scratch memory
+    # blocks per product: small enough to stay on one BLAS thread
+    per_product = max(1, _ONE_THREAD_GEMM // (block_out * max(len(rows) for _, rows in shifts)))
     for b0 in range(0, n_blocks, step):
         b1 = min(n_blocks, b0 + step)
         ext = _extended(x, slope, b0 * block_in - lead, (b1 - b0 + n_shift) * block_in)
-        out = y[b0:b1]
         for j, (k, rows) in enumerate(shifts):
             view = ext[k * block_in : (k + b1 - b0) * block_in].reshape(b1 - b0, block_in)[:, : len(rows)]
-            if j == 0:
-                np.matmul(view, rows, out=out)
-            else:
-                out += view @ rows
+            for p0 in range(0, b1 - b0, per_product):
+                part, out = view[p0 : p0 + per_product], y[b0 + p0 : min(b1, b0 + p0 + per_product)]
+                if j == 0:
+                    np.matmul(part, rows, out=out)
+                else:
+                    out += np.matmul(part, rows)
     return y.reshape(-1)[:n_out]
 
 
