@@ -29,6 +29,7 @@ from s2v_core.train.finetune import (
     evaluate_windows,
     finetune,
     merge_targets,
+    single_modality_loss,
     staging_loss,
     train_step,
 )
@@ -169,6 +170,64 @@ def test_train_step_ignores_windows_with_every_modality_dropped(store):
     both = train_step(model, batch, opt, keep)
     alone = collate_windows([ds[0]], model.config.modalities)
     assert both == pytest.approx(train_step(model, alone, opt, alone["present"]), rel=1e-5)
+
+
+def test_a_single_modality_alone_is_the_head_on_its_own_states(store):
+    """What single_modality_loss scores is what the classifier predicts from that modality alone."""
+    ds = WindowDataset(store, "train", window_epochs=30)
+    model = Sleep2VecClassifier(get_preset("tiny"), HeadConfig(), seed=0).eval()
+    batch = collate_windows([ds[0], ds[2]], model.config.modalities)
+    inputs, valid = batch["inputs"], batch["valid"]
+    with torch.no_grad():
+        hidden = model.backbone(inputs, valid)
+        for m in ("eeg", "ibi"):
+            alone = model({m: inputs[m]}, valid).stage_logits
+            torch.testing.assert_close(model.staging(hidden[m]), alone)
+        torch.testing.assert_close(model.heads(hidden, valid).stage_logits, model(inputs, valid).stage_logits)
+
+
+def test_single_modality_loss_averages_the_kept_modalities(store):
+    ds = WindowDataset(store, "train", window_epochs=30)
+    model = Sleep2VecClassifier(get_preset("tiny"), HeadConfig(), seed=0).eval()
+    batch = collate_windows([ds[0], ds[2]], model.config.modalities)  # 9 and 4 modalities
+    names = batch["names"]
+    keep = batch["present"].clone()
+    keep[0] = False
+    keep[0, names.index("eeg")] = True  # window 0 keeps eeg alone
+    keep[1] = False
+    keep[1, names.index("ibi")] = True  # window 1 keeps ibi alone
+    present = {m: keep[:, j] for j, m in enumerate(names)}
+    target = batch["stages"]
+    with torch.no_grad():
+        hidden = model.backbone(batch["inputs"], batch["valid"], present)
+        got = single_modality_loss(model, hidden, present, target)
+        eeg = staging_loss(model.staging(hidden["eeg"][:1]), target[:1])
+        ibi = staging_loss(model.staging(hidden["ibi"][1:]), target[1:])
+    assert float(got) == pytest.approx(float((eeg + ibi) / 2), rel=1e-5)
+    # nothing scored: a zero that still carries a gradient
+    none = single_modality_loss(model, model.backbone(batch["inputs"], batch["valid"], present), present,
+                                torch.full_like(target, -1))  # fmt: skip
+    assert float(none.detach()) == 0.0 and none.requires_grad
+
+
+def test_train_step_with_the_single_modality_loss(store):
+    """The single-modality loss is added on top: with weight 0 the step is the plain one."""
+    ds = WindowDataset(store, "train", window_epochs=30)
+    model = Sleep2VecClassifier(get_preset("tiny"), HeadConfig(), seed=0).eval()
+    batch = collate_windows([ds[0], ds[2]], model.config.modalities)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    plain = train_step(model, batch, opt, batch["present"])
+    assert train_step(model, batch, opt, batch["present"], single_loss=0.0) == plain
+    present = {m: batch["present"][:, j] for j, m in enumerate(batch["names"])}
+    with torch.no_grad():
+        extra = single_modality_loss(model, model.backbone(batch["inputs"], batch["valid"], present), present,
+                                     batch["stages"].masked_fill(~batch["valid"], -1))  # fmt: skip
+    both = train_step(model, batch, opt, batch["present"], single_loss=0.5)
+    assert both == pytest.approx(plain + 0.5 * float(extra), rel=1e-5)
+    with pytest.raises(S2VError, match="single_loss"):
+        FinetuneConfig(single_loss=-1.0)
+    with pytest.raises(S2VError, match="single_loss"):
+        FinetuneConfig(single_loss=True)
 
 
 # --- the fine-tuning run -------------------------------------------------------------------
@@ -337,12 +396,13 @@ def test_finetune_cli(store, tmp_path, capsys):
     argv2 = ["finetune", "--data", store, "--pretrained", tmp_path / "r" / "best", "--out", tmp_path / "r2",
              "--epochs", "2", "--batch-size", "4", "--window-epochs", "30", "--batches-per-epoch", "1",
              "--classes", "3", "--init-head", "--patience", "1", "--train-tokenizers",
-             "--dropout-mode", "size", "--modality-dropout", "0.9"]
+             "--dropout-mode", "size", "--modality-dropout", "0.9", "--single-loss", "0.5"]
     assert cli(argv2) == 0
     capsys.readouterr()
     cfg2 = json.loads((tmp_path / "r2" / "best" / "config.json").read_text())["extra"]["finetune_config"]
     assert cfg2["n_classes"] == 3 and cfg2["init_head"] and cfg2["patience"] == 1
     assert cfg2["dropout_mode"] == "size" and cfg2["modality_dropout"] == 0.9 and cfg["dropout_mode"] == "independent"
+    assert cfg2["single_loss"] == 0.5 and cfg["single_loss"] == 0.0
     assert not cfg2["freeze_tokenizers"]
     with pytest.raises(SystemExit):  # --pretrained and --preset exclude each other
         cli(

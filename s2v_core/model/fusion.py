@@ -308,7 +308,23 @@ class Sleep2VecClassifier(nn.Module):
         present : dict of str to Tensor (B,) bool, optional
             Per-sample availability (missing key = present for every sample).
         """
-        hidden = self.backbone(inputs, valid, present)  # {m: (B, T, H)}
+        return self.heads(self.backbone(inputs, valid, present), valid, present)
+
+    def heads(
+        self,
+        hidden: Mapping[str, Tensor],
+        valid: Tensor,
+        present: Mapping[str, Tensor] | None = None,
+    ) -> ClassifierOutput:
+        """Fusion and heads on hidden states the backbone already computed (``forward``'s second half).
+
+        Parameters
+        ----------
+        hidden : dict of str to Tensor, each (B, T, H)
+            ``self.backbone(inputs, valid, present)``.
+        valid : Tensor, shape (B, T), bool
+        present : dict of str to Tensor (B,) bool, optional
+        """
         fused, global_w, epoch_w = self.fusion(hidden, present)  # (B, T, H), (B, M), (B, T, M)
         logits = self.staging(fused)  # (B, T, C)
         night = self.night(fused, valid) if self.night is not None else None  # (B, K)

@@ -74,6 +74,7 @@ __all__ = [
     "merge_targets",
     "merged_log_probs",
     "refuse_unlabelled",
+    "single_modality_loss",
     "staging_loss",
     "train_step",
 ]
@@ -97,6 +98,7 @@ class FinetuneConfig:
     weight_decay: float = 0.01  # AdamW weight decay
     warmup_fraction: float = 0.05  # share of the steps spent warming up
     modality_dropout: float = 0.5  # probability of dropping each present modality of a window
+    single_loss: float = 0.0  # weight of the loss of each kept modality staged alone (single_modality_loss)
     dropout_mode: str = "independent"  # "independent": each modality with modality_dropout; "size": see drop_modalities
     freeze_tokenizers: bool = True  # METHOD.md: tokenizers frozen, encoder fine-tuned
     per_epoch_gate: bool = True  # input-dependent per-epoch gate on top of the global gates
@@ -126,6 +128,9 @@ class FinetuneConfig:
                 raise S2VError(f"finetune {name} must be in [0, 1), got {value!r}")
         if not self.lr > 0:
             raise S2VError(f"finetune lr must be > 0, got {self.lr!r}")
+        if not (isinstance(self.single_loss, int | float) and not isinstance(self.single_loss, bool)
+                and 0.0 <= float(self.single_loss) <= 10.0):  # fmt: skip
+            raise S2VError(f"finetune single_loss must be a number in [0, 10], got {self.single_loss!r}")
         if self.dropout_mode not in DROPOUT_MODES:
             raise S2VError(f"finetune dropout_mode must be one of {', '.join(DROPOUT_MODES)}, got {self.dropout_mode!r}")
         if self.preset not in PRESETS:
@@ -277,6 +282,45 @@ def staging_loss(
     )
 
 
+def single_modality_loss(
+    model: Sleep2VecClassifier,
+    hidden: dict[str, torch.Tensor],
+    present: dict[str, torch.Tensor],
+    target: torch.Tensor,
+    **options,
+) -> torch.Tensor:
+    """Mean over modalities of the staging loss of each modality staged alone.
+
+    The backbone encodes every modality on its own and a single modality's gate weight is 1, so
+    ``model.staging(hidden[m])`` is exactly what the classifier predicts from ``m`` alone: the
+    shared head learns to stage from each modality while the main loss trains the mixture.
+
+    Parameters
+    ----------
+    hidden : dict of str to Tensor, each (B, T, H)
+        The backbone's states of the batch.
+    present : dict of str to Tensor (B,) bool
+        Which windows keep each modality; the others do not count for it.
+    target : Tensor, shape (B, T)
+        Stages, -1 where not scored.
+    **options
+        ``class_weights``, ``label_smoothing``, ``n_classes`` of :func:`staging_loss`.
+
+    Returns
+    -------
+    Tensor
+        Scalar; a zero that still carries a gradient when no modality has a scored epoch.
+    """
+    parts = []
+    for m, h in hidden.items():
+        t = target.masked_fill(~present[m][:, None], -1)
+        if bool((t >= 0).any()):
+            parts.append(staging_loss(model.staging(h), t, **options))
+    if not parts:
+        return sum(h.sum() for h in hidden.values()) * 0.0
+    return torch.stack(parts).mean()
+
+
 def train_step(
     model: Sleep2VecClassifier,
     batch: dict,
@@ -288,24 +332,25 @@ def train_step(
     grad_clip: float = 1.0,
     night_loss: Callable[[torch.Tensor, dict], torch.Tensor] | None = None,
     n_classes: int = 5,
+    single_loss: float = 0.0,
 ) -> float:
     """One optimiser step on a :func:`collate_windows` batch with modalities ``keep`` (B, M).
 
-    Windows left without any modality have their epochs ignored. Returns the loss.
+    Windows left without any modality have their epochs ignored. With ``single_loss`` > 0 the
+    loss adds ``single_loss`` times the mean over modalities of the staging loss of each kept
+    modality alone (:func:`single_modality_loss`). Returns the loss.
     """
     device = next(model.parameters()).device
     present = {m: keep[:, j].to(device) for j, m in enumerate(batch["names"])}
     valid = batch["valid"].to(device)
-    out = model({m: x.to(device) for m, x in batch["inputs"].items()}, valid, present)
+    hidden = model.backbone({m: x.to(device) for m, x in batch["inputs"].items()}, valid, present)
+    out = model.heads(hidden, valid, present)
     usable = valid & keep.any(dim=1).to(device)[:, None]  # (B, T)
     target = batch["stages"].to(device).masked_fill(~usable, -1)  # (B, T)
-    loss = staging_loss(
-        out.stage_logits,
-        target,
-        class_weights=class_weights,
-        label_smoothing=label_smoothing,
-        n_classes=n_classes,
-    )
+    options = {"class_weights": class_weights, "label_smoothing": label_smoothing, "n_classes": n_classes}
+    loss = staging_loss(out.stage_logits, target, **options)
+    if single_loss > 0:
+        loss = loss + single_loss * single_modality_loss(model, hidden, present, target, **options)
     if night_loss is not None and out.night is not None:
         loss = loss + night_loss(out.night, batch)  # hook for night-level heads (age, sex, AHI)
     optimizer.zero_grad(set_to_none=True)
@@ -592,7 +637,8 @@ class _FinetuneRun:
             merged = [sum(counts[c] for c in g) for g in MERGE_GROUPS[cfg.n_classes]]
             weights = torch.from_numpy(class_weights_from_counts(np.array(merged))).to(device)
         self.step_options = {"class_weights": weights, "label_smoothing": cfg.label_smoothing,
-                             "grad_clip": cfg.grad_clip, "night_loss": night_loss, "n_classes": cfg.n_classes}  # fmt: skip
+                             "grad_clip": cfg.grad_clip, "night_loss": night_loss, "n_classes": cfg.n_classes,
+                             "single_loss": float(cfg.single_loss)}  # fmt: skip
         self.window_weights = _window_weights(store, self.train, cfg.site_weights)
         self.ranges = _feature_ranges(self.train) if model.config.features else None
         self.extra = dict(extra or {})  # the caller's checkpoint entries (finetune's ``extra``)
