@@ -358,7 +358,7 @@ def _meta(work: Path, out: Path, store: CohortStore, test: pd.DataFrame, adapted
             f"{site} ({len(subj)} subjects, {sum(real.entry(n).site == site for n in real.nights())} recordings)"
             for site, subj in sorted(sites.items())) + ". Every real-data figure below is leave-one-subject-out.")
         adaptation = (f"the synthetic-only classifier fine-tuned on the synthetic store and the real store together,"
-                      f" real sites drawn for {REAL_SHARE:.0%} of the windows,"
+                      f" real sites drawn for {REAL_SHARE:.0%} of the windows{_single_loss_text(extra.get('finetune_config', {}))},"
                       f" {len(ad_hist)} passes, last pass kept (`s2v_core/train/adapt.py`): `classifier/`.")
     else:
         real_text = "none (../shared/data was not there when the recipe ran): `classifier/` is synthetic-only."
@@ -397,12 +397,20 @@ def _meta(work: Path, out: Path, store: CohortStore, test: pd.DataFrame, adapted
 
 
 def _dropout_text(cfg: dict) -> str:
-    """How the fine-tuning chose each window's modalities, in words."""
+    """How the fine-tuning chose each window's modalities, and its single-modality loss, in words."""
     p = cfg.get("modality_dropout", 0.5)
     if cfg.get("dropout_mode", "independent") == "size":
-        return (f"modality dropout by subset size ({p:.0%} of windows thinned to 1..n of their n modalities,"
+        text = (f"modality dropout by subset size ({p:.0%} of windows thinned to 1..n of their n modalities,"
                 " the number drawn uniformly)")
-    return f"modality dropout {p:g} (each modality of a window dropped on its own)"
+    else:
+        text = f"modality dropout {p:g} (each modality of a window dropped on its own)"
+    return text + _single_loss_text(cfg)
+
+
+def _single_loss_text(cfg: dict) -> str:
+    """``", plus ..."`` naming the single-modality loss of a fine-tuning config, or ``""`` without one."""
+    w = float(cfg.get("single_loss", 0.0) or 0.0)
+    return f", plus the single-modality loss (weight {w:g}: each kept modality also staged alone)" if w > 0 else ""
 
 
 def stored_test_table(out: Path) -> pd.DataFrame | None:

@@ -107,3 +107,13 @@ def test_seed_lines_put_the_shipped_run_next_to_the_recipes_other_seeds(export_m
     assert "| DREAMS EEG 1-4, LOSO | 0.612 | 0.500 | 0.300 | 0.471 |" in text
     assert "| slpdb IBI 3-class, LOSO | 0.377 | - | - | 0.377 |" in text  # a run without a figure
     assert "zero-shot" not in text.split("| mean |")[1]  # no run has slpdb zero-shot: no row
+
+
+def test_the_card_states_the_fine_tuning_dropout_and_single_modality_loss(export_model):
+    text = export_model._dropout_text({"modality_dropout": 0.5})
+    assert text == "modality dropout 0.5 (each modality of a window dropped on its own)"
+    sized = export_model._dropout_text({"modality_dropout": 0.9, "dropout_mode": "size", "single_loss": 1.0})
+    assert sized.startswith("modality dropout by subset size (90% of windows")
+    assert sized.endswith(", plus the single-modality loss (weight 1: each kept modality also staged alone)")
+    assert export_model._single_loss_text({"single_loss": 0.0}) == ""
+    assert export_model._single_loss_text({}) == ""
