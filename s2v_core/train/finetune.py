@@ -98,8 +98,8 @@ class FinetuneConfig:
     weight_decay: float = 0.01  # AdamW weight decay
     warmup_fraction: float = 0.05  # share of the steps spent warming up
     modality_dropout: float = 0.5  # probability of dropping each present modality of a window
-    single_loss: float = 0.0  # weight of the loss of each kept modality staged alone (single_modality_loss)
     dropout_mode: str = "independent"  # "independent": each modality with modality_dropout; "size": see drop_modalities
+    single_loss: float = 0.0  # weight of the loss of each kept modality staged alone (single_modality_loss)
     freeze_tokenizers: bool = True  # METHOD.md: tokenizers frozen, encoder fine-tuned
     per_epoch_gate: bool = True  # input-dependent per-epoch gate on top of the global gates
     preset: str = "small"  # backbone preset when no pretrained checkpoint is given
