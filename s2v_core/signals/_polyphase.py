@@ -100,7 +100,8 @@ def resample_poly_line(x: np.ndarray, up: int, down: int) -> np.ndarray:
         for j, (k, rows) in enumerate(shifts):
             view = ext[k * block_in : (k + b1 - b0) * block_in].reshape(b1 - b0, block_in)[:, : len(rows)]
             for p0 in range(0, b1 - b0, per_product):
-                part, out = view[p0 : p0 + per_product], y[b0 + p0 : min(b1, b0 + p0 + per_product)]
+                part = view[p0 : p0 + per_product]
+                out = y[b0 + p0 : b0 + p0 + len(part)]
                 if j == 0:
                     np.matmul(part, rows, out=out)
                 else:
