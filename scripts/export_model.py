@@ -410,7 +410,11 @@ def _dropout_text(cfg: dict) -> str:
 def _single_loss_text(cfg: dict) -> str:
     """``", plus ..."`` naming the single-modality loss of a fine-tuning config, or ``""`` without one."""
     w = float(cfg.get("single_loss", 0.0) or 0.0)
-    return f", plus the single-modality loss (weight {w:g}: each kept modality also staged alone)" if w > 0 else ""
+    if w <= 0:
+        return ""
+    chosen = list(cfg.get("single_loss_modalities") or [])
+    which = f"{', '.join(chosen)}, when kept," if chosen else "each kept modality"
+    return f", plus the single-modality loss (weight {w:g}: {which} also staged alone)"
 
 
 def stored_test_table(out: Path) -> pd.DataFrame | None:

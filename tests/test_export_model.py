@@ -117,3 +117,5 @@ def test_the_card_states_the_fine_tuning_dropout_and_single_modality_loss(export
     assert sized.endswith(", plus the single-modality loss (weight 1: each kept modality also staged alone)")
     assert export_model._single_loss_text({"single_loss": 0.0}) == ""
     assert export_model._single_loss_text({}) == ""
+    chosen = export_model._single_loss_text({"single_loss": 1.0, "single_loss_modalities": ["spo2", "emg"]})
+    assert chosen == ", plus the single-modality loss (weight 1: spo2, emg, when kept, also staged alone)"

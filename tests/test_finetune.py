@@ -230,6 +230,35 @@ def test_train_step_with_the_single_modality_loss(store):
         FinetuneConfig(single_loss=True)
 
 
+def test_the_single_modality_loss_can_count_chosen_modalities_only(store):
+    """``single_loss_modalities`` restricts the extra loss to those modalities' states."""
+    ds = WindowDataset(store, "train", window_epochs=30)
+    model = Sleep2VecClassifier(get_preset("tiny"), HeadConfig(), seed=0).eval()
+    batch = collate_windows([ds[0], ds[2]], model.config.modalities)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    plain = train_step(model, batch, opt, batch["present"])
+    present = {m: batch["present"][:, j] for j, m in enumerate(batch["names"])}
+    target = batch["stages"].masked_fill(~batch["valid"], -1)
+    with torch.no_grad():
+        hidden = model.backbone(batch["inputs"], batch["valid"], present)
+        chosen = single_modality_loss(model, {m: hidden[m] for m in ("eeg", "ibi")}, present, target)
+        every = single_modality_loss(model, hidden, present, target)
+    assert float(chosen) != pytest.approx(float(every), rel=1e-3)  # the restriction changes the loss
+    got = train_step(model, batch, opt, batch["present"], single_loss=1.0, single_loss_modalities=("eeg", "ibi"))
+    assert got == pytest.approx(plain + float(chosen), rel=1e-5)
+    # a modality this batch does not have: the plain step
+    absent = [m for j, m in enumerate(batch["names"]) if not bool(batch["present"][:, j].any())]
+    if absent:
+        only = train_step(model, batch, opt, batch["present"], single_loss=1.0, single_loss_modalities=(absent[0],))
+        assert only == pytest.approx(plain, rel=1e-6)
+    cfg = FinetuneConfig(single_loss=1.0, single_loss_modalities=["spo2", "ibi", "spo2"])
+    assert cfg.single_loss_modalities == ("spo2", "ibi")
+    with pytest.raises(S2VError, match="unknown modality eye"):
+        FinetuneConfig(single_loss_modalities=("eye",))
+    with pytest.raises(S2VError, match="list of modality names"):
+        FinetuneConfig(single_loss_modalities="spo2")
+
+
 # --- the fine-tuning run -------------------------------------------------------------------
 def test_finetune_writes_history_and_best_checkpoint(run, store):
     res, rows = run
@@ -396,13 +425,15 @@ def test_finetune_cli(store, tmp_path, capsys):
     argv2 = ["finetune", "--data", store, "--pretrained", tmp_path / "r" / "best", "--out", tmp_path / "r2",
              "--epochs", "2", "--batch-size", "4", "--window-epochs", "30", "--batches-per-epoch", "1",
              "--classes", "3", "--init-head", "--patience", "1", "--train-tokenizers",
-             "--dropout-mode", "size", "--modality-dropout", "0.9", "--single-loss", "0.5"]
+             "--dropout-mode", "size", "--modality-dropout", "0.9", "--single-loss", "0.5",
+             "--single-loss-modalities", "spo2", "emg"]
     assert cli(argv2) == 0
     capsys.readouterr()
     cfg2 = json.loads((tmp_path / "r2" / "best" / "config.json").read_text())["extra"]["finetune_config"]
     assert cfg2["n_classes"] == 3 and cfg2["init_head"] and cfg2["patience"] == 1
     assert cfg2["dropout_mode"] == "size" and cfg2["modality_dropout"] == 0.9 and cfg["dropout_mode"] == "independent"
     assert cfg2["single_loss"] == 0.5 and cfg["single_loss"] == 0.0
+    assert cfg2["single_loss_modalities"] == ["spo2", "emg"] and cfg["single_loss_modalities"] == []
     assert not cfg2["freeze_tokenizers"]
     with pytest.raises(SystemExit):  # --pretrained and --preset exclude each other
         cli(

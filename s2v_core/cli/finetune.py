@@ -53,6 +53,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--single-loss", type=float, default=0.0, metavar="W",
                    help="add W x the mean staging loss of each kept modality staged alone (the shared "
                         "head learns every single modality in every window; 0: off)")
+    p.add_argument("--single-loss-modalities", nargs="+", default=(), metavar="MODALITY",
+                   help="count only these modalities in --single-loss (default: all)")
     p.add_argument("--window-epochs", type=int, default=120, help="30-s epochs per window")
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--no-class-weights", action="store_true", help="plain cross-entropy")
@@ -86,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         modality_dropout=args.modality_dropout,
         dropout_mode=args.dropout_mode,
         single_loss=args.single_loss,
+        single_loss_modalities=tuple(args.single_loss_modalities),
         preset=args.preset,
         seed=args.seed,
         device=args.device,

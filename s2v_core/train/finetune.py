@@ -100,6 +100,7 @@ class FinetuneConfig:
     modality_dropout: float = 0.5  # probability of dropping each present modality of a window
     dropout_mode: str = "independent"  # "independent": each modality with modality_dropout; "size": see drop_modalities
     single_loss: float = 0.0  # weight of the loss of each kept modality staged alone (single_modality_loss)
+    single_loss_modalities: tuple[str, ...] = ()  # the modalities that loss counts (empty: all of them)
     freeze_tokenizers: bool = True  # METHOD.md: tokenizers frozen, encoder fine-tuned
     per_epoch_gate: bool = True  # input-dependent per-epoch gate on top of the global gates
     preset: str = "small"  # backbone preset when no pretrained checkpoint is given
@@ -131,6 +132,14 @@ class FinetuneConfig:
         if not (isinstance(self.single_loss, int | float) and not isinstance(self.single_loss, bool)
                 and 0.0 <= float(self.single_loss) <= 10.0):  # fmt: skip
             raise S2VError(f"finetune single_loss must be a number in [0, 10], got {self.single_loss!r}")
+        chosen = self.single_loss_modalities
+        if isinstance(chosen, str) or not all(isinstance(m, str) for m in chosen):
+            raise S2VError(f"finetune single_loss_modalities must be a list of modality names, got {chosen!r}")
+        unknown = [m for m in chosen if m not in MODALITIES]
+        if unknown:
+            raise S2VError(f"finetune single_loss_modalities: unknown modality {', '.join(unknown)}; "
+                           f"known: {', '.join(MODALITIES)}")  # fmt: skip
+        self.single_loss_modalities = tuple(dict.fromkeys(chosen))
         if self.dropout_mode not in DROPOUT_MODES:
             raise S2VError(f"finetune dropout_mode must be one of {', '.join(DROPOUT_MODES)}, got {self.dropout_mode!r}")
         if self.preset not in PRESETS:
@@ -333,12 +342,14 @@ def train_step(
     night_loss: Callable[[torch.Tensor, dict], torch.Tensor] | None = None,
     n_classes: int = 5,
     single_loss: float = 0.0,
+    single_loss_modalities: tuple[str, ...] = (),
 ) -> float:
     """One optimiser step on a :func:`collate_windows` batch with modalities ``keep`` (B, M).
 
     Windows left without any modality have their epochs ignored. With ``single_loss`` > 0 the
     loss adds ``single_loss`` times the mean over modalities of the staging loss of each kept
-    modality alone (:func:`single_modality_loss`). Returns the loss.
+    modality alone (:func:`single_modality_loss`), over ``single_loss_modalities`` only when given.
+    Returns the loss.
     """
     device = next(model.parameters()).device
     present = {m: keep[:, j].to(device) for j, m in enumerate(batch["names"])}
@@ -349,8 +360,9 @@ def train_step(
     target = batch["stages"].to(device).masked_fill(~usable, -1)  # (B, T)
     options = {"class_weights": class_weights, "label_smoothing": label_smoothing, "n_classes": n_classes}
     loss = staging_loss(out.stage_logits, target, **options)
-    if single_loss > 0:
-        loss = loss + single_loss * single_modality_loss(model, hidden, present, target, **options)
+    counted = {m: h for m, h in hidden.items() if m in single_loss_modalities} if single_loss_modalities else hidden
+    if single_loss > 0 and counted:
+        loss = loss + single_loss * single_modality_loss(model, counted, present, target, **options)
     if night_loss is not None and out.night is not None:
         loss = loss + night_loss(out.night, batch)  # hook for night-level heads (age, sex, AHI)
     optimizer.zero_grad(set_to_none=True)
@@ -638,7 +650,8 @@ class _FinetuneRun:
             weights = torch.from_numpy(class_weights_from_counts(np.array(merged))).to(device)
         self.step_options = {"class_weights": weights, "label_smoothing": cfg.label_smoothing,
                              "grad_clip": cfg.grad_clip, "night_loss": night_loss, "n_classes": cfg.n_classes,
-                             "single_loss": float(cfg.single_loss)}  # fmt: skip
+                             "single_loss": float(cfg.single_loss),
+                             "single_loss_modalities": tuple(cfg.single_loss_modalities)}  # fmt: skip
         self.window_weights = _window_weights(store, self.train, cfg.site_weights)
         self.ranges = _feature_ranges(self.train) if model.config.features else None
         self.extra = dict(extra or {})  # the caller's checkpoint entries (finetune's ``extra``)
