@@ -82,6 +82,9 @@ def test_adaptation_starts_from_the_classifier_and_keeps_the_last_pass(stores, t
     _, _, extra = load_classifier(res.checkpoint)
     assert extra["finetune_config"]["init_head"] is True
     assert extra["finetune_config"]["site_weights"]["lab"] > 0
+    # the stage also trains the head on SpO2 alone (bench/RESULTS.md), recorded with the model
+    assert extra["finetune_config"]["single_loss"] == 1.0
+    assert extra["finetune_config"]["single_loss_modalities"] == ["spo2"]
 
 
 def test_the_real_files_trained_on_are_recorded_and_recognised(stores, tmp_path, monkeypatch, capsys):
