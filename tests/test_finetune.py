@@ -210,13 +210,19 @@ def test_single_modality_loss_averages_the_kept_modalities(store):
     assert float(none.detach()) == 0.0 and none.requires_grad
 
 
-def test_train_step_with_the_single_modality_loss(store):
-    """The single-modality loss is added on top: with weight 0 the step is the plain one."""
+def _frozen_step(store):
+    """A tiny classifier, a batch of a 9- and a 4-modality window, an optimiser that changes nothing,
+    and the plain step's loss."""
     ds = WindowDataset(store, "train", window_epochs=30)
     model = Sleep2VecClassifier(get_preset("tiny"), HeadConfig(), seed=0).eval()
     batch = collate_windows([ds[0], ds[2]], model.config.modalities)
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
-    plain = train_step(model, batch, opt, batch["present"])
+    return model, batch, opt, train_step(model, batch, opt, batch["present"])
+
+
+def test_train_step_with_the_single_modality_loss(store):
+    """The single-modality loss is added on top: with weight 0 the step is the plain one."""
+    model, batch, opt, plain = _frozen_step(store)
     assert train_step(model, batch, opt, batch["present"], single_loss=0.0) == plain
     present = {m: batch["present"][:, j] for j, m in enumerate(batch["names"])}
     with torch.no_grad():
@@ -232,11 +238,7 @@ def test_train_step_with_the_single_modality_loss(store):
 
 def test_the_single_modality_loss_can_count_chosen_modalities_only(store):
     """``single_loss_modalities`` restricts the extra loss to those modalities' states."""
-    ds = WindowDataset(store, "train", window_epochs=30)
-    model = Sleep2VecClassifier(get_preset("tiny"), HeadConfig(), seed=0).eval()
-    batch = collate_windows([ds[0], ds[2]], model.config.modalities)
-    opt = torch.optim.SGD(model.parameters(), lr=0.0)
-    plain = train_step(model, batch, opt, batch["present"])
+    model, batch, opt, plain = _frozen_step(store)
     present = {m: batch["present"][:, j] for j, m in enumerate(batch["names"])}
     target = batch["stages"].masked_fill(~batch["valid"], -1)
     with torch.no_grad():
@@ -246,11 +248,13 @@ def test_the_single_modality_loss_can_count_chosen_modalities_only(store):
     assert float(chosen) != pytest.approx(float(every), rel=1e-3)  # the restriction changes the loss
     got = train_step(model, batch, opt, batch["present"], single_loss=1.0, single_loss_modalities=("eeg", "ibi"))
     assert got == pytest.approx(plain + float(chosen), rel=1e-5)
-    # a modality this batch does not have: the plain step
-    absent = [m for j, m in enumerate(batch["names"]) if not bool(batch["present"][:, j].any())]
-    if absent:
-        only = train_step(model, batch, opt, batch["present"], single_loss=1.0, single_loss_modalities=(absent[0],))
-        assert only == pytest.approx(plain, rel=1e-6)
+    # the chosen modality dropped from every window: nothing to add, the plain step with that subset
+    keep = batch["present"].clone()
+    keep[:, batch["names"].index("spo2")] = False
+    without = train_step(model, batch, opt, keep)
+    assert without != pytest.approx(plain, rel=1e-6)  # dropping spo2 changes the fused loss
+    only = train_step(model, batch, opt, keep, single_loss=1.0, single_loss_modalities=("spo2",))
+    assert only == pytest.approx(without, rel=1e-6)
     cfg = FinetuneConfig(single_loss=1.0, single_loss_modalities=["spo2", "ibi", "spo2"])
     assert cfg.single_loss_modalities == ("spo2", "ibi")
     with pytest.raises(S2VError, match="unknown modality eye"):
