@@ -360,9 +360,10 @@ def train_step(
     target = batch["stages"].to(device).masked_fill(~usable, -1)  # (B, T)
     options = {"class_weights": class_weights, "label_smoothing": label_smoothing, "n_classes": n_classes}
     loss = staging_loss(out.stage_logits, target, **options)
-    counted = {m: h for m, h in hidden.items() if m in single_loss_modalities} if single_loss_modalities else hidden
-    if single_loss > 0 and counted:
-        loss = loss + single_loss * single_modality_loss(model, counted, present, target, **options)
+    if single_loss > 0:
+        counted = {m: h for m, h in hidden.items() if not single_loss_modalities or m in single_loss_modalities}
+        if counted:
+            loss = loss + single_loss * single_modality_loss(model, counted, present, target, **options)
     if night_loss is not None and out.night is not None:
         loss = loss + night_loss(out.night, batch)  # hook for night-level heads (age, sex, AHI)
     optimizer.zero_grad(set_to_none=True)
@@ -651,7 +652,7 @@ class _FinetuneRun:
         self.step_options = {"class_weights": weights, "label_smoothing": cfg.label_smoothing,
                              "grad_clip": cfg.grad_clip, "night_loss": night_loss, "n_classes": cfg.n_classes,
                              "single_loss": float(cfg.single_loss),
-                             "single_loss_modalities": tuple(cfg.single_loss_modalities)}  # fmt: skip
+                             "single_loss_modalities": cfg.single_loss_modalities}  # fmt: skip
         self.window_weights = _window_weights(store, self.train, cfg.site_weights)
         self.ranges = _feature_ranges(self.train) if model.config.features else None
         self.extra = dict(extra or {})  # the caller's checkpoint entries (finetune's ``extra``)
