@@ -9,7 +9,8 @@ hypnograms) and the PhysioNet slpdb beat annotations. The reference file
 ``s2v_core/data/synth_calibration.json`` holds, per statistic (see
 :mod:`s2v_core.synth.calibration`), the real value, a tolerance and where it came from. The
 tolerance is twice the bootstrap SD over real recordings (recordings resampled with
-replacement), at least 0.25 (for a power share: at least a quarter of it): the statistics of four 30-min excerpts or twelve OSA nights are
+replacement), at least 0.25 (for a power share: at least a quarter of it; for an amplitude ratio,
+log10, at least 0.08, a factor of 1.2): the statistics of four 30-min excerpts or twelve OSA nights are
 themselves uncertain, and the test only asks the generator to stay inside that uncertainty.
 """
 
@@ -32,6 +33,7 @@ from s2v_core.synth.cohort import generate_cohort
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("S2V_SHARED_DATA", ROOT.parent / "shared" / "data"))
 MIN_TOLERANCE = 0.25
+MIN_AMPLITUDE_TOLERANCE = 0.08
 N_BOOT = 200
 
 
@@ -57,9 +59,11 @@ def reference(eeg: list, ibi: list, seed: int = 0) -> dict:
     for k, v in point.items():
         sd = float(np.std(boots[k])) if len(boots[k]) > 10 else float("nan")
         tol = max(MIN_TOLERANCE, 2 * sd) if np.isfinite(sd) else 2 * MIN_TOLERANCE
-        eeg_stat = k.startswith(("contrast", "share"))
+        eeg_stat = k.startswith(("contrast", "share", "amplitude"))
         if k.startswith("share"):  # a share is a fraction: its tolerance scales with it
             tol = max(0.25 * v, 2 * sd, 0.01) if np.isfinite(sd) else max(0.5 * v, 0.01)
+        if k.startswith("amplitude"):
+            tol = max(MIN_AMPLITUDE_TOLERANCE, 2 * sd) if np.isfinite(sd) else 2 * MIN_AMPLITUDE_TOLERANCE
         source = "DREAMS excerpts 1-4 (EEG)" if eeg_stat else "PhysioNet slpdb, 12 records (beats)"
         stats[k] = {"real": round(v, 4), "tolerance": round(tol, 4), "bootstrap_sd": round(sd, 4), "source": source}
     return stats

@@ -8,6 +8,10 @@ same engineered features the model reads (:mod:`s2v_core.signals.features`):
 * EEG, ``contrast:<band>:<stage>``: mean log10 relative power of the band in epochs of the stage
   minus its mean in all other epochs (e.g. alpha in wake, delta in N3, sigma in N2, theta in N1);
 * EEG, ``share:<band>:<stage>``: the band's mean share of the 0.5-25 Hz power in the stage;
+* EEG, ``amplitude:<stage>-N2``: how much larger (log10 of the 0.3-25 Hz standard deviation) the
+  EEG is in the stage than in N2 of the same night, averaged over nights. A ratio within a night,
+  so it is free of the amplifier's gain, and it says what the shares cannot: real N3 is about 1.6
+  times as large as N2, real wake about as large as N2;
 * IBI, ``z:<feature>:<stage>``: median over nights of the within-night robust z-score of a heart
   rate variability feature in epochs of the stage (heart rate, RMSSD, HF power, LF/HF, VLF power).
 
@@ -31,9 +35,11 @@ from s2v_core.stages import N1, N2, N3, REM, STAGE_NAMES, W
 __all__ = [
     "EEG_BANDS",
     "EEG_CONTRASTS",
+    "AMPLITUDE_STAGES",
     "IBI_FEATURES",
     "REFERENCE_FILE",
     "compare",
+    "eeg_amplitudes",
     "eeg_contrasts",
     "ibi_stage_z",
     "load_reference",
@@ -49,6 +55,12 @@ EEG_CONTRASTS: tuple[tuple[str, int], ...] = (
 
 EEG_BANDS: tuple[str, ...] = ("sdelta", "fdelta", "theta", "alpha", "sigma", "beta")
 """Bands of :mod:`s2v_core.signals.features` whose share of the power is measured per stage."""
+
+AMPLITUDE_STAGES: tuple[int, ...] = (W, N1, N3, REM)
+"""Stages whose EEG amplitude is compared with N2 of the same night."""
+
+_MIN_EPOCHS = 4
+"""Epochs a stage needs in a night for its amplitude to count."""
 
 IBI_FEATURES: tuple[str, ...] = ("log_ibi", "log_ibi_rmssd", "log_hf_2min", "log_lf_hf", "log_vlf_5min")
 """HRV features whose within-night z-score is measured per stage."""
@@ -83,6 +95,27 @@ def eeg_contrasts(nights: Iterable[Night]) -> dict[str, float]:
     return out
 
 
+def eeg_amplitudes(nights: Iterable[Night]) -> dict[str, float]:
+    """``amplitude:<stage>-N2``: mean over nights of the stage's mean ``log_std`` minus N2's."""
+    col = base_feature_names("eeg").index("log_std")
+    per_night: dict[str, list[float]] = {}
+    for night in nights:
+        if "eeg" not in night.modalities:
+            continue
+        ok = night.epoch_valid["eeg"] & (night.stages >= 0)
+        amp = epoch_features("eeg", night.signals["eeg"], ok)[:, col]
+        good = ok & np.isfinite(amp)
+        n2 = good & (night.stages == N2)
+        if n2.sum() < _MIN_EPOCHS:
+            continue
+        for stage in AMPLITUDE_STAGES:
+            sel = good & (night.stages == stage)
+            if sel.sum() >= _MIN_EPOCHS:
+                key = f"amplitude:{STAGE_NAMES[stage]}-N2"
+                per_night.setdefault(key, []).append(float(amp[sel].mean() - amp[n2].mean()))
+    return {k: float(np.mean(v)) for k, v in per_night.items()}
+
+
 def ibi_stage_z(nights: Iterable[Night]) -> dict[str, float]:
     """``z:<feature>:<stage>``: median over nights of the stage's median within-night z-score."""
     names = base_feature_names("ibi")
@@ -104,8 +137,8 @@ def ibi_stage_z(nights: Iterable[Night]) -> dict[str, float]:
 
 
 def night_statistics(nights: list[Night]) -> dict[str, float]:
-    """Every calibration statistic the nights allow (EEG contrasts and IBI stage z-scores)."""
-    return {**eeg_contrasts(nights), **ibi_stage_z(nights)}
+    """Every calibration statistic the nights allow (EEG contrasts and amplitudes, IBI stage z-scores)."""
+    return {**eeg_contrasts(nights), **eeg_amplitudes(nights), **ibi_stage_z(nights)}
 
 
 def load_reference(path: str | Path = REFERENCE_FILE) -> dict[str, dict[str, float]]:
