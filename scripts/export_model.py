@@ -297,7 +297,11 @@ def card(meta: dict, test: pd.DataFrame, real: list[str], experiments: list[str]
         "- The generator's per-stage statistics were calibrated against summaries of the same public recordings"
         " (EEG band shares and contrasts of the DREAMS excerpts; heart-rate-variability z-scores of slpdb:"
         " `s2v_core/data/synth_calibration.json`), so *zero-shot* means no real epoch in training, not"
-        " independence from those recordings; the leave-one-subject-out figures are the ones to quote.",
+        " independence from those recordings; the leave-one-subject-out figures are the ones to quote. One known"
+        " gap: relative to N2, the generator's EEG is smaller in wake (0.55 times; DREAMS 0.9) and in N3 (1.15"
+        " times; DREAMS 1.6). A generator without it gave the synthetic-only classifier +0.04 on the DREAMS"
+        " excerpts but left the leave-one-subject-out figures level, so it was not adopted (`bench/RESULTS.md`,"
+        " \"EEG size by stage\").",
         f"- Validation used {meta['data']['val_nights']} synthetic nights; the adaptation stage keeps its last pass"
         " (no real validation subject to choose by).",
         "- The small preset is sized for CPU inference; the paper's dense model is ~25x larger.",
