@@ -62,7 +62,7 @@ def _eeg_night(stages: np.ndarray, level: dict[int, float], gain: float = 1.0) -
 
 def test_amplitude_statistics_read_size_against_n2_and_not_the_gain():
     stages = np.repeat(np.array([W, N2, N3, N1, N2, REM]), 10)
-    doubled = _eeg_night(stages, {N3: 2.0, W: 1.0})
+    doubled = _eeg_night(stages, {N3: 2.0})
     amp = eeg_amplitudes([doubled])
     assert amp["amplitude:N3-N2"] == pytest.approx(np.log10(2.0), abs=0.03)
     assert abs(amp["amplitude:W-N2"]) < 0.03 and set(amp) == {"amplitude:W-N2", "amplitude:N1-N2",

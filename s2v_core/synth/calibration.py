@@ -33,9 +33,9 @@ from s2v_core.signals.features import base_feature_names, epoch_features, normal
 from s2v_core.stages import N1, N2, N3, REM, STAGE_NAMES, W
 
 __all__ = [
+    "AMPLITUDE_STAGES",
     "EEG_BANDS",
     "EEG_CONTRASTS",
-    "AMPLITUDE_STAGES",
     "IBI_FEATURES",
     "REFERENCE_FILE",
     "compare",
@@ -66,20 +66,32 @@ IBI_FEATURES: tuple[str, ...] = ("log_ibi", "log_ibi_rmssd", "log_hf_2min", "log
 """HRV features whose within-night z-score is measured per stage."""
 
 
-def eeg_contrasts(nights: Iterable[Night]) -> dict[str, float]:
-    """``contrast:<band>:<stage>`` over the scored EEG epochs of all ``nights`` pooled."""
-    names = base_feature_names("eeg")
-    rows, stages = [], []
+def _eeg_rows(nights: Iterable[Night]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(raw EEG features, scored and usable epochs, stages)`` of each night with EEG, computed once."""
+    out = []
     for night in nights:
-        if "eeg" not in night.modalities:
-            continue
-        ok = night.epoch_valid["eeg"] & (night.stages >= 0)
-        values = epoch_features("eeg", night.signals["eeg"], ok)
-        rows.append(values[ok])
-        stages.append(night.stages[ok])
-    if not rows:
+        if "eeg" in night.modalities:
+            ok = night.epoch_valid["eeg"] & (night.stages >= 0)
+            out.append((epoch_features("eeg", night.signals["eeg"], ok), ok, night.stages))
+    return out
+
+
+def eeg_contrasts(nights: Iterable[Night]) -> dict[str, float]:
+    """``contrast:<band>:<stage>`` and ``share:<band>:<stage>`` over the scored EEG epochs of all ``nights`` pooled."""
+    return _contrasts(_eeg_rows(nights))
+
+
+def eeg_amplitudes(nights: Iterable[Night]) -> dict[str, float]:
+    """``amplitude:<stage>-N2``: mean over nights of the stage's mean ``log_std`` minus N2's."""
+    return _amplitudes(_eeg_rows(nights))
+
+
+def _contrasts(eeg: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, float]:
+    if not eeg:
         return {}
-    x, s = np.concatenate(rows), np.concatenate(stages)
+    names = base_feature_names("eeg")
+    x = np.concatenate([values[ok] for values, ok, _ in eeg])
+    s = np.concatenate([stages[ok] for _, ok, stages in eeg])
     out = {}
     for band, stage in EEG_CONTRASTS:
         col = x[:, names.index(f"rel_{band}")]
@@ -95,21 +107,17 @@ def eeg_contrasts(nights: Iterable[Night]) -> dict[str, float]:
     return out
 
 
-def eeg_amplitudes(nights: Iterable[Night]) -> dict[str, float]:
-    """``amplitude:<stage>-N2``: mean over nights of the stage's mean ``log_std`` minus N2's."""
+def _amplitudes(eeg: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, float]:
     col = base_feature_names("eeg").index("log_std")
     per_night: dict[str, list[float]] = {}
-    for night in nights:
-        if "eeg" not in night.modalities:
-            continue
-        ok = night.epoch_valid["eeg"] & (night.stages >= 0)
-        amp = epoch_features("eeg", night.signals["eeg"], ok)[:, col]
+    for values, ok, stages in eeg:
+        amp = values[:, col]
         good = ok & np.isfinite(amp)
-        n2 = good & (night.stages == N2)
+        n2 = good & (stages == N2)
         if n2.sum() < _MIN_EPOCHS:
             continue
         for stage in AMPLITUDE_STAGES:
-            sel = good & (night.stages == stage)
+            sel = good & (stages == stage)
             if sel.sum() >= _MIN_EPOCHS:
                 key = f"amplitude:{STAGE_NAMES[stage]}-N2"
                 per_night.setdefault(key, []).append(float(amp[sel].mean() - amp[n2].mean()))
@@ -138,7 +146,8 @@ def ibi_stage_z(nights: Iterable[Night]) -> dict[str, float]:
 
 def night_statistics(nights: list[Night]) -> dict[str, float]:
     """Every calibration statistic the nights allow (EEG contrasts and amplitudes, IBI stage z-scores)."""
-    return {**eeg_contrasts(nights), **eeg_amplitudes(nights), **ibi_stage_z(nights)}
+    eeg = _eeg_rows(nights)  # the EEG features of each night once, for both EEG statistics
+    return {**_contrasts(eeg), **_amplitudes(eeg), **ibi_stage_z(nights)}
 
 
 def load_reference(path: str | Path = REFERENCE_FILE) -> dict[str, dict[str, float]]:
