@@ -32,7 +32,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import cohen_kappa_score
 
 from s2v_core.cohort.store import CohortStore
-from s2v_core.signals.features import features_from_raw, normalise_within_night
+from s2v_core.signals.features import _TRIANGLE, _rolling, features_from_raw, normalise_within_night
 from s2v_core.stages import REM, W
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +66,8 @@ def permutation_entropy(windows: np.ndarray) -> np.ndarray:
 
 
 def candidate_features(ibi: np.ndarray, valid: np.ndarray) -> dict[str, np.ndarray]:
-    """``{group: (n_epochs, 2)}``: each candidate's within-night score and its 7.5-min average."""
+    """``{group: (n_epochs, 2)}``: each candidate's within-night score, and that of its 7.5-min average
+    (smoothed, then scored, as :func:`~s2v_core.signals.features.features_from_raw` does)."""
     n = len(ibi)
     flat = ibi.astype(np.float64).ravel()
     flat = np.where(np.isfinite(flat), flat, np.nanmedian(flat))
@@ -86,12 +87,11 @@ def candidate_features(ibi: np.ndarray, valid: np.ndarray) -> dict[str, np.ndarr
         "long-range": np.log(mean) - np.log(uniform_filter1d(mean, 61, mode="nearest")),
         "rank": np.argsort(np.argsort(mean)) / n,
     }
-    triangle = np.bartlett(17)[1:-1]
     out = {}
     for name, col in raw.items():
-        z = normalise_within_night(col[:, None], valid)[:, 0]
-        smooth = np.convolve(np.pad(z, 15, mode="edge"), triangle / triangle.sum(), mode="same")[15:-15]
-        out[name] = np.stack([z, smooth], axis=1)
+        col = col[:, None]
+        smooth = _rolling(col, valid, _TRIANGLE, centred=True)
+        out[name] = np.concatenate([normalise_within_night(col, valid), normalise_within_night(smooth, valid)], axis=1)
     return out
 
 
