@@ -32,7 +32,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import cohen_kappa_score
 
 from s2v_core.cohort.store import CohortStore
-from s2v_core.signals.features import _TRIANGLE, _rolling, features_from_raw, normalise_within_night
+from s2v_core.signals.features import features_from_raw, normalise_within_night, smooth_centred
 from s2v_core.stages import REM, W
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +90,7 @@ def candidate_features(ibi: np.ndarray, valid: np.ndarray) -> dict[str, np.ndarr
     out = {}
     for name, col in raw.items():
         col = col[:, None]
-        smooth = _rolling(col, valid, _TRIANGLE, centred=True)
+        smooth = smooth_centred(col, valid)
         out[name] = np.concatenate([normalise_within_night(col, valid), normalise_within_night(smooth, valid)], axis=1)
     return out
 

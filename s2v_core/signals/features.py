@@ -52,6 +52,7 @@ __all__ = [
     "n_features",
     "night_features",
     "normalise_within_night",
+    "smooth_centred",
 ]
 
 FEATURE_VERSION = 2
@@ -635,6 +636,12 @@ def _rolling(values: np.ndarray, valid: np.ndarray, kernel: np.ndarray, centred:
     return np.divide(num, den, out=np.full_like(num, np.nan), where=den > 1e-9)
 
 
+def smooth_centred(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The centred triangular moving average over 7.5 min (step 2 of the module docstring) of each
+    column, over the valid finite values only (NaN where a window has none); not yet standardised."""
+    return _rolling(values, valid, _TRIANGLE, centred=True)
+
+
 def night_features(modality: str, epochs: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
     """What the model reads: normalised base features plus their smoothed copies.
 
@@ -671,7 +678,7 @@ def features_from_raw(raw: np.ndarray, valid: np.ndarray, modality: str) -> np.n
         raise ValueError(f"{modality}: {raw.shape[1]} raw features, expected {len(base_feature_names(modality))}")
     ok = np.asarray(valid, bool) & np.isfinite(raw).any(axis=1)
     z = normalise_within_night(raw, ok)
-    centre_raw = _rolling(raw, ok, _TRIANGLE, centred=True)
+    centre_raw = smooth_centred(raw, ok)
     centre = normalise_within_night(centre_raw, ok)
     past = normalise_within_night(_rolling(raw, ok, np.ones(SMOOTHING_EPOCHS[1]), centred=False), ok)
     parts = [z, centre, past]
